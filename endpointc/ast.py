@@ -1,0 +1,299 @@
+"""The syntax tree: frozen models that mirror the text, each carrying its span.
+
+The tree keeps what the author wrote (order of items, the spelling of patterns,
+comments) so the formatter can print it back; meaning is decided later, in `lower`.
+Node class names are the rule aliases of grammar/endpoint.lark.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .source import Span
+
+__all__ = [
+    "Node", "Code", "Range", "Exact", "AnyCode", "NoCode", "Regex", "Combination",
+    "CodelistRef", "Pattern", "SimplePattern", "VocabClause", "Option", "Rule",
+    "NameRef", "Include", "When", "Require", "Sex", "ControlExclude", "ControlRequire",
+    "Controls", "Meta", "Endpoint", "Codelist", "Comment", "File",
+    "Number", "Var", "EndpointRef", "Attr", "Compare", "And", "Or", "Not", "Expr",
+    "SOURCES", "VOCABULARIES", "META_KEYS", "OPTIONS",
+]
+
+# Rule sources and their vocabularies, as written in the language (LANGUAGE.md s.3).
+SOURCES: dict[str, tuple[str, ...]] = {
+    "hospital": ("icd10", "icd9", "icd8"),
+    "inpatient": ("icd10", "icd9", "icd8"),
+    "outpatient": ("icd10", "icd9", "icd8"),
+    "primary": ("icd10", "icpc2", "procedure"),
+    "death": ("icd10", "icd9", "icd8"),
+    "operation": ("nomesco", "hl", "hp1", "hp2"),
+    "reimbursement": ("kela", "icd10", "icd9"),
+    "purchase": ("atc", "vnr", "kela"),
+    "cancer": ("topography", "morphology", "behaviour"),
+}
+VOCABULARIES: tuple[str, ...] = (
+    "icd10", "icd9", "icd8", "icpc2", "procedure", "nomesco", "hl", "hp1", "hp2",
+    "kela", "atc", "vnr", "topography", "morphology", "behaviour",
+)
+META_KEYS: tuple[str, ...] = ("title", "tags", "level", "parent", "latin", "omit", "note", "version")
+OPTIONS: tuple[str, ...] = ("main", "min", "single", "needs_other", "mode", "with_atc")
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    span: Span
+
+
+# -- code patterns -------------------------------------------------------------
+
+class Code(Node):
+    """`E11`, `F3[2-3]`, `C34.[123457]`: a prefix, with FinnGen character classes."""
+    kind: Literal["code"] = "code"
+    text: str
+
+
+class Range(Node):
+    """`E10-E14`: prefixes from start to end, both the same length."""
+    kind: Literal["range"] = "range"
+    start: str
+    end: str
+
+
+class Exact(Node):
+    """`=E119`: the whole code, nothing longer."""
+    kind: Literal["exact"] = "exact"
+    text: str
+
+
+class AnyCode(Node):
+    kind: Literal["any"] = "any"
+
+
+class NoCode(Node):
+    kind: Literal["none"] = "none"
+
+
+class Regex(Node):
+    """`re"^C34.?[12]"`: a raw regular expression, anchored at the code's start."""
+    kind: Literal["regex"] = "regex"
+    regex: str
+
+
+class CodelistRef(Node):
+    """`@DIABETES_ICD10`: the patterns of a named codelist of the same vocabulary."""
+    kind: Literal["codelist"] = "codelist"
+    name: str
+
+
+SimplePattern = Annotated[
+    Union[Code, Range, Exact, AnyCode, NoCode, Regex, CodelistRef], Field(discriminator="kind")
+]
+
+
+class Combination(Node):
+    """`I21&I10`: the first part matches CODE1 and the second CODE2 of the same event."""
+    kind: Literal["combination"] = "combination"
+    first: SimplePattern
+    second: SimplePattern
+
+
+Pattern = Annotated[
+    Union[Code, Range, Exact, AnyCode, NoCode, Regex, CodelistRef, Combination],
+    Field(discriminator="kind"),
+]
+
+
+# -- rules ---------------------------------------------------------------------
+
+class VocabClause(Node):
+    """`icd10 I21 | I22 except I219`."""
+    vocab: str
+    patterns: tuple[Pattern, ...]
+    excepts: tuple[Pattern, ...] = ()
+
+
+class Option(Node):
+    """A rule option; `value` only for `min N`."""
+    name: str  # one of OPTIONS; check reports anything else
+    value: int | None = None
+
+
+class Rule(Node):
+    kind: Literal["rule"] = "rule"
+    source: str
+    options: tuple[Option, ...] = ()
+    clauses: tuple[VocabClause, ...]
+
+    def option(self, name: str) -> Option | None:
+        return next((o for o in self.options if o.name == name), None)
+
+
+# -- expressions (when / require) ----------------------------------------------
+
+class Number(Node):
+    kind: Literal["number"] = "number"
+    value: float
+    text: str
+
+
+class Var(Node):
+    """An event field in `when`: age, year or emergency."""
+    kind: Literal["var"] = "var"
+    name: Literal["age", "year", "emergency"]
+
+
+class EndpointRef(Node):
+    """An endpoint name in `require`: true where the person is a case."""
+    kind: Literal["ref"] = "ref"
+    name: str
+
+
+class Attr(Node):
+    """`X.count`, `X.age`: a case's number of events, age at first event."""
+    kind: Literal["attr"] = "attr"
+    name: str
+    attr: Literal["count", "age", "year"]
+
+
+class Compare(Node):
+    """`4 <= age <= 40`: a chain; operands[i] ops[i] operands[i+1], all must hold."""
+    kind: Literal["compare"] = "compare"
+    operands: tuple["Expr", ...]
+    ops: tuple[Literal["<", "<=", ">", ">=", "==", "!="], ...]
+
+
+class And(Node):
+    kind: Literal["and"] = "and"
+    args: tuple["Expr", ...]
+
+
+class Or(Node):
+    kind: Literal["or"] = "or"
+    args: tuple["Expr", ...]
+
+
+class Not(Node):
+    kind: Literal["not"] = "not"
+    arg: "Expr"
+
+
+Expr = Annotated[
+    Union[Number, Var, EndpointRef, Attr, Compare, And, Or, Not], Field(discriminator="kind")
+]
+
+
+# -- endpoint items ------------------------------------------------------------
+
+class NameRef(Node):
+    name: str
+
+
+class Include(Node):
+    kind: Literal["include"] = "include"
+    names: tuple[NameRef, ...]
+
+
+class When(Node):
+    kind: Literal["when"] = "when"
+    condition: Expr
+
+
+class Require(Node):
+    kind: Literal["require"] = "require"
+    condition: Expr
+
+
+class Sex(Node):
+    kind: Literal["sex"] = "sex"
+    value: Literal["female", "male", "any"]
+
+
+class ControlExclude(Node):
+    kind: Literal["exclude"] = "exclude"
+    names: tuple[NameRef, ...]
+
+
+class ControlRequire(Node):
+    kind: Literal["require"] = "require"
+    condition: Expr
+
+
+class Controls(Node):
+    kind: Literal["controls"] = "controls"
+    items: tuple[Annotated[Union[ControlExclude, ControlRequire], Field(discriminator="kind")], ...]
+
+
+class Meta(Node):
+    """Metadata never changes who is a case. `custom` marks `meta "KEY" "value"`."""
+    kind: Literal["meta"] = "meta"
+    key: str
+    value: str | tuple[str, ...]
+    custom: bool = False
+
+
+Item = Annotated[
+    Union[Rule, Include, When, Require, Sex, Controls, Meta], Field(discriminator="kind")
+]
+
+
+class Endpoint(Node):
+    kind: Literal["endpoint"] = "endpoint"
+    name: str
+    name_span: Span
+    items: tuple[Item, ...]
+
+    def _of(self, cls):
+        return tuple(i for i in self.items if isinstance(i, cls))
+
+    @property
+    def rules(self) -> tuple[Rule, ...]:
+        return self._of(Rule)
+
+    @property
+    def includes(self) -> tuple[NameRef, ...]:
+        return tuple(n for i in self._of(Include) for n in i.names)
+
+    @property
+    def meta(self) -> dict[str, str | tuple[str, ...]]:
+        return {m.key: m.value for m in self._of(Meta)}
+
+    @property
+    def sex(self) -> str:
+        found = self._of(Sex)
+        return found[-1].value if found else "any"
+
+
+class Codelist(Node):
+    kind: Literal["codelist"] = "codelist"
+    name: str
+    name_span: Span
+    vocab: str
+    patterns: tuple[Pattern, ...]
+
+
+class Comment(Node):
+    text: str  # without the leading '#'
+
+
+class File(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    declarations: tuple[Annotated[Union[Endpoint, Codelist], Field(discriminator="kind")], ...]
+    comments: tuple[Comment, ...] = ()
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        return tuple(d for d in self.declarations if isinstance(d, Endpoint))
+
+    @property
+    def codelists(self) -> tuple[Codelist, ...]:
+        return tuple(d for d in self.declarations if isinstance(d, Codelist))
+
+
+for _model in (Compare, And, Or, Not, When, Require, ControlRequire, Controls, Endpoint, File):
+    _model.model_rebuild()

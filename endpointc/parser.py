@@ -1,0 +1,187 @@
+"""Parse: text -> Lark parse tree -> AST, with syntax errors turned into diagnostics.
+
+The grammar ships inside the package (grammar/endpoint.lark) and the LALR tables are
+built once per process. Lark's exceptions never leave this module: each becomes an EP1xx
+diagnostic with the position, what was expected in the user's words, and a hint when the
+mistake looks like a known one (`match_examples`).
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+from lark import Lark, Token
+from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from . import ast
+from .build import Builder
+from .diagnostics import Diagnostic
+from .source import Source, Span
+
+__all__ = ["parse", "parse_file", "grammar_text"]
+
+# Friendly names for terminals in "expected ..." messages.
+TERMINAL_WORDS = {
+    "NAME": "a name (like I9_MI)", "CODE": "a code pattern (like I21)", "STRING": 'a "quoted text"',
+    "NUMBER": "a number", "REGEX": 're"..."', "COMPARE": "a comparison (<, <=, >, >=, ==, !=)",
+    "LBRACE": "'{'", "RBRACE": "'}'", "LPAR": "'('", "RPAR": "')'", "COMMA": "','",
+    "VBAR": "'|'", "EQUAL": "'='", "AT": "'@'", "AMPERSAND": "'&'", "MINUS": "'-'", "DOT": "'.'",
+    "TEXT_KEY": "title, latin, note or version", "$END": "the end of the file",
+}
+
+# Known mistakes, shown as examples to Lark's match_examples: the error state of each
+# example labels errors of the same shape. Keys are (code, message, hint).
+MISTAKES: dict[tuple[str, str, str], list[str]] = {
+    ("EP102", "missing '{' after the endpoint name",
+     "an endpoint's body goes in braces: endpoint NAME { ... }"): [
+        "endpoint A title", "endpoint A hospital",
+    ],
+    ("EP103", "endpoint names are upper-case",
+     "write names as [A-Z][A-Z0-9_]*, e.g. I9_MI"): [
+        "endpoint a {", "endpoint i9_mi {",
+    ],
+    ("EP104", "a rule needs a vocabulary before its codes",
+     "write e.g. `hospital icd10 I21`: SOURCE [options] VOCAB PATTERNS"): [
+        "endpoint A { hospital I21 }", "endpoint A { death E11 }", "endpoint A { purchase A10 }",
+    ],
+    ("EP105", "alternatives must be separated by '|'",
+     "write `icd10 I21 | I22`, or put one pattern per line inside ( ... )"): [
+        "endpoint A { hospital icd10 I21 I22 }", "endpoint A { hospital icd10 I21, I22 }",
+        "endpoint A { hospital icd10 I21 | I22 I23 }",
+    ],
+    ("EP106", "`!` is not an operator here",
+     "write `not NAME` (FinnGen's `!NAME`)"): [
+        "endpoint A { require !B }", "endpoint A { controls { require !B } }",
+    ],
+    ("EP107", "use `and` / `or` in conditions",
+     "FinnGen's `&` and `|` are written `and` and `or`"): [
+        "endpoint A { require B & C }", "endpoint A { require B | C }",
+        "endpoint A { require B and C | D }", "endpoint A { require B and C & D }",
+    ],
+    ("EP108", "text must be quoted",
+     'write e.g. title "Myocardial infarction"'): [
+        "endpoint A { title Myocardial", "endpoint A { note x", "endpoint A { title MI",
+    ],
+    ("EP109", "rule options go before the vocabulary",
+     "write e.g. `hospital main icd10 I21`, not `hospital icd10 I21 main`"): [
+        "endpoint A { hospital icd10 I21 main", "endpoint A { purchase atc A10 min 3",
+        "endpoint A { hospital icd10 I21 single", "endpoint A { purchase atc A10 needs other",
+    ],
+    ("EP110", "unclosed endpoint: the file ends inside '{'",
+     "add the closing '}' of the endpoint"): [
+        "endpoint A { title \"x\"", "endpoint A { hospital icd10 I21",
+    ],
+    ("EP111", "this word is not a known item of an endpoint",
+     "items are: title tags level parent latin omit note version meta, a rule (hospital, "
+     "inpatient, outpatient, primary, death, operation, reimbursement, purchase, cancer), "
+     "include, when, require, sex, controls"): [
+        "endpoint A { name B }", "endpoint A { longname \"x\" }", "endpoint A { conditions B }",
+    ],
+    ("EP112", "FinnGen column names are not event fields",
+     "in `when`, write age, year or emergency (EVENT_AGE, EVENT_YEAR, EMERG)"): [
+        "endpoint A { when EVENT_AGE < 40 }", "endpoint A { when EVENT_YEAR < 40 }",
+    ],
+}
+
+
+@lru_cache(maxsize=1)
+def grammar_text() -> str:
+    return resources.files("endpointc").joinpath("grammar/endpoint.lark").read_text(encoding="utf-8")
+
+
+_comments: list[Token] = []
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return Lark(grammar_text(), parser="lalr", strict=True, propagate_positions=True,
+                maybe_placeholders=False, lexer_callbacks={"COMMENT": _comments.append})
+
+
+def parse(text: str, *, name: str = "<string>") -> tuple[ast.File | None, tuple[Diagnostic, ...]]:
+    """Parse one definitions text into a File, or return the syntax error as a diagnostic.
+
+    >>> tree, diags = parse('endpoint A { hospital icd10 I21 }')
+    >>> tree.endpoints[0].rules[0].clauses[0].patterns[0].text, diags
+    ('I21', ())
+    """
+    source = Source(name, text)
+    with _lock:
+        _comments.clear()
+        try:
+            tree = _lark().parse(text)
+        except UnexpectedInput as error:
+            return None, (_syntax_diagnostic(source, error),)
+        except LarkError as error:  # pragma: no cover - Lark internals, kept user-facing
+            return None, (Diagnostic.error("EP100", f"could not parse: {error}", source.span(0)),)
+        comments = tuple(
+            ast.Comment(span=source.span(t.start_pos, t.end_pos), text=str(t)[1:]) for t in _comments
+        )
+    file = Builder(source).transform(tree)
+    return file.model_copy(update={"comments": comments}), ()
+
+
+def parse_file(path: str | Path) -> tuple[ast.File | None, tuple[Diagnostic, ...]]:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        return None, (Diagnostic.error("EP101", f"{path} is not UTF-8 text ({error.reason} at byte {error.start})"),)
+    except OSError as error:
+        return None, (Diagnostic.error("EP101", f"cannot read {path}: {error.strerror}"),)
+    return parse(text, name=str(path))
+
+
+def _syntax_diagnostic(source: Source, error: UnexpectedInput) -> Diagnostic:
+    offset = error.pos_in_stream if error.pos_in_stream is not None else len(source.text)
+    span: Span
+    if isinstance(error, UnexpectedToken) and error.token.type != "$END":
+        token = error.token
+        span = source.span(token.start_pos, token.end_pos)
+        found = f"'{token}'"
+    elif isinstance(error, UnexpectedCharacters):
+        span = source.span(offset, offset + 1)
+        found = f"'{source.text[offset]}'"
+    else:
+        span = source.span(len(source.text))
+        found = "the end of the file"
+
+    expected = _expected_words(error)
+    known = _known_mistake(source.text, error)
+    if known:
+        code, message, hint = known
+        return Diagnostic.error(code, f"{message} (found {found})", span, hint,
+                                *( [f"expected {expected}"] if expected else []))
+    message = f"unexpected {found}"
+    if expected:
+        message += f"; expected {expected}"
+    return Diagnostic.error("EP101", message, span)
+
+
+def _expected_words(error: UnexpectedInput) -> str:
+    names = getattr(error, "expected", None) or getattr(error, "allowed", None) or set()
+    words = sorted({_word(n) for n in names if n not in ("WS", "COMMENT")})
+    if len(words) > 8:
+        words = words[:8] + ["..."]
+    return ", ".join(words)
+
+
+def _word(terminal: str) -> str:
+    if terminal in TERMINAL_WORDS:
+        return TERMINAL_WORDS[terminal]
+    for term in _lark().terminals:
+        if term.name == terminal and term.pattern.type == "str":
+            return f"'{term.pattern.value}'"
+    return terminal.lower()
+
+
+def _known_mistake(text: str, error: UnexpectedInput) -> tuple[str, str, str] | None:
+    try:
+        label = error.match_examples(_lark().parse, MISTAKES, use_accepts=True)
+    except Exception:  # an example that does not fail the same way must not hide the error
+        return None
+    return label

@@ -1,0 +1,61 @@
+"""Source text and positions: the only stage that knows about files and offsets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["Span", "Source"]
+
+
+class Span(BaseModel):
+    """A half-open region of one source file; lines and columns count from 1."""
+
+    model_config = ConfigDict(frozen=True)
+
+    file: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    offset: int = 0
+    end_offset: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A definitions file's text, kept so diagnostics can quote the offending line."""
+
+    name: str
+    text: str
+    _lines: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_lines", tuple(self.text.splitlines()))
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Source":
+        path = Path(path)
+        # utf-8-sig: files saved by spreadsheet tools often start with a BOM.
+        return cls(str(path), path.read_text(encoding="utf-8-sig"))
+
+    def line(self, number: int) -> str:
+        return self._lines[number - 1] if 0 < number <= len(self._lines) else ""
+
+    def span(self, offset: int, end_offset: int | None = None) -> Span:
+        end_offset = offset if end_offset is None else end_offset
+        line, column = self.position(offset)
+        end_line, end_column = self.position(end_offset)
+        return Span(file=self.name, line=line, column=column, end_line=end_line,
+                    end_column=end_column, offset=offset, end_offset=end_offset)
+
+    def position(self, offset: int) -> tuple[int, int]:
+        offset = max(0, min(offset, len(self.text)))
+        line = self.text.count("\n", 0, offset) + 1
+        column = offset - (self.text.rfind("\n", 0, offset) + 1) + 1
+        return line, column
