@@ -8,6 +8,7 @@ mistake looks like a known one (`match_examples`).
 
 from __future__ import annotations
 
+import re
 import threading
 from functools import lru_cache
 from importlib import resources
@@ -141,21 +142,28 @@ def _syntax_diagnostic(source: Source, error: UnexpectedInput) -> Diagnostic:
     span: Span
     if isinstance(error, UnexpectedToken) and error.token.type != "$END":
         token = error.token
-        span = source.span(token.start_pos, token.end_pos)
-        found = f"'{token}'"
+        # The lexer may cut a lower-case word after its capital (`Myocardial` -> `M`).
+        word = re.match(r"\w+", source.text[token.start_pos:])
+        end = max(token.end_pos, token.start_pos + len(word.group())) if word else token.end_pos
+        span = source.span(token.start_pos, end)
+        found = f"'{source.text[token.start_pos:end]}'"
     elif isinstance(error, UnexpectedCharacters):
-        span = source.span(offset, offset + 1)
-        found = f"'{source.text[offset]}'"
+        # Point at the whole word (`longname`, `Myocardial`), not its first letter.
+        word = re.match(r"\w+", source.text[offset:])
+        end = offset + (len(word.group()) if word else 1)
+        span = source.span(offset, end)
+        found = f"'{source.text[offset:end]}'"
     else:
         span = source.span(len(source.text))
         found = "the end of the file"
 
     expected = _expected_words(error)
-    known = _known_mistake(source.text, error)
+    known = _operator_mistake(source.text, offset, error) or _known_mistake(source.text, error)
     if known:
         code, message, hint = known
-        return Diagnostic.error(code, f"{message} (found {found})", span, hint,
-                                *( [f"expected {expected}"] if expected else []))
+        # After a recognised operator mistake the list of expected words only distracts.
+        extra = [f"expected {expected}"] if expected and code not in ("EP106", "EP107") else []
+        return Diagnostic.error(code, f"{message} (found {found})", span, hint, *extra)
     message = f"unexpected {found}"
     if expected:
         message += f"; expected {expected}"
@@ -177,6 +185,17 @@ def _word(terminal: str) -> str:
         if term.name == terminal and term.pattern.type == "str":
             return f"'{term.pattern.value}'"
     return terminal.lower()
+
+
+def _operator_mistake(text: str, offset: int, error: UnexpectedInput) -> tuple[str, str, str] | None:
+    """FinnGen's `!`, `&` and `|` inside conditions, which match_examples cannot tell apart."""
+    char = text[offset:offset + 1]
+    names = set(getattr(error, "expected", None) or getattr(error, "allowed", None) or ())
+    if char == "!":
+        return next(k for k in MISTAKES if k[0] == "EP106")
+    if char in "&|" and char and ({"AND", "OR", "NOT"} & names or "COMPARE" in names):
+        return next(k for k in MISTAKES if k[0] == "EP107")
+    return None
 
 
 def _known_mistake(text: str, error: UnexpectedInput) -> tuple[str, str, str] | None:

@@ -1,0 +1,236 @@
+"""Code matching for the Polars engine: every pattern of a program, once, on distinct keys.
+
+The event table is never scanned per endpoint. Instead:
+
+1. every distinct (column, CodeSet) of the program becomes one *test*;
+2. each test is matched against the DISTINCT values of its column only: prefixes by a join
+   of each value's prefixes with a (prefix -> test) table, exact codes by a join, regexes
+   with `str.contains` (Python `re` only for the rare pattern Rust's regex cannot run);
+3. the distinct event keys (SOURCE plus every tested column) are joined with those
+   matches, giving (key, test) pairs; a branch holds on a key when its most selective
+   test (the anchor) holds, its SOURCE is allowed, its other tests hold and none of its
+   except conjunctions holds -- all joins on key-level tables, never on events.
+
+The result maps each matched key to the (endpoint, rule) pairs that select it. Joining it
+to the events is the engine's single pass over the event table.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import polars as pl
+
+from ..plan import Branch, CodeSet, ColumnTest, Program
+
+__all__ = ["KeyMapping", "key_columns", "match_keys", "regex_filter"]
+
+# Rust's regex crate reads these differently from Python's `re` (class set operations,
+# nested classes, \Z), so a pattern containing them is matched with Python instead.
+_RUST_DIFFERENT = ("[[", "&&", "--", "~~", "\\Z")
+
+
+@dataclass(frozen=True)
+class KeyMapping:
+    """`keys`: the matched distinct keys (key columns + KEYID u32);
+    `rules`: (KEYID, EP, RULE) with EP the endpoint's position in the program and RULE the
+    rule's position in the endpoint, each triple once."""
+
+    columns: tuple[str, ...]
+    keys: pl.DataFrame
+    rules: pl.DataFrame
+
+
+def _branch_tests(branch: Branch) -> list[ColumnTest]:
+    return [*branch.tests, *(t for conj in branch.excepts for t in conj)]
+
+
+def key_columns(program: Program) -> tuple[str, ...]:
+    """SOURCE plus every column some branch tests, in a fixed order."""
+    used = {t.column for ep in program.endpoints for r in ep.rules for b in r.branches
+            for t in _branch_tests(b)}
+    order = ("ICDVER", "CATEGORY", "CODE1", "CODE2", "CODE3")
+    return ("SOURCE", *(c for c in order if c in used))
+
+
+def regex_filter(values: pl.Series, pattern: str) -> pl.Series:
+    """Boolean mask: `re.match(pattern, value)` for each non-null string value."""
+    if not any(s in pattern for s in _RUST_DIFFERENT):
+        try:
+            return values.str.contains(f"^(?:{pattern})")
+        except pl.exceptions.PolarsError:
+            pass  # a construct Rust's regex does not support: fall through to Python
+    rx = re.compile(pattern)
+    return pl.Series([v is not None and rx.match(v) is not None for v in values.to_list()],
+                     dtype=pl.Boolean)
+
+
+def _match_column(values: pl.Series, tests: list[tuple[int, CodeSet]]) -> pl.DataFrame:
+    """(VALUE, TEST) for every distinct non-null value matching a test's CodeSet."""
+    values = values.drop_nulls().unique()
+    frames: list[pl.DataFrame] = []
+    empty = pl.DataFrame(schema={"VALUE": pl.String, "TEST": pl.UInt32})
+    vals = pl.DataFrame({"VALUE": values}, schema={"VALUE": pl.String})
+
+    prefix_rows = [(p, tid) for tid, cs in tests for p in cs.prefixes]
+    if prefix_rows and vals.height:
+        pt = pl.DataFrame(prefix_rows, schema={"PREFIX": pl.String, "TEST": pl.UInt32},
+                          orient="row").unique()
+        # a value only needs the prefixes whose length some test's prefix has
+        lengths = sorted({len(p) for p, _ in prefix_rows})
+        expanded = (
+            vals.lazy()
+            .with_columns(pl.col("VALUE").str.len_chars().alias("_N"))
+            .join(pl.LazyFrame({"_K": lengths}, schema={"_K": pl.UInt32}), how="cross")
+            .filter(pl.col("_K") <= pl.col("_N"))
+            .with_columns(pl.col("VALUE").str.slice(0, pl.col("_K")).alias("PREFIX"))
+            .join(pt.lazy(), on="PREFIX")
+            .select("VALUE", "TEST")
+        )
+        frames.append(expanded.collect())
+
+    exact_rows = [(e, tid) for tid, cs in tests for e in cs.exact]
+    if exact_rows and vals.height:
+        et = pl.DataFrame(exact_rows, schema={"VALUE": pl.String, "TEST": pl.UInt32},
+                          orient="row").unique()
+        frames.append(vals.join(et, on="VALUE").select("VALUE", "TEST"))
+
+    for tid, cs in tests:
+        for pattern in cs.regexes:
+            if not vals.height:
+                break
+            hit = vals.filter(regex_filter(vals["VALUE"], pattern))
+            frames.append(hit.with_columns(pl.lit(tid, dtype=pl.UInt32).alias("TEST")))
+
+    if not frames:
+        return empty
+    return pl.concat(frames).unique()
+
+
+def match_keys(program: Program, keys: pl.LazyFrame | pl.DataFrame) -> KeyMapping:
+    """Match every branch of `program` against the distinct `keys` (SOURCE + tested columns).
+
+    `keys` may hold duplicates and extra columns; only `key_columns(program)` are read.
+    """
+    columns = key_columns(program)
+    keys_lf = keys.lazy() if isinstance(keys, pl.DataFrame) else keys
+    sources = sorted({s for ep in program.endpoints for r in ep.rules for b in r.branches
+                      for s in b.sources})
+    kdf = (
+        keys_lf.select(columns)
+        .filter(pl.col("SOURCE").is_in(sources))
+        .unique()
+        .sort(columns, nulls_last=True)  # KEYIDs independent of input order
+        .with_row_index("KEYID")
+        .collect()
+    )
+    kdf = kdf.with_columns(pl.col("KEYID").cast(pl.UInt32))
+
+    # -- tests: one id per distinct (column, CodeSet)
+    test_ids: dict[tuple[str, CodeSet], int] = {}
+
+    def tid(test: ColumnTest) -> int:
+        return test_ids.setdefault((test.column, test.codes), len(test_ids))
+
+    branch_rows = []  # (BR, EP, RULE, sources, tests, excepts)
+    for e, ep in enumerate(program.endpoints):
+        for r, rule in enumerate(ep.rules):
+            for branch in rule.branches:
+                excepts = [sorted({tid(t) for t in conj}) for conj in branch.excepts]
+                if any(not conj for conj in excepts):
+                    continue  # an empty except conjunction always holds: the branch selects nothing
+                tests = sorted({tid(t) for t in branch.tests})
+                if any(test.codes.is_empty for test in branch.tests):
+                    continue  # `none`: no code matches
+                branch_rows.append((len(branch_rows), e, r, branch.sources, tests, excepts))
+
+    # -- per column: which distinct values each test matches; then (KEYID, TEST) pairs
+    by_column: dict[str, list[tuple[int, CodeSet]]] = {}
+    for (column, codes), i in test_ids.items():
+        by_column.setdefault(column, []).append((i, codes))
+    pair_frames = []
+    for column, tests in by_column.items():
+        matched = _match_column(kdf[column], tests)
+        pair_frames.append(
+            kdf.select("KEYID", pl.col(column).alias("VALUE"))
+            .join(matched, on="VALUE")
+            .select("KEYID", "TEST")
+        )
+    pairs = (pl.concat(pair_frames) if pair_frames
+             else pl.DataFrame(schema={"KEYID": pl.UInt32, "TEST": pl.UInt32}))
+    test_hits = dict(pairs.group_by("TEST").len().iter_rows())
+
+    # -- branches on keys
+    anchor_rows, other_rows, n_other, source_rows, except_rows, n_except = [], [], [], [], [], []
+    free_rows = []  # branches without tests: every key of their sources
+    ex_id = 0
+    for br, e, r, srcs, tests, excepts in branch_rows:
+        source_rows.extend((br, s) for s in srcs)
+        if tests:
+            anchor = min(tests, key=lambda t: (test_hits.get(t, 0), t))
+            anchor_rows.append((anchor, br))
+            others = [t for t in tests if t != anchor]
+            other_rows.extend((br, t) for t in others)
+            n_other.append((br, len(others)))
+        else:
+            free_rows.append(br)
+        for conj in excepts:
+            except_rows.extend((br, ex_id, t) for t in conj)
+            n_except.append((ex_id, len(conj)))
+            ex_id += 1
+
+    u32 = pl.UInt32
+    br_src = pl.DataFrame(source_rows, schema={"BR": u32, "SOURCE": pl.String}, orient="row")
+    anchors = pl.DataFrame(anchor_rows, schema={"TEST": u32, "BR": u32}, orient="row")
+    key_src = kdf.select("KEYID", "SOURCE").lazy()
+
+    cand = (
+        pairs.lazy().join(anchors.lazy(), on="TEST").select("KEYID", "BR")
+    )
+    if free_rows:
+        free = br_src.filter(pl.col("BR").is_in(free_rows))
+        cand = pl.concat([cand, key_src.join(free.lazy(), on="SOURCE").select("KEYID", "BR")])
+    cand = (
+        cand.join(key_src, on="KEYID")
+        .join(br_src.lazy(), on=["BR", "SOURCE"], how="semi")
+        .select("KEYID", "BR")
+    )
+    if other_rows:
+        others = pl.DataFrame(other_rows, schema={"BR": u32, "TEST": u32}, orient="row")
+        need = pl.DataFrame(n_other, schema={"BR": u32, "_NEED": u32}, orient="row")
+        held = (
+            cand.join(others.lazy(), on="BR")
+            .join(pairs.lazy(), on=["KEYID", "TEST"], how="semi")
+            .group_by("KEYID", "BR").agg(pl.len().cast(u32).alias("_HELD"))
+        )
+        cand = (
+            cand.join(need.lazy(), on="BR", how="left")
+            .join(held, on=["KEYID", "BR"], how="left")
+            .filter(pl.col("_HELD").fill_null(0) == pl.col("_NEED").fill_null(0))
+            .select("KEYID", "BR")
+        )
+    if except_rows:
+        ex = pl.DataFrame(except_rows, schema={"BR": u32, "EX": u32, "TEST": u32}, orient="row")
+        nex = pl.DataFrame(n_except, schema={"EX": u32, "_NEED": u32}, orient="row")
+        excepted = (
+            cand.join(ex.lazy(), on="BR")
+            .join(pairs.lazy(), on=["KEYID", "TEST"], how="semi")
+            .group_by("KEYID", "BR", "EX").agg(pl.len().cast(u32).alias("_HELD"))
+            .join(nex.lazy(), on="EX")
+            .filter(pl.col("_HELD") == pl.col("_NEED"))
+            .select("KEYID", "BR")
+        )
+        cand = cand.join(excepted, on=["KEYID", "BR"], how="anti")
+
+    br_rule = pl.DataFrame([(br, e, r) for br, e, r, *_ in branch_rows],
+                           schema={"BR": u32, "EP": u32, "RULE": u32}, orient="row")
+    rules = (
+        cand.join(br_rule.lazy(), on="BR")
+        .select("KEYID", "EP", "RULE")
+        .unique()
+        .sort("KEYID", "EP", "RULE")
+        .collect()
+    )
+    matched = kdf.join(rules.select("KEYID").unique(), on="KEYID", how="semi")
+    return KeyMapping(columns=columns, keys=matched, rules=rules)

@@ -1,0 +1,555 @@
+"""The Polars engine: a whole program over the registry in one pass over the events.
+
+Design (issue 3; memory bounded for issue 6):
+
+* `prepare` matches every code pattern of the program ONCE against the distinct event keys
+  (`matching.match_keys`), giving a small table key -> (endpoint, rule).
+* `evaluate_bucket` evaluates all endpoints for the people of one bucket (hash of
+  FINNGENID; one bucket = everyone). It joins the events to the matched keys once, keeping
+  only matched rows (row id, person, age, day, emergency), fans them out to (row, endpoint,
+  rule), applies mode, `when`, min and needs-other on that table, then resolves `include`,
+  `require`, sex and controls level by level on (row, endpoint) membership and on the
+  person x endpoint case table. Row sets of an endpoint are dropped as soon as no later
+  endpoint includes them.
+* `evaluate` loops over buckets and concatenates. Every step is per person, and row ids
+  are assigned before bucketing, so results do not depend on the bucket count.
+
+Example:
+    >>> import polars as pl
+    >>> from endpointc.plan import Program, EndpointPlan, RulePlan, Branch, ColumnTest, CodeSet
+    >>> rule = RulePlan(index=0, source="hospital", branches=(Branch(sources=("INPAT",),
+    ...     tests=(ColumnTest(column="CODE1", codes=CodeSet(prefixes=("E11",))),)),))
+    >>> program = Program(endpoints=(EndpointPlan(name="T2D", rules=(rule,)),))
+    >>> events = pl.LazyFrame({"FINNGENID": ["A", "A", "B"], "SOURCE": ["INPAT"] * 3,
+    ...     "EVENT_AGE": [50.0, 40.0, 30.0], "APPROX_EVENT_DAY": [None] * 3,
+    ...     "CODE1": ["E119", "E110", "I10"], "CODE2": [None] * 3, "CODE3": [None] * 3,
+    ...     "CODE4": [None] * 3, "ICDVER": ["10"] * 3, "CATEGORY": ["0"] * 3, "INDEX": ["1", "2", "3"]},
+    ...     schema_overrides={"APPROX_EVENT_DAY": pl.Date, "CODE2": pl.String, "CODE3": pl.String,
+    ...                       "CODE4": pl.String})
+    >>> people = pl.LazyFrame({"FINNGENID": ["A", "B"], "SEX": ["male", "female"]})
+    >>> res = evaluate(program, events, people)
+    >>> res.long.collect().select("FINNGENID", "STATUS", "AGE", "NEVT").rows()
+    [('A', 'case', 40.0, 2)]
+    >>> res.counts.collect().rows()
+    [('T2D', 1, 1, 0)]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import polars as pl
+
+from ..plan import (
+    AllOf, AnyOf, Cmp, Const, Count, EndpointPlan, Field_, FirstAge, FirstYear, IsCase, Negate,
+    Program, cond_endpoints, cond_fields,
+)
+from ..diagnostics import Diagnostic, DiagnosticError
+from .matching import KeyMapping, match_keys
+
+__all__ = [
+    "MissingColumnError", "Results", "Prepared", "BucketResult", "evaluate", "prepare", "evaluate_bucket",
+    "combine_buckets", "bucket_filter", "LONG_SCHEMA", "COUNTS_SCHEMA",
+]
+
+LONG_SCHEMA = {
+    "FINNGENID": pl.String, "ENDPOINT": pl.String, "STATUS": pl.String,
+    "AGE": pl.Float64, "YEAR": pl.Int32, "NEVT": pl.Int64,
+}
+COUNTS_SCHEMA = {
+    "ENDPOINT": pl.String, "N_CASES": pl.Int64, "N_CONTROLS": pl.Int64, "N_EXCLUDED": pl.Int64,
+}
+_U32 = pl.UInt32
+_CASES_SCHEMA = {"EP": _U32, "PID": _U32, "AGE": pl.Float64, "YEAR": pl.Int32, "NEVT": pl.Int64}
+_ROWS_SCHEMA = {"ROW": pl.UInt64, "EP": _U32, "PID": _U32}
+# A row with a missing INDEX is its own visit: emergency never propagates through null INDEX.
+_EMERGENCY_NULL_INDEX_EQUAL = False
+_BUCKET_SEED = 0x5EED
+
+
+class MissingColumnError(DiagnosticError, ValueError):
+    """A column the program needs is absent from the events table (EP502)."""
+
+
+@dataclass(frozen=True)
+class Results:
+    """`long`: FINNGENID, ENDPOINT, STATUS (case|excluded), AGE, YEAR, NEVT sorted by ENDPOINT,
+    FINNGENID; `counts`: ENDPOINT, N_CASES, N_CONTROLS, N_EXCLUDED; `warnings`: aggregate
+    notes about the data (never person-level values)."""
+
+    long: pl.LazyFrame
+    counts: pl.LazyFrame
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every bucket shares: the program, the selection, the matched keys, the levels."""
+
+    program: Program
+    selected: tuple[int, ...]  # positions in program.endpoints of the endpoints to return
+    mapping: KeyMapping
+    levels: tuple[tuple[int, ...], ...]  # endpoint positions, each level after its deps
+    uses_emergency: bool
+    uses_mode: bool
+
+
+@dataclass(frozen=True)
+class BucketResult:
+    """One bucket's outputs: `long` unsorted with ENDPOINT names; `counts` (ENDPOINT, N_CASES,
+    N_EXCLUDED, N_POPULATION); aggregate numbers of ignored events/people."""
+
+    long: pl.DataFrame
+    counts: pl.DataFrame
+    absent_events: int
+    absent_people: int
+
+
+# -- conditions -> expressions ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Ctx:
+    """How a condition reads its operands: event fields (for `when`) and endpoint columns
+    (for `require`/controls); a missing mapping means the node is not allowed there."""
+
+    field: Callable[[str], pl.Expr] | None = None
+    endpoint: Callable[[str, str], pl.Expr] | None = None
+
+
+def _value(node, ctx: _Ctx) -> pl.Expr:
+    fn = _VALUE.get(type(node))
+    if fn is None:
+        return _bool(node, ctx).cast(pl.Float64)
+    return fn(node, ctx)
+
+
+def _bool(node, ctx: _Ctx) -> pl.Expr:
+    fn = _BOOL.get(type(node))
+    if fn is None:
+        value = _value(node, ctx)
+        # a number in a boolean position: Python truthiness, missing is false
+        return (value.is_not_null() & (value != 0)).fill_null(False)
+    return fn(node, ctx)
+
+
+def _need(fn, what: str, node):
+    if fn is None:
+        raise ValueError(f"{type(node).__name__} cannot be used in {what} conditions")
+    return fn
+
+
+def _field(node: Field_, ctx: _Ctx) -> pl.Expr:
+    return _need(ctx.field, "person-level", node)(node.name).cast(pl.Float64)
+
+
+def _ep(attr: str):
+    def read(node, ctx: _Ctx) -> pl.Expr:
+        return _need(ctx.endpoint, "event-level", node)(node.endpoint, attr)
+    return read
+
+
+_CMP = {
+    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
+}
+
+_VALUE: dict[type, Callable[..., pl.Expr]] = {
+    Const: lambda n, ctx: pl.lit(float(n.value), dtype=pl.Float64),
+    Field_: _field,
+    Count: _ep("count"),
+    FirstAge: _ep("age"),
+    FirstYear: _ep("year"),
+}
+_BOOL: dict[type, Callable[..., pl.Expr]] = {
+    Field_: lambda n, ctx: (_need(ctx.field, "person-level", n)(n.name) if n.name == "emergency"
+                            else _bool_number(_field(n, ctx))),
+    IsCase: _ep("case"),
+    Cmp: lambda n, ctx: _CMP[n.op](_value(n.left, ctx), _value(n.right, ctx)).fill_null(False),
+    AllOf: lambda n, ctx: (pl.all_horizontal([_bool(a, ctx) for a in n.args]) if n.args
+                           else pl.lit(True)),
+    AnyOf: lambda n, ctx: (pl.any_horizontal([_bool(a, ctx) for a in n.args]) if n.args
+                           else pl.lit(False)),
+    Negate: lambda n, ctx: ~_bool(n.arg, ctx),
+}
+
+
+def _bool_number(value: pl.Expr) -> pl.Expr:
+    return (value.is_not_null() & (value != 0)).fill_null(False)
+
+
+_EVENT_FIELDS = {"age": "AGE", "year": "YEAR", "emergency": "EMERG"}
+_EVENT_CTX = _Ctx(field=lambda name: pl.col(_EVENT_FIELDS[name]))
+
+
+def _person_columns(index: int) -> dict[str, str]:
+    return {"case": f"_C{index}", "count": f"_N{index}", "age": f"_A{index}", "year": f"_Y{index}"}
+
+
+# -- preparation ----------------------------------------------------------------------
+
+def _levels(program: Program) -> tuple[tuple[int, ...], ...]:
+    """Group endpoints so each one's case-relevant deps (include, require) are in earlier groups."""
+    pos = {ep.name: i for i, ep in enumerate(program.endpoints)}
+    level: dict[int, int] = {}
+    for i, ep in enumerate(program.endpoints):
+        deps = [*ep.includes, *cond_endpoints(ep.require)]
+        level[i] = 1 + max((level[pos[d]] for d in deps), default=-1)
+    out: dict[int, list[int]] = {}
+    for i, lv in level.items():
+        out.setdefault(lv, []).append(i)
+    return tuple(tuple(out[lv]) for lv in sorted(out))
+
+
+def prepare(program: Program, events: pl.LazyFrame, *,
+            endpoints: Sequence[str] | None = None) -> Prepared:
+    """Select endpoints (plus dependencies), check the event columns, match all patterns."""
+    if endpoints is not None:
+        wanted = list(dict.fromkeys(endpoints))
+        program = program.subset(wanted)
+        selected = tuple(i for i, ep in enumerate(program.endpoints) if ep.name in set(wanted))
+    else:
+        selected = tuple(range(len(program.endpoints)))
+    schema = events.collect_schema()
+    uses_emergency = any(ep.uses_emergency for ep in program.endpoints)
+    if uses_emergency and "CODE9" not in schema:
+        users = [ep.name for ep in program.endpoints if ep.uses_emergency]
+        raise MissingColumnError([Diagnostic.error(
+            "EP502",
+            "the events table has no CODE9 column (urgency), needed by `when emergency` in "
+            f"{', '.join(users[:5])}{' ...' if len(users) > 5 else ''}",
+            None, "CODE9 is the service-sector urgency field of the longitudinal table")])
+    mapping = match_keys(program, events)
+    uses_mode = any(r.mode for ep in program.endpoints for r in ep.rules)
+    return Prepared(program=program, selected=selected, mapping=mapping,
+                    levels=_levels(program), uses_emergency=uses_emergency, uses_mode=uses_mode)
+
+
+def bucket_filter(bucket: int, buckets: int) -> pl.Expr:
+    """Rows of people in `bucket` out of `buckets` (by hash of FINNGENID)."""
+    return (pl.col("FINNGENID").hash(_BUCKET_SEED) % buckets) == bucket
+
+
+# -- one bucket -----------------------------------------------------------------------
+
+def _when_filter(program: Program, eps: Sequence[int] | None = None) -> pl.Expr | None:
+    """One expression applying each endpoint's `when` to rows with an EP column."""
+    groups: dict[str, tuple[object, list[int]]] = {}
+    for i, ep in enumerate(program.endpoints):
+        if ep.when is None or (eps is not None and i not in eps):
+            continue
+        key = repr(ep.when)
+        groups.setdefault(key, (ep.when, []))[1].append(i)
+    if not groups:
+        return None
+    chain = None
+    for cond, members in groups.values():
+        test = pl.col("EP").is_in(members)
+        keep = _bool(cond, _EVENT_CTX)
+        chain = pl.when(test).then(keep) if chain is None else chain.when(test).then(keep)
+    return chain.otherwise(True)
+
+
+def _matched_rows(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) -> pl.DataFrame:
+    """Event rows selected by some rule of some endpoint, for people of the population:
+    ROW, PID, KEYID, AGE, DAY, YEAR (+ EMERG, CODE1 when the program needs them)."""
+    cols = list(prep.mapping.columns)
+    extra = []
+    if prep.uses_mode and "CODE1" not in cols:
+        extra.append("CODE1")
+    if prep.uses_emergency:
+        extra += ["INDEX", "CODE9"]
+    lf = (
+        events.select("ROW", "FINNGENID", "EVENT_AGE", "APPROX_EVENT_DAY", *cols, *extra)
+        .join(prep.mapping.keys.lazy(), on=cols, nulls_equal=True)
+        .join(people.lazy().select("FINNGENID", "PID"), on="FINNGENID")
+        .with_columns(
+            pl.col("EVENT_AGE").alias("AGE"),
+            pl.col("APPROX_EVENT_DAY").alias("DAY"),
+            pl.col("APPROX_EVENT_DAY").dt.year().cast(pl.Int32).alias("YEAR"),
+        )
+    )
+    keep = ["ROW", "PID", "KEYID", "AGE", "DAY", "YEAR"]
+    if prep.uses_mode:
+        keep.append("CODE1")
+    if prep.uses_emergency:
+        visits = (
+            events.filter(pl.col("CODE9") == "1")
+            .select("FINNGENID", "SOURCE", "INDEX").unique()
+            .with_columns(pl.lit(True).alias("_EV"))
+        )
+        lf = lf.join(visits, on=["FINNGENID", "SOURCE", "INDEX"], how="left",
+                     nulls_equal=_EMERGENCY_NULL_INDEX_EQUAL).with_columns(
+            ((pl.col("CODE9") == "1").fill_null(False) | pl.col("_EV").fill_null(False))
+            .alias("EMERG")
+        )
+        keep.append("EMERG")
+    return lf.select(keep).collect()
+
+
+def _own_rows(prep: Prepared, matched: pl.DataFrame) -> pl.DataFrame:
+    """(ROW, EP, PID) of each endpoint's own events after mode, when, min and needs-other."""
+    program = prep.program
+    rows = matched.lazy().join(prep.mapping.rules.lazy(), on="KEYID")
+    if prep.uses_mode:
+        mode_rules = pl.LazyFrame(
+            [(e, r) for e, ep in enumerate(program.endpoints) for r, rule in enumerate(ep.rules)
+             if rule.mode], schema={"EP": _U32, "RULE": _U32}, orient="row")
+        per = ["PID", "EP", "RULE"]
+        moded = rows.join(mode_rules, on=["EP", "RULE"], how="semi")
+        winners = (
+            moded.filter(pl.col("CODE1").is_not_null())
+            .group_by(*per, "CODE1").agg(pl.len().alias("_N"))
+            .with_columns(pl.col("CODE1").str.head(-1).alias("_G"))
+            .with_columns(pl.col("_N").sum().over(*per, "_G").alias("_T"))
+            .filter(pl.col("_N") * 2 > pl.col("_T"))  # share > 0.5 implies the single most frequent
+            .select(*per, "CODE1")
+        )
+        rows = pl.concat([
+            rows.join(mode_rules, on=["EP", "RULE"], how="anti"),
+            moded.join(winners, on=[*per, "CODE1"], how="semi"),
+        ])
+    when = _when_filter(program)
+    if when is not None:
+        rows = rows.filter(when)
+
+    mins = [(e, r, rule.min_events) for e, ep in enumerate(program.endpoints)
+            for r, rule in enumerate(ep.rules) if rule.min_events > 1]
+    needs = [(e, r) for e, ep in enumerate(program.endpoints)
+             for r, rule in enumerate(ep.rules) if rule.needs_other]
+    rows = rows.select("ROW", "PID", "EP", "RULE")
+    if mins or needs:
+        kept = rows.group_by("PID", "EP", "RULE").agg(pl.len().alias("_N"))
+        if mins:
+            mt = pl.LazyFrame(mins, schema={"EP": _U32, "RULE": _U32, "_MIN": pl.UInt32},
+                              orient="row")
+            kept = kept.join(mt, on=["EP", "RULE"], how="left").filter(
+                pl.col("_N") >= pl.col("_MIN").fill_null(1))
+        if needs:
+            nt = pl.LazyFrame(needs, schema={"EP": _U32, "RULE": _U32}, orient="row").with_columns(
+                pl.lit(True).alias("_NO"))
+            kept = (
+                kept.with_columns(pl.len().over("PID", "EP").alias("_R"))
+                .join(nt, on=["EP", "RULE"], how="left")
+                .filter(pl.col("_NO").is_null() | (pl.col("_R") >= 2))
+            )
+        rows = rows.join(kept.select("PID", "EP", "RULE"), on=["PID", "EP", "RULE"], how="semi")
+    return rows.select("ROW", "EP", "PID").unique().collect()
+
+
+def _person_frame(base: pl.LazyFrame, cond, cases: dict[int, pl.DataFrame],
+                  pos: dict[str, int]) -> tuple[pl.LazyFrame, pl.Expr]:
+    """`base` (with PID) joined with the case columns `cond` reads, and the condition."""
+    for name in cond_endpoints(cond):
+        x = pos[name]
+        c = _person_columns(x)
+        dep = cases.get(x)
+        if dep is None:
+            dep = pl.DataFrame(schema=_CASES_SCHEMA)
+        base = base.join(
+            dep.lazy().select(
+                "PID", pl.lit(True).alias(c["case"]), pl.col("NEVT").alias(c["count"]),
+                pl.col("AGE").alias(c["age"]), pl.col("YEAR").alias(c["year"])),
+            on="PID", how="left",
+        ).with_columns(pl.col(c["case"]).fill_null(False), pl.col(c["count"]).fill_null(0))
+
+    def endpoint(name: str, attr: str) -> pl.Expr:
+        col = pl.col(_person_columns(pos[name])[attr])
+        return col if attr == "case" else col.cast(pl.Float64)
+
+    return base, _bool(cond, _Ctx(endpoint=endpoint))
+
+
+def evaluate_bucket(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame) -> BucketResult:
+    """Evaluate every endpoint of `prep` for one bucket of people (the caller filters both
+    tables with `bucket_filter`; `events` must already carry the global row index ROW)."""
+    program = prep.program
+    eps = program.endpoints
+    pos = {ep.name: i for i, ep in enumerate(eps)}
+    ppl = (
+        people.select("FINNGENID", "SEX").sort("FINNGENID").with_row_index("PID").collect()
+    )
+    absent = (
+        events.select("FINNGENID").join(ppl.lazy().select("FINNGENID"), on="FINNGENID", how="anti")
+        .select(pl.len().alias("n"), pl.col("FINNGENID").n_unique().alias("m")).collect()
+    )
+    matched = _matched_rows(prep, events, ppl)
+    own = _own_rows(prep, matched)
+    fields = matched.select("ROW", "AGE", "DAY", "YEAR", *(["EMERG"] if prep.uses_emergency else []))
+
+    # which levels still need an endpoint's case rows (for includes)
+    level_of = {i: lv for lv, members in enumerate(prep.levels) for i in members}
+    last_use: dict[int, int] = {}
+    for i, ep in enumerate(eps):
+        for name in ep.includes:
+            last_use[pos[name]] = max(last_use.get(pos[name], -1), level_of[i])
+
+    own_by_ep = own.partition_by("EP", as_dict=True, include_key=True)
+    case_rows: dict[int, pl.DataFrame] = {}
+    cases: dict[int, pl.DataFrame] = {}
+    empty_rows = pl.DataFrame(schema=_ROWS_SCHEMA)
+    sex_table = [(i, ep.sex) for i, ep in enumerate(eps) if ep.sex is not None]
+
+    for lv, members in enumerate(prep.levels):
+        parts = [own_by_ep.get((i,), empty_rows).lazy() for i in members]
+        edges = [(i, pos[x]) for i in members for x in eps[i].includes]
+        if edges:
+            inc = pl.concat([
+                case_rows.get(x, empty_rows).lazy().with_columns(pl.lit(i, dtype=_U32).alias("EP"))
+                for i, x in edges
+            ])
+            when = _when_filter(program, members)
+            if when is not None:
+                inc = inc.join(fields.lazy(), on="ROW").filter(when)
+            parts.append(inc.select("ROW", "EP", "PID"))
+        level_rows = pl.concat(parts).unique(["ROW", "EP"])
+        summary = (
+            level_rows.join(fields.lazy().select("ROW", "AGE", "DAY", "YEAR"), on="ROW")
+            .group_by("EP", "PID")
+            .agg(
+                pl.col("AGE").sort_by(["AGE", "DAY"], nulls_last=True).first(),
+                pl.col("YEAR").sort_by(["AGE", "DAY"], nulls_last=True).first(),
+                pl.len().cast(pl.Int64).alias("NEVT"),
+            )
+        )
+        sexes = [(i, s) for i, s in sex_table if i in members]
+        if sexes:
+            st = pl.LazyFrame(sexes, schema={"EP": _U32, "_SEX": pl.String}, orient="row")
+            summary = (
+                summary.join(st, on="EP", how="left")
+                .join(ppl.lazy().select("PID", "SEX"), on="PID", how="left")
+                .filter(pl.col("_SEX").is_null() | (pl.col("SEX") == pl.col("_SEX")).fill_null(False))
+                .drop("_SEX", "SEX")
+            )
+        summary = summary.select(list(_CASES_SCHEMA)).collect()
+        with_req = [i for i in members if eps[i].require is not None]
+        if with_req:
+            plain = summary.filter(~pl.col("EP").is_in(with_req))
+            checks = []
+            for i in with_req:
+                frame, cond = _person_frame(summary.lazy().filter(pl.col("EP") == i),
+                                            eps[i].require, cases, pos)
+                checks.append(frame.filter(cond).select(list(_CASES_SCHEMA)))
+            summary = pl.concat([plain, *pl.collect_all(checks)])
+        for (i,), part in summary.partition_by("EP", as_dict=True).items():
+            cases[i] = part
+        needed = [i for i in members if last_use.get(i, -1) > lv]
+        if needed:
+            kept = (
+                level_rows.filter(pl.col("EP").is_in(needed))
+                .join(summary.lazy().select("EP", "PID"), on=["EP", "PID"], how="semi")
+                .collect()
+            )
+            for (i,), part in kept.partition_by("EP", as_dict=True).items():
+                case_rows[i] = part
+        for x in [x for x in case_rows if last_use.get(x, -1) <= lv]:
+            del case_rows[x]
+
+    return _bucket_outputs(prep, ppl, cases, pos, int(absent["n"][0]), int(absent["m"][0]))
+
+
+def _bucket_outputs(prep: Prepared, ppl: pl.DataFrame, cases: dict[int, pl.DataFrame],
+                    pos: dict[str, int], absent_events: int, absent_people: int) -> BucketResult:
+    eps = prep.program.endpoints
+    empty_cases = pl.DataFrame(schema=_CASES_SCHEMA)
+    selected_cases = pl.concat([cases.get(i, empty_cases) for i in prep.selected] or [empty_cases])
+    pop = ppl.lazy().select("PID", "SEX")
+    excluded: list[pl.LazyFrame] = []
+    for i in prep.selected:
+        ep: EndpointPlan = eps[i]
+        parts: list[pl.LazyFrame] = []
+        if ep.sex is not None:
+            parts.append(pop.filter((pl.col("SEX") != ep.sex).fill_null(True)).select("PID"))
+        for name in ep.control_exclude:
+            parts.append(cases.get(pos[name], empty_cases).lazy().select("PID"))
+        if ep.control_require is not None:
+            frame, cond = _person_frame(pop.select("PID"), ep.control_require, cases, pos)
+            parts.append(frame.filter(~cond).select("PID"))
+        if parts:
+            excluded.append(
+                pl.concat(parts).unique()
+                .join(cases.get(i, empty_cases).lazy().select("PID"), on="PID", how="anti")
+                .with_columns(pl.lit(i, dtype=_U32).alias("EP"))
+                .select("EP", "PID")
+            )
+    excl = (pl.concat(pl.collect_all(excluded)) if excluded
+            else pl.DataFrame(schema={"EP": _U32, "PID": _U32}))
+
+    names = pl.DataFrame({"EP": list(range(len(eps))), "ENDPOINT": [ep.name for ep in eps]},
+                         schema={"EP": _U32, "ENDPOINT": pl.String})
+    ids = ppl.select("PID", "FINNGENID")
+    long = pl.concat([
+        selected_cases.with_columns(pl.lit("case").alias("STATUS")),
+        excl.with_columns(
+            pl.lit("excluded").alias("STATUS"), pl.lit(None, pl.Float64).alias("AGE"),
+            pl.lit(None, pl.Int32).alias("YEAR"), pl.lit(None, pl.Int64).alias("NEVT")),
+    ], how="diagonal").join(ids, on="PID").join(names, on="EP").select(list(LONG_SCHEMA))
+
+    sel = pl.DataFrame({"EP": list(prep.selected)}, schema={"EP": _U32}).join(names, on="EP")
+    n_cases = selected_cases.group_by("EP").agg(pl.len().cast(pl.Int64).alias("N_CASES"))
+    n_excl = excl.group_by("EP").agg(pl.len().cast(pl.Int64).alias("N_EXCLUDED"))
+    counts = (
+        sel.join(n_cases, on="EP", how="left").join(n_excl, on="EP", how="left")
+        .select("ENDPOINT", pl.col("N_CASES").fill_null(0), pl.col("N_EXCLUDED").fill_null(0),
+                pl.lit(ppl.height, dtype=pl.Int64).alias("N_POPULATION"))
+    )
+    return BucketResult(long=long, counts=counts, absent_events=absent_events,
+                        absent_people=absent_people)
+
+
+# -- driver ---------------------------------------------------------------------------
+
+def combine_buckets(prep: Prepared, parts: Sequence[BucketResult]) -> Results:
+    """Concatenate bucket results into sorted outputs; independent of the bucket count."""
+    long = (pl.concat([p.long for p in parts]) if parts
+            else pl.DataFrame(schema=LONG_SCHEMA)).sort("ENDPOINT", "FINNGENID")
+    names = pl.DataFrame({"ENDPOINT": [prep.program.endpoints[i].name for i in prep.selected]},
+                         schema={"ENDPOINT": pl.String})
+    summed = (
+        pl.concat([p.counts for p in parts]).group_by("ENDPOINT").agg(
+            pl.col("N_CASES").sum(), pl.col("N_EXCLUDED").sum(), pl.col("N_POPULATION").sum())
+        if parts else pl.DataFrame(schema={"ENDPOINT": pl.String, "N_CASES": pl.Int64,
+                                           "N_EXCLUDED": pl.Int64, "N_POPULATION": pl.Int64})
+    )
+    counts = (
+        names.join(summed, on="ENDPOINT", how="left")
+        .select(
+            "ENDPOINT",
+            pl.col("N_CASES").fill_null(0).cast(pl.Int64),
+            (pl.col("N_POPULATION") - pl.col("N_CASES") - pl.col("N_EXCLUDED"))
+            .fill_null(0).cast(pl.Int64).alias("N_CONTROLS"),
+            pl.col("N_EXCLUDED").fill_null(0).cast(pl.Int64),
+        )
+        .sort("ENDPOINT")
+    )
+    warnings = []
+    n_events = sum(p.absent_events for p in parts)
+    n_people = sum(p.absent_people for p in parts)
+    if n_events:
+        warnings.append(f"{n_events} events of {n_people} people absent from the people table "
+                        "were ignored")
+    return Results(long=long.lazy(), counts=counts.lazy(), warnings=tuple(warnings))
+
+
+def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
+             endpoints: Sequence[str] | None = None, buckets: int = 1) -> Results:
+    """Evaluate `program` over normalised `events` and `people` (see notes/SEMANTICS.md).
+
+    `endpoints` selects endpoints by name (their dependencies are evaluated but not
+    returned). `buckets` > 1 evaluates people in that many hash buckets, one at a time, to
+    bound memory; the results are the same for any bucket count.
+    """
+    if buckets < 1:
+        raise ValueError("buckets must be at least 1")
+    events = events.lazy()
+    people = people.lazy()
+    prep = prepare(program, events, endpoints=endpoints)
+    indexed = events.with_row_index("ROW").with_columns(pl.col("ROW").cast(pl.UInt64))
+    parts = []
+    for b in range(buckets):
+        if buckets == 1:
+            ev, pp = indexed, people
+        else:
+            ev, pp = indexed.filter(bucket_filter(b, buckets)), people.filter(bucket_filter(b, buckets))
+        parts.append(evaluate_bucket(prep, ev, pp))
+    return combine_buckets(prep, parts)

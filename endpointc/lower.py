@@ -1,0 +1,446 @@
+"""Lower: the checked AST (`Library`) -> the plan (`Program`).
+
+Everything about registries is decided here, once: which SOURCE rows a rule reads, which
+column each vocabulary addresses, which extra tests (ICDVER, CATEGORY) pin a vocabulary
+to its rows, how patterns become `CodeSet`s, and which clauses of a rule are alternatives
+(same column) or must hold together on one row (different columns).
+
+`lower` assumes `check` found no errors; where the AST still holds something it cannot
+give a meaning to, it raises `LowerError` carrying an EP490 diagnostic (a gap in
+`check`), which the compiler reports like any other.
+
+>>> from endpointc.parser import parse
+>>> from endpointc.check import index_library
+>>> tree, _ = parse('endpoint A { hospital main icd10 I21 | I22 except I219 }')
+>>> plan = lower(index_library([tree]))
+>>> branch = plan.get("A").rules[0].branches[0]
+>>> branch.sources, [t.column for t in branch.tests]
+(('INPAT', 'OUTPAT'), ['CODE1', 'ICDVER', 'CATEGORY'])
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import string
+from dataclasses import dataclass
+from typing import Iterable
+
+from . import ast
+from .check import Library
+from .diagnostics import Diagnostic
+from .plan import (
+    AllOf, AnyOf, Branch, Cmp, CodeSet, ColumnTest, Cond, Const, Count, EndpointPlan, Field_,
+    FirstAge, FirstYear, IsCase, Negate, Program, RulePlan,
+)
+from .source import Span
+
+__all__ = [
+    "lower", "lower_patterns", "LowerError", "SOURCE_ROWS", "VOCAB_COLUMNS", "MAIN_CATEGORIES",
+    "EXPANSION_LIMIT", "CODE_ALPHABET",
+]
+
+# The characters of a well-formed stored code: FinnGen stores codes upper-case, without dots.
+CODE_ALPHABET = string.digits + string.ascii_uppercase
+# Character classes expand to plain prefixes (joinable) up to this many; beyond, a regex.
+EXPANSION_LIMIT = 500
+# A range is enumerated over at most this many candidate tails (guards against typos).
+_RANGE_CANDIDATE_LIMIT = 1_000_000
+
+SOURCE_ROWS: dict[str, tuple[str, ...]] = {
+    "hospital": ("INPAT", "OUTPAT"),
+    "inpatient": ("INPAT",),
+    "outpatient": ("OUTPAT",),
+    "primary": ("PRIM_OUT",),
+    "death": ("DEATH",),
+    "operation": ("OPER_IN", "OPER_OUT"),
+    "reimbursement": ("REIMB",),
+    "purchase": ("PURCH",),
+    "cancer": ("CANC",),
+}
+
+
+def _exact(*codes: str) -> CodeSet:
+    return CodeSet(exact=codes)
+
+
+def _prefix(*codes: str) -> CodeSet:
+    return CodeSet(prefixes=codes)
+
+
+_ICD_BY_VERSION = {
+    "icd10": ("CODE1", (ColumnTest(column="ICDVER", codes=_exact("10")),)),
+    "icd9": ("CODE1", (ColumnTest(column="ICDVER", codes=_exact("9")),)),
+    "icd8": ("CODE1", (ColumnTest(column="ICDVER", codes=_exact("8")),)),
+}
+_OPERATION = {
+    "nomesco": ("CODE1", (ColumnTest(column="CATEGORY", codes=_prefix("NOM")),)),
+    "hl": ("CODE1", (ColumnTest(column="CATEGORY", codes=_prefix("MFHL", "SFHL")),)),
+    "hp1": ("CODE1", (ColumnTest(column="CATEGORY", codes=_prefix("HPO")),)),
+    "hp2": ("CODE1", (ColumnTest(column="CATEGORY", codes=_prefix("HPN")),)),
+}
+
+# (source, vocabulary) -> (the column its patterns match, tests that pin it to its rows).
+VOCAB_COLUMNS: dict[tuple[str, str], tuple[str, tuple[ColumnTest, ...]]] = {
+    **{(s, v): c for s in ("hospital", "inpatient", "outpatient", "death") for v, c in _ICD_BY_VERSION.items()},
+    ("primary", "icd10"): ("CODE1", (ColumnTest(column="CATEGORY", codes=_prefix("ICD")),)),
+    ("primary", "icpc2"): ("CODE1", (ColumnTest(column="CATEGORY", codes=_prefix("ICP")),)),
+    ("primary", "procedure"): ("CODE1", (ColumnTest(column="CATEGORY", codes=_prefix("OP", "MOP")),)),
+    **{("operation", v): c for v, c in _OPERATION.items()},
+    ("reimbursement", "kela"): ("CODE1", ()),
+    ("reimbursement", "icd10"): ("CODE2", (ColumnTest(column="ICDVER", codes=_exact("10")),)),
+    ("reimbursement", "icd9"): ("CODE2", (ColumnTest(column="ICDVER", codes=_exact("9")),)),
+    ("purchase", "atc"): ("CODE1", ()),
+    ("purchase", "vnr"): ("CODE3", ()),
+    ("purchase", "kela"): ("CODE2", ()),
+    ("cancer", "topography"): ("CODE1", ()),
+    ("cancer", "morphology"): ("CODE2", ()),
+    ("cancer", "behaviour"): ("CODE3", ()),
+}
+
+# `main`: the CATEGORY values of a main diagnosis per source.
+MAIN_CATEGORIES: dict[str, CodeSet] = {
+    "hospital": _exact("0"),
+    "inpatient": _exact("0"),
+    "outpatient": _exact("0"),
+    "death": _exact("U"),
+    "primary": _exact("ICD0", "ICP0", "OP0", "MOP0"),
+}
+
+# `with atc`: the adverse-effect ATC lives in CODE3 and only has to be filled.
+_WITH_ATC = ColumnTest(column="CODE3", codes=CodeSet(prefixes=("",)))
+
+_DEFAULT_MIN = {"purchase": 3}
+
+
+class LowerError(Exception):
+    """The AST holds something `check` should have rejected; carries the diagnostic."""
+
+    def __init__(self, diagnostic: Diagnostic):
+        self.diagnostic = diagnostic
+        super().__init__(str(diagnostic))
+
+
+def _fail(code: str, message: str, span: Span | None, *hints: str) -> LowerError:
+    return LowerError(Diagnostic.error(code, message, span, *hints))
+
+
+# -- program ---------------------------------------------------------------------
+
+def lower(library: Library) -> Program:
+    """The plan of every endpoint of a checked library, in dependency order."""
+    endpoints = tuple(_endpoint(library.endpoints[name], library) for name in library.order)
+    try:
+        return Program(endpoints=endpoints)
+    except ValueError as error:  # unknown or misordered names: check's job, reported anyway
+        raise _fail("EP490", f"cannot order the endpoints: {error}", None) from error
+
+
+def _endpoint(endpoint: ast.Endpoint, library: Library) -> EndpointPlan:
+    rules = tuple(_rule(i, r, library) for i, r in enumerate(endpoint.rules))
+    whens = [_cond(i.condition, event_level=True) for i in endpoint.items if isinstance(i, ast.When)]
+    requires = [_cond(i.condition, event_level=False) for i in endpoint.items if isinstance(i, ast.Require)]
+    control_exclude: list[str] = []
+    control_require: list[Cond] = []
+    for controls in (i for i in endpoint.items if isinstance(i, ast.Controls)):
+        for item in controls.items:
+            if isinstance(item, ast.ControlExclude):
+                control_exclude.extend(n.name for n in item.names)
+            else:
+                control_require.append(_cond(item.condition, event_level=False))
+    sex = endpoint.sex
+    return EndpointPlan(
+        name=endpoint.name,
+        rules=rules,
+        includes=tuple(dict.fromkeys(n.name for n in endpoint.includes)),
+        when=None if not whens else whens[0] if len(whens) == 1 else AllOf(args=tuple(whens)),
+        require=AllOf(args=tuple(requires)) if requires else None,
+        sex=None if sex == "any" else sex,
+        control_exclude=tuple(dict.fromkeys(control_exclude)),
+        control_require=AllOf(args=tuple(control_require)) if control_require else None,
+        span=endpoint.span,
+    )
+
+
+# -- rules -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Alternative:
+    """One way a clause matches a row: tests that must all hold, excepts that must not."""
+
+    tests: tuple[ColumnTest, ...]
+    excepts: tuple[tuple[ColumnTest, ...], ...]
+
+
+def _rule(index: int, rule: ast.Rule, library: Library) -> RulePlan:
+    if rule.source not in SOURCE_ROWS:
+        raise _fail("EP490", f"unknown rule source {rule.source!r}", rule.span)
+    extra: list[ColumnTest] = []
+    min_events = _DEFAULT_MIN.get(rule.source, 1)
+    needs_other = mode = False
+    for option in rule.options:
+        if option.name == "main":
+            if rule.source not in MAIN_CATEGORIES:
+                raise _fail("EP490", f"`main` is not defined for `{rule.source}` rules", option.span)
+            extra.append(ColumnTest(column="CATEGORY", codes=MAIN_CATEGORIES[rule.source]))
+        elif option.name == "with_atc":
+            extra.append(_WITH_ATC)
+        elif option.name == "single":
+            min_events = 1
+        elif option.name == "min":
+            if option.value is None or option.value < 1:
+                raise _fail("EP490", "`min` needs a whole number of at least 1", option.span)
+            min_events = option.value
+        elif option.name == "needs_other":
+            needs_other = True
+        elif option.name == "mode":
+            mode = True
+        else:
+            raise _fail("EP490", f"unknown rule option {option.name!r}", option.span)
+
+    # Clauses on the same column are alternatives; different columns must hold together.
+    groups: dict[str, list[_Alternative]] = {}
+    for clause in rule.clauses:
+        key = (rule.source, clause.vocab)
+        if key not in VOCAB_COLUMNS:
+            raise _fail("EP490", f"`{clause.vocab}` is not a vocabulary of `{rule.source}` rules", clause.span)
+        column, pins = VOCAB_COLUMNS[key]
+        groups.setdefault(column, []).extend(_clause(clause, column, pins, library))
+
+    branches: list[Branch] = []
+    for combo in itertools.product(*groups.values()):
+        tests = tuple(t for alt in combo for t in alt.tests) + tuple(extra)
+        excepts = tuple(dict.fromkeys(e for alt in combo for e in alt.excepts))
+        branch = Branch(sources=SOURCE_ROWS[rule.source], tests=_dedupe(tests), excepts=excepts)
+        if branch not in branches:
+            branches.append(branch)
+    return RulePlan(index=index, source=rule.source, branches=tuple(branches), min_events=min_events,
+                    needs_other=needs_other, mode=mode, span=rule.span)
+
+
+def _dedupe(tests: Iterable[ColumnTest]) -> tuple[ColumnTest, ...]:
+    return tuple(dict.fromkeys(tests))
+
+
+def _clause(clause: ast.VocabClause, column: str, pins: tuple[ColumnTest, ...],
+            library: Library) -> list[_Alternative]:
+    simple, combos = _split(clause.patterns, library)
+    simple_x, combos_x = _split(clause.excepts, library)
+    excepts: list[tuple[ColumnTest, ...]] = []
+    if simple_x:
+        codes = _union(_codeset(p, library) for p in simple_x)
+        if not codes.is_empty:
+            excepts.append((ColumnTest(column=column, codes=codes),))
+    for combo in combos_x:
+        first, second = _combination_codes(combo, library)
+        if not (first.is_empty or second.is_empty):
+            excepts.append((ColumnTest(column="CODE1", codes=first), ColumnTest(column="CODE2", codes=second)))
+
+    alternatives: list[_Alternative] = []
+    if simple:
+        codes = _union(_codeset(p, library) for p in simple)
+        # `none` and empty sets select nothing: no branch is the same meaning, and cheaper.
+        if not codes.is_empty:
+            alternatives.append(_Alternative((ColumnTest(column=column, codes=codes), *pins), tuple(excepts)))
+    for combo in combos:
+        first, second = _combination_codes(combo, library)
+        if not (first.is_empty or second.is_empty):
+            tests = (ColumnTest(column="CODE1", codes=first), ColumnTest(column="CODE2", codes=second), *pins)
+            alternatives.append(_Alternative(tests, tuple(excepts)))
+    return alternatives
+
+
+def _split(patterns: Iterable[ast.Pattern], library: Library,
+           seen: tuple[str, ...] = ()) -> tuple[list[ast.Pattern], list[ast.Combination]]:
+    """Patterns with codelist references expanded: (simple patterns, combinations)."""
+    simple: list[ast.Pattern] = []
+    combos: list[ast.Combination] = []
+    for pattern in patterns:
+        if isinstance(pattern, ast.CodelistRef):
+            codelist = _codelist(pattern, library, seen)
+            s, c = _split(codelist.patterns, library, (*seen, pattern.name))
+            simple.extend(s)
+            combos.extend(c)
+        elif isinstance(pattern, ast.Combination):
+            combos.append(pattern)
+        else:
+            simple.append(pattern)
+    return simple, combos
+
+
+def _codelist(ref: ast.CodelistRef, library: Library, seen: tuple[str, ...]) -> ast.Codelist:
+    if ref.name in seen:
+        raise _fail("EP490", f"codelist {ref.name} refers to itself", ref.span)
+    if ref.name not in library.codelists:
+        raise _fail("EP490", f"unknown codelist @{ref.name}", ref.span)
+    return library.codelists[ref.name]
+
+
+def _combination_codes(combo: ast.Combination, library: Library) -> tuple[CodeSet, CodeSet]:
+    def side(pattern: ast.Pattern) -> CodeSet:
+        simple, combos = _split((pattern,), library)
+        if combos:
+            raise _fail("EP490", "a combination code cannot contain another combination", combo.span)
+        return _union(_codeset(p, library) for p in simple)
+
+    return side(combo.first), side(combo.second)
+
+
+# -- patterns ----------------------------------------------------------------------
+
+def lower_patterns(patterns: Iterable[ast.Pattern], library: Library | None = None) -> CodeSet:
+    """The CodeSet of simple patterns (no combinations), codelists expanded.
+
+    >>> from endpointc.source import Span
+    >>> s = Span(file="x", line=1, column=1, end_line=1, end_column=1)
+    >>> lower_patterns([ast.Range(span=s, start="E10", end="E12"), ast.Code(span=s, text="F3[2-3]")])
+    CodeSet(prefixes=('E10', 'E11', 'E12', 'F32', 'F33'), exact=(), regexes=())
+    """
+    library = library or Library(files=(), endpoints={}, codelists={}, order=())
+    simple, combos = _split(patterns, library)
+    if combos:
+        raise _fail("EP490", "a combination code is not a simple pattern", combos[0].span)
+    return _union(_codeset(p, library) for p in simple)
+
+
+def _union(sets: Iterable[CodeSet]) -> CodeSet:
+    sets = list(sets)
+    return CodeSet(
+        prefixes=tuple(dict.fromkeys(p for s in sets for p in s.prefixes)),
+        exact=tuple(dict.fromkeys(e for s in sets for e in s.exact)),
+        regexes=tuple(dict.fromkeys(r for s in sets for r in s.regexes)),
+    )
+
+
+def _codeset(pattern: ast.Pattern, library: Library) -> CodeSet:
+    if isinstance(pattern, ast.Code):
+        return _classes(pattern.text, pattern.span, exact=False)
+    if isinstance(pattern, ast.Exact):
+        return _classes(pattern.text, pattern.span, exact=True)
+    if isinstance(pattern, ast.Range):
+        return CodeSet(prefixes=_range(pattern))
+    if isinstance(pattern, ast.AnyCode):
+        return CodeSet(prefixes=("",))
+    if isinstance(pattern, ast.NoCode):
+        return CodeSet()
+    if isinstance(pattern, ast.Regex):
+        try:
+            return CodeSet(regexes=(pattern.regex,))
+        except ValueError as error:
+            raise _fail("EP490", f"invalid regular expression: {error}", pattern.span) from error
+    raise _fail("EP490", f"cannot lower pattern {type(pattern).__name__}", pattern.span)
+
+
+def _parse_classes(text: str, span: Span) -> list[str]:
+    """A FinnGen code pattern as one string of allowed characters per position."""
+    positions: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == ".":
+            positions.append(CODE_ALPHABET)
+            i += 1
+        elif char == "[":
+            end = text.find("]", i)
+            if end < 0:
+                raise _fail("EP490", f"unclosed character class in {text!r}", span)
+            positions.append(_class_members(text[i + 1:end], text, span))
+            i = end + 1
+        else:
+            positions.append(char)
+            i += 1
+    return positions
+
+
+def _class_members(body: str, text: str, span: Span) -> str:
+    negate = body.startswith("^")
+    if negate:
+        body = body[1:]
+    members: list[str] = []
+    i = 0
+    while i < len(body):
+        if i + 2 < len(body) and body[i + 1] == "-":
+            low, high = body[i], body[i + 2]
+            if low > high:
+                raise _fail("EP490", f"reversed character range {low}-{high} in {text!r}", span)
+            members.extend(chr(c) for c in range(ord(low), ord(high) + 1))
+            i += 3
+        else:
+            members.append(body[i])
+            i += 1
+    if negate:
+        members = [c for c in CODE_ALPHABET if c not in members]
+    result = "".join(dict.fromkeys(members))
+    if not result:
+        raise _fail("EP490", f"empty character class in {text!r}", span)
+    return result
+
+
+def _classes(text: str, span: Span, *, exact: bool) -> CodeSet:
+    positions = _parse_classes(text, span)
+    size = 1
+    for members in positions:
+        size *= len(members)
+    if size <= EXPANSION_LIMIT:
+        codes = tuple("".join(p) for p in itertools.product(*positions))
+        return CodeSet(exact=codes) if exact else CodeSet(prefixes=codes)
+    # Too many to list: one regex with the same meaning (`.` stays the code alphabet).
+    regex = "^" + "".join(re.escape(m) if len(m) == 1 else _regex_class(m) for m in positions)
+    return CodeSet(regexes=(regex + ("$" if exact else ""),))
+
+
+def _regex_class(members: str) -> str:
+    return "[" + "".join(re.escape(c) for c in members) + "]"
+
+
+def _range(pattern: ast.Range) -> tuple[str, ...]:
+    start, end = pattern.start, pattern.end
+    if len(start) != len(end):
+        raise _fail("EP490", f"range ends {start} and {end} differ in length", pattern.span,
+                    "write both ends with the same number of characters, e.g. E10-E14")
+    if start > end:
+        raise _fail("EP490", f"range {start}-{end} runs backwards", pattern.span)
+    common = len(start)
+    for i, (a, b) in enumerate(zip(start, end)):
+        if a != b:
+            common = i
+            break
+    head, low, high = start[:common], start[common:], end[common:]
+    alphabets = [string.digits if a.isdigit() and b.isdigit() else CODE_ALPHABET for a, b in zip(low, high)]
+    candidates = 1
+    for alphabet in alphabets:
+        candidates *= len(alphabet)
+    if candidates > _RANGE_CANDIDATE_LIMIT:
+        raise _fail("EP490", f"range {start}-{end} is too wide to list", pattern.span)
+    tails = ("".join(t) for t in itertools.product(*alphabets))
+    return tuple(head + t for t in tails if low <= t <= high)
+
+
+# -- conditions --------------------------------------------------------------------
+
+def _cond(expr: ast.Expr, *, event_level: bool) -> Cond:
+    """`when` reads event fields only; `require`/controls read endpoints only."""
+    if isinstance(expr, ast.Number):
+        return Const(value=expr.value)
+    if isinstance(expr, ast.Var):
+        if not event_level:
+            raise _fail("EP490", f"`{expr.name}` is an event field; use it in `when`", expr.span)
+        return Field_(name=expr.name)
+    if isinstance(expr, (ast.EndpointRef, ast.Attr)):
+        if event_level:
+            raise _fail("EP490", f"`when` filters events and cannot read endpoint {expr.name}", expr.span,
+                        "use `require` for conditions on other endpoints")
+        if isinstance(expr, ast.EndpointRef):
+            return IsCase(endpoint=expr.name)
+        return {"count": Count, "age": FirstAge, "year": FirstYear}[expr.attr](endpoint=expr.name)
+    if isinstance(expr, ast.Compare):
+        operands = [_cond(o, event_level=event_level) for o in expr.operands]
+        pairs = tuple(Cmp(op=op, left=operands[i], right=operands[i + 1]) for i, op in enumerate(expr.ops))
+        return pairs[0] if len(pairs) == 1 else AllOf(args=pairs)
+    if isinstance(expr, ast.And):
+        return AllOf(args=tuple(_cond(a, event_level=event_level) for a in expr.args))
+    if isinstance(expr, ast.Or):
+        return AnyOf(args=tuple(_cond(a, event_level=event_level) for a in expr.args))
+    if isinstance(expr, ast.Not):
+        return Negate(arg=_cond(expr.arg, event_level=event_level))
+    raise _fail("EP490", f"cannot lower condition {type(expr).__name__}", getattr(expr, "span", None))

@@ -1,0 +1,299 @@
+"""Outputs: the long results table, per-endpoint counts, the FinnGen-style wide table.
+
+``write_results`` writes, into one directory:
+
+- ``endpoints.parquet``: the long table (FINNGENID, ENDPOINT, STATUS, AGE, YEAR, NEVT), one
+  row per person and endpoint for cases and excluded people, sorted by ENDPOINT, FINNGENID;
+- ``counts.tsv``: ENDPOINT, N_CASES, N_CONTROLS, N_EXCLUDED, with small counts masked
+  (1 to threshold-1 shown as ``<5`` by default; ``mask_threshold=None`` turns masking off);
+- with ``wide=True``, ``endpoints_wide.tsv``: FINNGENID, then per endpoint NAME (1 case,
+  0 control, NA excluded), NAME_NEVT, NAME_AGE, NAME_YEAR.
+
+All files of one call are written to temporary files in the target directory first and
+renamed into place only when every one of them is complete, so a failure leaves the
+directory as it was (earlier outputs untouched, no temporary files left). The files are
+created readable by the owner only (they may hold individual-level data). Output bytes are
+deterministic: rows are sorted, floats in TSV files use a fixed number of decimals.
+
+Masking is per cell only: a reader who knows the population size can still recover a
+masked cell from the other two (there is no secondary suppression).
+
+>>> counts = counts_table(long, people, endpoints=["I9_CHD"])      # doctest: +SKIP
+>>> write_results(long, counts, "out", people=people, wide=True)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import polars as pl
+
+__all__ = [
+    "LONG_SCHEMA",
+    "COUNT_COLUMNS",
+    "LONG_FILE",
+    "COUNTS_FILE",
+    "WIDE_FILE",
+    "counts_table",
+    "mask_counts",
+    "wide_table",
+    "write_results",
+]
+
+LONG_SCHEMA: dict[str, pl.DataType] = {
+    "FINNGENID": pl.String, "ENDPOINT": pl.String, "STATUS": pl.String,
+    "AGE": pl.Float64, "YEAR": pl.Int32, "NEVT": pl.Int64,
+}
+COUNT_COLUMNS: tuple[str, ...] = ("N_CASES", "N_CONTROLS", "N_EXCLUDED")
+LONG_FILE = "endpoints.parquet"
+COUNTS_FILE = "counts.tsv"
+WIDE_FILE = "endpoints_wide.tsv"
+
+_STATUSES = ("case", "excluded")
+# FinnGen ages are years as days / 365.25; the same convention turns FU_END_AGE into a year.
+_DAYS_PER_YEAR = 365.25
+# Fixed so that a file's bytes do not depend on the row count.
+_ROW_GROUP_SIZE = 1 << 20
+
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def counts_table(long: pl.LazyFrame, people: pl.LazyFrame, *,
+                 endpoints: Iterable[str] | None = None) -> pl.LazyFrame:
+    """Per-endpoint N_CASES, N_CONTROLS, N_EXCLUDED (Int64), sorted by ENDPOINT.
+
+    Controls are the rest of the population: ``len(people) - cases - excluded``.
+    Endpoints listed in ``endpoints`` appear even without any case or excluded person;
+    endpoints of ``long`` are always listed.
+
+    >>> long = pl.LazyFrame({"FINNGENID": ["a"], "ENDPOINT": ["E"], "STATUS": ["case"]})
+    >>> people = pl.LazyFrame({"FINNGENID": ["a", "b", "c"]})
+    >>> counts_table(long, people, endpoints=["E", "F"]).collect().rows()
+    [('E', 1, 2, 0), ('F', 0, 3, 0)]
+    """
+    per_endpoint = long.group_by("ENDPOINT").agg(
+        (pl.col("STATUS") == "case").sum().cast(pl.Int64).alias("N_CASES"),
+        (pl.col("STATUS") == "excluded").sum().cast(pl.Int64).alias("N_EXCLUDED"),
+    )
+    if endpoints is not None:
+        names = pl.LazyFrame({"ENDPOINT": sorted(set(endpoints))}, schema={"ENDPOINT": pl.String})
+        per_endpoint = (pl.concat([names, long.select("ENDPOINT")]).unique()
+                        .join(per_endpoint, on="ENDPOINT", how="left"))
+    population = people.select(pl.len().cast(pl.Int64).alias("_POP"))
+    return (per_endpoint.join(population, how="cross")
+            .select(
+                pl.col("ENDPOINT"),
+                pl.col("N_CASES").fill_null(0),
+                (pl.col("_POP") - pl.col("N_CASES").fill_null(0) - pl.col("N_EXCLUDED").fill_null(0))
+                .alias("N_CONTROLS"),
+                pl.col("N_EXCLUDED").fill_null(0),
+            )
+            .sort("ENDPOINT"))
+
+
+def mask_counts(df: Frame, *, threshold: int | None = 5,
+                columns: Sequence[str] | None = None) -> Frame:
+    """Counts from 1 to ``threshold - 1`` replaced by ``"<threshold"`` (green-data rule).
+
+    The masked columns become text (0 and counts >= threshold are written as numbers);
+    ``columns`` defaults to those of N_CASES, N_CONTROLS, N_EXCLUDED present in ``df``.
+    ``threshold=None`` returns ``df`` unchanged. Works on DataFrames and LazyFrames.
+
+    >>> mask_counts(pl.DataFrame({"N_CASES": [0, 3, 5]})).rows()
+    [('0',), ('<5',), ('5',)]
+    """
+    if threshold is None:
+        return df
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+        raise ValueError(f"mask threshold must be a whole number >= 1, got {threshold!r}")
+    names = df.collect_schema().names()
+    targets = [c for c in (columns if columns is not None else COUNT_COLUMNS) if c in names]
+    if columns is not None and len(targets) != len(columns):
+        raise ValueError(f"mask_counts: no column {', '.join(c for c in columns if c not in names)}")
+    masked = pl.lit(f"<{threshold}")
+    return df.with_columns(
+        pl.when(pl.col(c).is_between(1, threshold - 1)).then(masked)
+        .otherwise(pl.col(c).cast(pl.String)).alias(c)
+        for c in targets
+    )
+
+
+def wide_table(long: pl.LazyFrame, people: pl.LazyFrame, endpoints: Sequence[str]) -> pl.DataFrame:
+    """FinnGen-style wide table, one row per person of ``people`` (sorted by FINNGENID).
+
+    Per endpoint NAME, in the order given: NAME (1 case, 0 control, null excluded),
+    NAME_NEVT, NAME_AGE, NAME_YEAR. Cases carry their NEVT, AGE and YEAR; controls NEVT 0,
+    AGE = FU_END_AGE and YEAR = the year of APPROX_BIRTH_DATE + FU_END_AGE years (null when
+    either is missing); excluded people null in all four. Memory: the population times
+    4 columns per endpoint, so choose the endpoints.
+
+    >>> long = pl.LazyFrame({"FINNGENID": ["a"], "ENDPOINT": ["E"], "STATUS": ["case"],
+    ...                      "AGE": [50.5], "YEAR": [2001], "NEVT": [2]})
+    >>> people = pl.LazyFrame({"FINNGENID": ["b", "a"], "FU_END_AGE": [60.0, 70.0],
+    ...                        "APPROX_BIRTH_DATE": [None, None]})
+    >>> wide_table(long, people, ["E"]).rows()
+    [('a', 1, 2, 50.5, 2001), ('b', 0, 0, 60.0, None)]
+    """
+    order = list(dict.fromkeys(endpoints))
+    columns = ["FINNGENID"] + [f"{e}{suffix}" for e in order for suffix in ("", "_NEVT", "_AGE", "_YEAR")]
+    clashes = sorted({c for c in columns if columns.count(c) > 1})
+    if clashes:
+        raise ValueError(f"wide table: endpoint names give duplicate columns {', '.join(clashes)}")
+    schema = people.collect_schema()
+    birth = (pl.col("APPROX_BIRTH_DATE").cast(pl.Date) if "APPROX_BIRTH_DATE" in schema
+             else pl.lit(None, dtype=pl.Date))
+    base = people.select(
+        pl.col("FINNGENID").cast(pl.String),
+        pl.col("FU_END_AGE").cast(pl.Float64).alias("_FU_AGE"),
+        # Date -> days since epoch keeps this exact and cheap; fractional days are dropped.
+        (birth.cast(pl.Int32) + (pl.col("FU_END_AGE").cast(pl.Float64) * _DAYS_PER_YEAR).floor()
+         .cast(pl.Int32)).cast(pl.Date).dt.year().cast(pl.Int32).alias("_FU_YEAR"),
+    ).sort("FINNGENID").collect()
+    results = (_long_frame(long).filter(pl.col("ENDPOINT").is_in(order)).collect()
+               .partition_by("ENDPOINT", as_dict=True, include_key=False))
+    empty = pl.DataFrame(schema={k: v for k, v in LONG_SCHEMA.items() if k != "ENDPOINT"})
+    out = base
+    for e in order:
+        part = results.get((e,), empty)
+        joined = out.select("FINNGENID").join(part, on="FINNGENID", how="left", maintain_order="left")
+        status = joined["STATUS"]
+        case, control = status == "case", status.is_null()
+        out = out.with_columns(
+            pl.when(case).then(pl.lit(1, pl.Int8)).when(control).then(pl.lit(0, pl.Int8)).alias(e),
+            pl.when(case).then(joined["NEVT"]).when(control).then(pl.lit(0, pl.Int64)).alias(f"{e}_NEVT"),
+            pl.when(case).then(joined["AGE"]).when(control).then(pl.col("_FU_AGE")).alias(f"{e}_AGE"),
+            pl.when(case).then(joined["YEAR"]).when(control).then(pl.col("_FU_YEAR")).alias(f"{e}_YEAR"),
+        )
+    return out.select(columns)
+
+
+def write_results(long: pl.LazyFrame, counts: pl.LazyFrame, out_dir: str | os.PathLike[str], *,
+                  people: pl.LazyFrame, wide: bool = False, wide_endpoints: Sequence[str] | None = None,
+                  mask_threshold: int | None = 5, age_decimals: int = 2) -> tuple[Path, ...]:
+    """Write endpoints.parquet, counts.tsv and (``wide=True``) endpoints_wide.tsv into ``out_dir``.
+
+    All or nothing: every file goes to a temporary file first; only when all are written are
+    they renamed into place, and a failure while renaming restores the files that were there.
+    ``wide_endpoints`` defaults to every endpoint of ``counts`` (sorted); names not in
+    ``counts`` are an error. ``age_decimals`` fixes the AGE format of the wide table (the
+    Parquet file keeps full precision). Returns the paths written.
+    """
+    mask_counts(pl.DataFrame({"N_CASES": [0]}), threshold=mask_threshold)  # validate early
+    out = Path(out_dir)
+
+    # Everything that can fail on the data happens before the first byte is written.
+    long_df = _long_frame(long).sort("ENDPOINT", "FINNGENID").collect()
+    unexpected = long_df.filter(~pl.col("STATUS").is_in(_STATUSES))
+    if unexpected.height:
+        raise ValueError(f"long table: {unexpected.height} rows have a STATUS other than case/excluded")
+    counts_df = (counts.select(pl.col("ENDPOINT").cast(pl.String), *[pl.col(c).cast(pl.Int64) for c in COUNT_COLUMNS])
+                 .sort("ENDPOINT").collect())
+    writers: list[tuple[str, Callable[[Path], None]]] = [
+        (LONG_FILE, lambda p: long_df.write_parquet(p, compression="zstd", statistics=True,
+                                                   row_group_size=_ROW_GROUP_SIZE)),
+        (COUNTS_FILE, lambda p: _write_tsv(mask_counts(counts_df, threshold=mask_threshold), p)),
+    ]
+    if wide:
+        known = counts_df["ENDPOINT"].to_list()
+        chosen = list(wide_endpoints) if wide_endpoints is not None else known
+        unknown = [e for e in chosen if e not in set(known)]
+        if unknown:
+            raise ValueError(f"wide table: unknown endpoint{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(unknown)} (not among the evaluated endpoints)")
+        wide_df = wide_table(long_df.lazy(), people, chosen)
+        writers.append((WIDE_FILE, lambda p: _write_tsv(wide_df, p, float_precision=age_decimals)))
+
+    out.mkdir(parents=True, exist_ok=True)
+    return _write_all(out, writers)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def _long_frame(long: pl.LazyFrame) -> pl.LazyFrame:
+    return long.select(pl.col(c).cast(t) for c, t in LONG_SCHEMA.items())
+
+
+def _write_tsv(df: pl.DataFrame, path: Path, *, float_precision: int | None = None) -> None:
+    df.write_csv(path, separator="\t", line_terminator="\n", null_value="NA",
+                 float_precision=float_precision, quote_style="necessary")
+
+
+def _write_all(out: Path, writers: list[tuple[str, Callable[[Path], None]]]) -> tuple[Path, ...]:
+    temps: list[tuple[Path, Path]] = []
+    try:
+        for name, write in writers:
+            fd, tmp_name = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
+            os.close(fd)
+            tmp = Path(tmp_name)
+            temps.append((tmp, out / name))
+            write(tmp)
+            _fsync(tmp)
+        _commit(temps)
+    finally:
+        for tmp, _ in temps:
+            tmp.unlink(missing_ok=True)
+    _fsync_dir(out)
+    return tuple(final for _, final in temps)
+
+
+def _commit(pairs: list[tuple[Path, Path]]) -> None:
+    """Rename every temp onto its target; on failure put the previous targets back."""
+    backups: dict[Path, Path] = {}
+    done: list[Path] = []
+    try:
+        for _, final in pairs:
+            if final.exists():
+                backups[final] = _backup(final)
+        for tmp, final in pairs:
+            os.replace(tmp, final)
+            done.append(final)
+    except BaseException as exc:
+        for final in reversed(done):
+            try:
+                if final in backups:
+                    os.replace(backups[final], final)
+                    del backups[final]
+                else:
+                    final.unlink(missing_ok=True)
+            except OSError:
+                exc.add_note(f"could not restore {final}; the previous version is kept as {backups.get(final)}")
+        for final, backup in list(backups.items()):
+            if final not in done:
+                backup.unlink(missing_ok=True)
+                backups.pop(final)
+        raise
+    for backup in backups.values():
+        backup.unlink(missing_ok=True)
+
+
+def _backup(path: Path) -> Path:
+    backup = path.with_name(f".{path.name}.{secrets.token_hex(6)}.bak")
+    try:
+        os.link(path, backup)   # a second name for the old file: instant, no copy
+    except OSError:
+        shutil.copy2(path, backup)
+    return backup
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

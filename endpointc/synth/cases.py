@@ -1,0 +1,541 @@
+"""Case events for recipes: every endpoint gets cases through codes its rules match.
+
+Planning (once): each recipe's rules are flattened into *options*, one per (alternative,
+SOURCE, code system), with the calendar years in which such a row can exist and a small
+pool of sampled rows whose codes match the alternative's regexes (and none of its
+`except` regexes). Per block (vectorised): a prevalence share of eligible people become
+cases; each gets events of one rule (at least its `min`), placed in an option's register
+and era, inside the endpoint's age and year windows and the person's follow-up.
+
+Noise that must *not* make anyone a case is added on purpose, so engines are tested on
+the hard paths too: rows with `except` codes, people one event short of `min N`, and
+people with only a `needs other` rule's events.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from . import codes as C
+from .background import (DAYS_PER_YEAR, People, Rows, death_visit, icd_pick, ver_id,
+                         within)
+from .eras import END_YEAR, icd_version, source_years, year_end_day, year_of, year_start_day
+from .model import SRC, Model
+from .recipes import Alternative, Recipe
+from .sampler import SHAPES, sample_code
+
+__all__ = ["RecipePlan", "plan_recipes", "case_events"]
+
+log = logging.getLogger(__name__)
+
+_POOL_ROWS = 8
+_EXCEPT_ROWS = 4
+# Stay this far inside an age window so that two-decimal EVENT_AGE rounding can never push
+# an event across a strict (<) or inclusive (<=) bound.
+_AGE_MARGIN_YEARS = 0.02
+_NOISE_SHARE = 0.5          # noise people per case, for each kind of near miss
+
+_HOSPITAL = ("INPAT", "OUTPAT")
+_OPER = ("OPER_IN", "OPER_OUT")
+# Code systems by CATEGORY for the registers whose vocabulary is told by CATEGORY.
+_PRIMARY_SYSTEMS = {"ICD": ("ICD0", "ICD1"), "ICP": ("ICP0", "ICP1"), "OP": ("OP0",), "MOP": ("MOP0",)}
+_PRIMARY_SHAPE = {"ICD": "icd10", "ICP": "icpc2", "OP": "procedure", "MOP": "procedure"}
+_PRIMARY_VER = {"ICD": "10", "ICP": "ICP", "OP": "OP", "MOP": "MOP"}
+_OPER_SYSTEMS = {"NOM": ("NOM1", "NOM2"), "MFHL": ("MFHL1",), "SFHL": ("SFHL1",), "HPO": ("HPO1",), "HPN": ("HPN1",)}
+_OPER_SHAPE = {"NOM": "nomesco", "MFHL": "hl", "SFHL": "hl", "HPO": "hp1", "HPN": "hp2"}
+_SEX_VOCAB = {"icd10": "icd10", "icd9": "icd9", "icd8": "icd8", "icpc2": "icpc2",
+              "topography": "topography", "nomesco": "nomesco"}
+_BUILTIN_ATC = sorted({a for c in C.CONDITIONS for a in c.atc})
+
+# Family codes of an option: how its rows are laid out.
+HOSP, DEATH, PRIM, OPER, REIMB, PURCH, CANC = range(7)
+
+
+@dataclass
+class _Option:
+    recipe: int
+    rule: int
+    source: str
+    family: int
+    y0: int
+    y1: int
+    main_only: bool = False
+    sex: int = 0                      # 1 female, 2 male: codes of one sex only
+    pool: list[tuple] = field(default_factory=list)      # (c1, c2, c3, ver, cat) strings
+    except_pool: list[tuple] = field(default_factory=list)
+
+
+@dataclass
+class RecipePlan:
+    recipes: tuple[Recipe, ...]
+    # per recipe
+    rec_group: np.ndarray
+    rec_prev: np.ndarray
+    rec_age: np.ndarray               # (R, 2) day offsets from birth
+    rec_years: np.ndarray             # (R, 2)
+    rec_emergency: np.ndarray
+    rec_prim: list[np.ndarray]
+    rec_other: list[np.ndarray]
+    rec_also: list[list[int]]
+    # per rule
+    rule_recipe: np.ndarray
+    rule_min: np.ndarray
+    rule_needs_other: np.ndarray
+    rule_opts: list[np.ndarray]
+    # per option
+    opt_recipe: np.ndarray
+    opt_src: np.ndarray
+    opt_family: np.ndarray
+    opt_y: np.ndarray                 # (O, 2)
+    opt_main_only: np.ndarray
+    opt_sex: np.ndarray
+    opt_reimb_by_year: np.ndarray
+    pool_start: np.ndarray
+    pool_len: np.ndarray
+    ex_start: np.ndarray
+    ex_len: np.ndarray
+    pool: np.ndarray                  # (P, 5) string ids: c1, c2, c3, ver, cat
+    unreachable: list[str]
+
+
+def _family(source: str) -> int:
+    if source in _HOSPITAL:
+        return HOSP
+    return {"DEATH": DEATH, "PRIM_OUT": PRIM, "OPER_IN": OPER, "OPER_OUT": OPER,
+            "REIMB": REIMB, "PURCH": PURCH, "CANC": CANC}[source]
+
+
+def _matches(regex: str | None, value: str | None) -> bool:
+    return regex is None or (value is not None and re.match(regex, value) is not None)
+
+
+def _allowed(candidates, regex):
+    return [c for c in candidates if _matches(regex, c)]
+
+
+def _column_shapes(family: int, system: str | None, icdver: str | None) -> tuple[str, str, str]:
+    icd = f"icd{icdver}" if icdver in ("10", "9", "8") else "icd10"
+    if family in (HOSP, DEATH):
+        return icd, "icd10", "atc"
+    if family == PRIM:
+        return _PRIMARY_SHAPE[system], "any", "any"
+    if family == OPER:
+        return _OPER_SHAPE[system], "any", "any"
+    if family == REIMB:
+        return "kela", icd, "any"
+    if family == PURCH:
+        return "atc", "kela", "vnr"
+    return "topography", "morphology", "behaviour"
+
+
+def _default(family: int, col: int, rnd: random.Random, row: list) -> str | None:
+    """A realistic value for an unconstrained column (None: leave it missing)."""
+    if family == PURCH:
+        if col == 0:
+            return rnd.choice(_BUILTIN_ATC)
+        if col == 2:
+            return rnd.choice(C.vnrs_for(row[0]))
+        return None
+    if family == CANC:
+        return (None, rnd.choice(("8140", "8500", "8070", "8000")), "3")[col] if col else None
+    return None
+
+
+def _sample_row(alt: Alternative, family: int, shapes, rnd: random.Random, *,
+                override: tuple[int, str] | None = None) -> list | None:
+    """One (c1, c2, c3) satisfying the alternative and none of its excludes; with
+    `override=(column, regex)` that column is instead sampled from an `except` regex (and
+    must still match the alternative), giving a row the rule selects and then discards."""
+    cons = (alt.code1, alt.code2, alt.code3)
+    excludes: dict[int, tuple[str, ...]] = {0: (), 1: (), 2: ()}
+    for col_name, rx in alt.exclude:
+        col = int(col_name[-1]) - 1
+        excludes[col] = excludes[col] + (rx,)
+    row: list[str | None] = [None, None, None]
+    for col in range(3):
+        rx = cons[col]
+        if override is not None and override[0] == col:
+            code = sample_code(override[1], shapes[col], rnd)
+            if code is None or not _matches(rx, code):
+                return None
+        elif rx is not None:
+            code = sample_code(rx, shapes[col], rnd, excludes=excludes[col])
+            if code is None:
+                return None
+        else:
+            code = _default(family, col, rnd, row)
+            if code is None and col == 0:
+                code = sample_code("", shapes[0], rnd, excludes=excludes[0])
+            if code is not None and any(re.match(e, code) for e in excludes[col]):
+                return None
+        row[col] = code
+    return row
+
+
+def _known_codes() -> dict[str, tuple[str, ...]]:
+    """Codes of the built-in mix per shape: real codes are preferred when they match."""
+    out: dict[str, set[str]] = {k: set() for k in ("icd10", "icd9", "icd8", "icpc2", "atc", "kela",
+                                                    "nomesco", "hl", "topography")}
+    for c in C.CONDITIONS:
+        out["icd10"].update(c.icd10)
+        out["icd9"].update(c.icd9)
+        out["icd8"].update(c.icd8)
+        out["icpc2"].update(c.icpc2)
+        out["atc"].update(c.atc)
+        out["kela"].update(c.kela)
+        out["nomesco"].update(c.nomesco + C.GENERIC_OPERATIONS)
+        out["hl"].update(c.hl)
+        if c.cancer:
+            out["topography"].add(c.cancer[0])
+    return {k: tuple(sorted(v)) for k, v in out.items()}
+
+
+_KNOWN = _known_codes()
+
+
+def _pool(alt, family, system, rnd, k, override=None) -> list[list]:
+    shapes = _column_shapes(family, system, alt.icdver)
+    rows, seen = [], set()
+    if override is None and alt.code1 is not None and shapes[0] in _KNOWN:
+        # Half the pool from real codes that match, so cases look like real patients.
+        known = [c for c in _KNOWN[shapes[0]] if re.match(alt.code1, c)
+                 and not any(re.match(rx, c) for col, rx in alt.exclude if col == "CODE1")]
+        for code in rnd.sample(known, min(len(known), k // 2)):
+            row = _sample_row(replace(alt, code1=re.escape(code) + "$"), family, shapes, rnd)
+            if row is not None and tuple(row) not in seen:
+                seen.add(tuple(row))
+                rows.append(row)
+    for _ in range(k * 8):
+        row = _sample_row(alt, family, shapes, rnd, override=override)
+        if row is not None and tuple(row) not in seen:
+            seen.add(tuple(row))
+            rows.append(row)
+            if len(rows) >= k:
+                break
+    return rows
+
+
+def _row_sex(family: int, system: str | None, icdver: str | None, row) -> int:
+    shape = _column_shapes(family, system, icdver)[0]
+    vocab = _SEX_VOCAB.get(shape)
+    s = C.sex_of_code(vocab, row[0]) if vocab and row[0] else None
+    return {None: 0, "female": 1, "male": 2}[s]
+
+
+def _options_for(alt: Alternative, recipe: Recipe, r: int, j: int, rnd: random.Random) -> list[_Option]:
+    out = []
+    y_lo = recipe.year[0] if recipe.year[0] is not None else 0
+    y_hi = recipe.year[1] if recipe.year[1] is not None else END_YEAR
+    for source in alt.sources:
+        family = _family(source)
+        if recipe.emergency and family != HOSP and family != OPER:
+            continue  # urgency exists only on hospital visits
+        if family in (PRIM, OPER):
+            table = _PRIMARY_SYSTEMS if family == PRIM else _OPER_SYSTEMS
+            systems = [(s, _allowed(cats, alt.category)) for s, cats in table.items()]
+        elif family == HOSP:
+            systems = [(None, _allowed([str(i) for i in range(4)], alt.category))]
+        elif family == DEATH:
+            systems = [(None, _allowed(["U", "I", "c1", "c2"], alt.category))]
+        else:
+            systems = [(None, [None] if alt.category is None else [])]
+        for system, cats in systems:
+            if not cats:
+                continue
+            years = source_years(source, alt.icdver, cats[0] if family == OPER else None)
+            if years is None:
+                continue
+            y0, y1 = max(years[0], y_lo), min(years[1], y_hi)
+            if recipe.emergency:
+                y0 = max(y0, 1996)   # CODE9 is recorded from the ICD-10 era on
+            if y0 > y1:
+                continue
+            opt = _Option(recipe=r, rule=j, source=source, family=family, y0=y0, y1=y1,
+                          main_only=(family == HOSP and cats == ["0"]) or (family == DEATH and cats == ["U"]))
+            rows = _pool(alt, family, system, rnd, _POOL_ROWS)
+            if not rows:
+                continue
+            ver = alt.icdver
+            if family == PRIM:
+                ver = _PRIMARY_VER[system]
+            elif family == OPER:
+                ver = system
+            elif family == PURCH:
+                ver = "ATC"
+            elif family == CANC:
+                ver = "O3"
+            elif family in (HOSP, DEATH) and ver is None:
+                ver = "10"
+            fixed_cat = cats[0] if family in (PRIM, OPER) else None
+            sexes = {_row_sex(family, system, alt.icdver, row) for row in rows}
+            opt.sex = sexes.pop() if len(sexes) == 1 else 0
+            opt.pool = [(*row, ver, fixed_cat) for row in rows]
+            for col, rx in alt.exclude:
+                ex_rows = _pool(alt, family, system, rnd, _EXCEPT_ROWS, override=(int(col[-1]) - 1, rx))
+                opt.except_pool += [(*row, ver, fixed_cat) for row in ex_rows]
+            out.append(opt)
+    return out
+
+
+def _recipe_group(recipe: Recipe, death_only: bool) -> int:
+    sex = {None: 0, "female": 1, "male": 2}[recipe.sex]
+    return sex + (3 if death_only else 0)
+
+
+def plan_recipes(m: Model, recipes, *, prevalence: float, seed: int) -> RecipePlan:
+    names = {rc.endpoint: i for i, rc in enumerate(recipes)}
+    opts: list[_Option] = []
+    rule_recipe, rule_min, rule_needs, rule_opts = [], [], [], []
+    rec_prim, rec_other, rec_group, unreachable = [], [], [], []
+    for r, rc in enumerate(recipes):
+        # A private stream per recipe: adding a recipe never changes another's codes.
+        rnd = random.Random(f"{seed}:{r}:{rc.endpoint}")
+        prim, other = [], []
+        death_only = True
+        for rule in rc.rules:
+            j = len(rule_recipe)
+            o0 = len(opts)
+            for alt in rule.alternatives:
+                opts += _options_for(alt, rc, r, j, rnd)
+            mine = np.arange(o0, len(opts))
+            rule_recipe.append(r)
+            rule_min.append(rule.min_events)
+            rule_needs.append(rule.needs_other)
+            rule_opts.append(mine)
+            if len(mine):
+                (other if rule.needs_other else prim).append(j)
+                if rule.needs_other is False and any(opts[o].family != DEATH for o in mine):
+                    death_only = False
+        if not prim:          # only `needs other` rules: let them stand for themselves
+            prim, other = other, []
+            death_only = death_only and bool(prim)
+        if not prim:
+            unreachable.append(rc.endpoint)
+            log.warning("synthetic data: no registry row can satisfy %s", rc.endpoint)
+        rec_prim.append(np.array(prim, dtype=np.int64))
+        rec_other.append(np.array(other, dtype=np.int64))
+        rec_group.append(_recipe_group(rc, death_only and bool(prim)))
+
+    s = m.strings
+    pool_rows, pool_start, pool_len, ex_start, ex_len = [], [], [], [], []
+    for o in opts:
+        pool_start.append(len(pool_rows))
+        pool_len.append(len(o.pool))
+        pool_rows += o.pool
+        ex_start.append(len(pool_rows))
+        ex_len.append(len(o.except_pool))
+        pool_rows += o.except_pool
+    pool = np.array([[s.id(x) for x in row] for row in pool_rows], dtype=np.int64).reshape(-1, 5)
+
+    def age_days(rc: Recipe) -> tuple[float, float]:
+        lo, hi = rc.age
+        return ((lo + _AGE_MARGIN_YEARS) * DAYS_PER_YEAR if lo is not None else -1e12,
+                (hi - _AGE_MARGIN_YEARS) * DAYS_PER_YEAR if hi is not None else 1e12)
+
+    return RecipePlan(
+        recipes=tuple(recipes),
+        rec_group=np.array(rec_group, dtype=np.int64),
+        rec_prev=np.array([rc.prevalence if rc.prevalence is not None else prevalence for rc in recipes]),
+        rec_age=np.array([age_days(rc) for rc in recipes]).reshape(-1, 2),
+        rec_years=np.array([(rc.year[0] or 0, rc.year[1] or END_YEAR) for rc in recipes]).reshape(-1, 2),
+        rec_emergency=np.array([rc.emergency for rc in recipes]),
+        rec_prim=rec_prim, rec_other=rec_other,
+        rec_also=[[names[a] for a in rc.also if a in names] for rc in recipes],
+        rule_recipe=np.array(rule_recipe, dtype=np.int64),
+        rule_min=np.array(rule_min, dtype=np.int64),
+        rule_needs_other=np.array(rule_needs, dtype=bool),
+        rule_opts=rule_opts,
+        opt_recipe=np.array([o.recipe for o in opts], dtype=np.int64),
+        opt_src=np.array([SRC[o.source] for o in opts], dtype=np.int64),
+        opt_family=np.array([o.family for o in opts], dtype=np.int64),
+        opt_y=np.array([(o.y0, o.y1) for o in opts], dtype=np.int64).reshape(-1, 2),
+        opt_main_only=np.array([o.main_only for o in opts], dtype=bool),
+        opt_sex=np.array([o.sex for o in opts], dtype=np.int64),
+        opt_reimb_by_year=np.array([o.family == REIMB and o.pool[0][3] is None for o in opts], dtype=bool),
+        pool_start=np.array(pool_start, dtype=np.int64), pool_len=np.array(pool_len, dtype=np.int64),
+        ex_start=np.array(ex_start, dtype=np.int64), ex_len=np.array(ex_len, dtype=np.int64),
+        pool=pool, unreachable=unreachable,
+    )
+
+
+# --- per block ----------------------------------------------------------------------
+
+def _ragged_pick(rng, lists: list[np.ndarray], which: np.ndarray) -> np.ndarray:
+    """For each index in `which`, a random element of lists[which] (-1 when empty)."""
+    counts = np.array([len(x) for x in lists], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    flat = np.concatenate(lists + [np.array([-1], dtype=np.int64)]).astype(np.int64)
+    c = counts[which]
+    idx = offsets[which] + (rng.random(len(which)) * c).astype(np.int64)
+    return np.where(c > 0, flat[np.where(c > 0, idx, len(flat) - 1)], -1)
+
+
+def _pick_people(rng, groups: list[np.ndarray], group: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """n[i] random people (with replacement) from groups[group[i]]; returns (owner i, person)."""
+    owner = np.repeat(np.arange(len(n)), n)
+    sizes = np.array([len(g) for g in groups], dtype=np.int64)
+    offs = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    flat = np.concatenate(groups + [np.zeros(1, dtype=np.int64)])
+    g = group[owner]
+    person = flat[offs[g] + (rng.random(len(owner)) * sizes[g]).astype(np.int64)]
+    return owner, person
+
+
+def case_events(m: Model, plan: RecipePlan, rng: np.random.Generator, people: People, rows: Rows) -> None:
+    R = len(plan.recipes)
+    if R == 0:
+        return
+    n = len(people)
+    fem, dead = people.female, people.dead
+    everyone = np.arange(n, dtype=np.int64)
+    groups = [everyone, everyone[fem], everyone[~fem], everyone[dead], everyone[dead & fem], everyone[dead & ~fem]]
+    sizes = np.array([len(g) for g in groups])
+
+    # --- cases: one primary rule each, sometimes plus a `needs other` rule ----------
+    n_case = rng.binomial(sizes[plan.rec_group], plan.rec_prev)
+    n_case[[len(p) == 0 for p in plan.rec_prim]] = 0
+    rec, person = _pick_people(rng, groups, plan.rec_group, n_case)
+    for r, also in enumerate(plan.rec_also):
+        for t in also:
+            mine = person[rec == r]
+            rec = np.concatenate([rec, np.full(len(mine), t)])
+            person = np.concatenate([person, mine])
+    rule = _ragged_pick(rng, plan.rec_prim, rec)
+    inst_person, inst_rule, inst_kind, inst_rec = [person], [rule], [np.zeros(len(rec), dtype=np.int64)], [rec]
+    other = _ragged_pick(rng, plan.rec_other, rec)
+    add = (other >= 0) & (rng.random(len(rec)) < 0.4)
+    inst_person.append(person[add]); inst_rule.append(other[add])
+    inst_kind.append(np.full(int(add.sum()), 4)); inst_rec.append(rec[add])
+
+    # --- near misses: one event short of `min`; a `needs other` rule on its own -----
+    rule_group = plan.rec_group[plan.rule_recipe] % 3        # near misses need not be dead
+    rule_prev = plan.rec_prev[plan.rule_recipe] * _NOISE_SHARE
+    for kind, wanted in ((1, plan.rule_min > 1), (2, plan.rule_needs_other)):
+        k = np.where(wanted & np.array([len(o) > 0 for o in plan.rule_opts]),
+                     rng.binomial(sizes[rule_group], rule_prev), 0)
+        j, p = _pick_people(rng, groups, rule_group, k)
+        inst_person.append(p); inst_rule.append(j); inst_kind.append(np.full(len(j), kind))
+        inst_rec.append(plan.rule_recipe[j])
+    person = np.concatenate(inst_person)
+    rule = np.concatenate(inst_rule)
+    kind = np.concatenate(inst_kind)
+    rec = np.concatenate(inst_rec)
+    ok = rule >= 0
+    person, rule, kind, rec = person[ok], rule[ok], kind[ok], rec[ok]
+
+    # --- an option (register, era) that fits each person, tried a few times --------
+    opt = np.full(len(rule), -1, dtype=np.int64)
+    lo = np.zeros(len(rule), dtype=np.int64)
+    hi = np.zeros(len(rule), dtype=np.int64)
+    for attempt in range(8):
+        todo = np.nonzero(opt < 0)[0]
+        if not len(todo):
+            break
+        if attempt:
+            # A case whose rule fits nobody like this person (a death rule for someone
+            # alive, ICD-10 for someone who died in 1990) tries another of its rules.
+            again = todo[kind[todo] == 0]
+            rule[again] = _ragged_pick(rng, plan.rec_prim, rec[again])
+        cand = _ragged_pick(rng, plan.rule_opts, rule[todo])
+        l, h, feasible = _window(plan, people, person[todo], cand)
+        good = feasible & (cand >= 0)
+        opt[todo[good]], lo[todo[good]], hi[todo[good]] = cand[good], l[good], h[good]
+    kind = np.where(kind == 4, 0, kind)
+    use_except = np.zeros(len(opt), dtype=bool)
+
+    # --- `except` noise: rows the rule selects but then discards -------------------
+    has_ex = np.nonzero(plan.ex_len > 0)[0]
+    if len(has_ex):
+        g = plan.rec_group[plan.opt_recipe[has_ex]] % 3
+        k = rng.binomial(sizes[g], plan.rec_prev[plan.opt_recipe[has_ex]] * _NOISE_SHARE)
+        which, p = _pick_people(rng, groups, g, k)
+        o = has_ex[which]
+        l, h, feasible = _window(plan, people, p, o)
+        person = np.concatenate([person, p[feasible]])
+        kind = np.concatenate([kind, np.full(int(feasible.sum()), 3)])
+        rule = np.concatenate([rule, np.full(int(feasible.sum()), -1)])
+        opt = np.concatenate([opt, o[feasible]])
+        lo = np.concatenate([lo, l[feasible]])
+        hi = np.concatenate([hi, h[feasible]])
+        use_except = np.concatenate([use_except, np.ones(int(feasible.sum()), dtype=bool)])
+    keep = opt >= 0
+    person, rule, kind, opt, lo, hi, use_except = (x[keep] for x in (person, rule, kind, opt, lo, hi, use_except))
+    if not len(opt):
+        return
+    _emit(m, plan, rng, people, rows, person, rule, kind, opt, lo, hi, use_except)
+
+
+def _window(plan: RecipePlan, people: People, person: np.ndarray, opt: np.ndarray):
+    """Feasible day range of each (person, option): age window, era, follow-up, sex."""
+    o = np.maximum(opt, 0)
+    r = plan.opt_recipe[o]
+    birth, fu_end = people.birth[person], people.fu_end[person]
+    lo = np.maximum.reduce([birth + np.ceil(plan.rec_age[r, 0]).clip(-1e9, 1e9).astype(np.int64),
+                            year_start_day(plan.opt_y[o, 0]), birth])
+    hi = np.minimum.reduce([birth + np.floor(plan.rec_age[r, 1]).clip(-1e9, 1e9).astype(np.int64),
+                            year_end_day(plan.opt_y[o, 1]), fu_end])
+    sex = plan.opt_sex[o]
+    fem = people.female[person]
+    ok = (lo <= hi) & ((sex == 0) | ((sex == 1) & fem) | ((sex == 2) & ~fem))
+    # A death row sits on the day of death, of people who died.
+    is_death = plan.opt_family[o] == DEATH
+    ok &= ~is_death | (people.dead[person] & (fu_end >= lo) & (fu_end <= hi))
+    lo = np.where(is_death, fu_end, lo)
+    hi = np.where(is_death, fu_end, hi)
+    return lo, hi, ok & (opt >= 0)
+
+
+def _emit(m, plan, rng, people, rows, person, rule, kind, opt, lo, hi, use_except) -> None:
+    fam = plan.opt_family[opt]
+    mins = np.where(rule >= 0, plan.rule_min[np.maximum(rule, 0)], 1)
+    n_ev = np.where(kind == 1, mins - 1, mins) + np.where(kind == 0, rng.poisson(0.3, len(opt)), 0)
+    n_ev = np.where(fam == DEATH, 1, np.maximum(n_ev, 1))
+    # One code row per person and option: a `min 3` purchase repeats the same drug.
+    start = np.where(use_except, plan.ex_start[opt], plan.pool_start[opt])
+    length = np.where(use_except, plan.ex_len[opt], plan.pool_len[opt])
+    prow = start + (rng.random(len(opt)) * length).astype(np.int64)
+
+    e = np.repeat(np.arange(len(opt)), n_ev)
+    p = person[e]
+    f = fam[e]
+    day = lo[e] + (rng.random(len(e)) * (hi[e] - lo[e] + 1)).astype(np.int64)
+    day = np.minimum(day, hi[e])
+    year = year_of(day)
+    ver_num = icd_version(year).astype(np.int64)
+    c1, c2, c3, ver, cat = (plan.pool[prow[e], i] for i in range(5))
+    ver = np.where(plan.opt_reimb_by_year[opt[e]], ver_id(m, ver_num), ver)
+    src = plan.opt_src[opt[e]]
+    emergency = plan.rec_emergency[plan.opt_recipe[opt[e]]]
+    visit = np.where(f == DEATH, death_visit(people)[p], rows.visits(len(e)))
+
+    hosp = f == HOSP
+    main = hosp & (plan.opt_main_only[opt[e]] | (rng.random(len(e)) < 0.75))
+    cat = np.where(hosp, np.where(main, m.hosp_cat[0], m.hosp_cat[1]), cat)
+    urg = np.where(emergency | (rng.random(len(e)) < 0.2), m.urgency[1], m.urgency[0])
+    c9 = np.where((hosp | (f == OPER)) & (year >= 1996), urg, 0)
+    c4 = np.where(f == PURCH, m.num[1], np.where(src == SRC["INPAT"], m.num[3], 0))
+    # Death rows: a `main` rule needs the underlying cause; others take any role.
+    dpref = np.where(f == DEATH, np.where(plan.opt_main_only[opt[e]], 0,
+                                          np.where(rng.random(len(e)) < 0.5, 1, 3)), 0)
+    order = np.where(hosp & ~main, 1, np.where(f == OPER, 30, 0))
+    rows.add(person=p, day=day, src=src, c1=c1, c2=c2, c3=c3, c4=c4, ver=ver, cat=cat,
+             c9=np.where(f == OPER, 0, c9), visit=visit, order=order, dpref=dpref)
+
+    # Side diagnoses and operations need the visit's main diagnosis beside them.
+    need = np.nonzero((hosp & ~main) | (f == OPER))[0]
+    if len(need):
+        v = ver_num[need]
+        filler = np.zeros(len(need), dtype=np.int64)
+        for k in (10, 9, 8):
+            s = v == k
+            filler[s] = m.filler[k][rng.integers(0, len(m.filler[k]), int(s.sum()))]
+        fsrc = np.where(src[need] == SRC["OPER_IN"], SRC["INPAT"],
+                        np.where(src[need] == SRC["OPER_OUT"], SRC["OUTPAT"], src[need]))
+        rows.add(person=p[need], day=day[need], src=fsrc, c1=filler, ver=ver_id(m, v),
+                 cat=m.hosp_cat[0], c9=c9[need], visit=visit[need], order=0,
+                 c4=np.where(fsrc == SRC["INPAT"], m.num[3], 0))

@@ -1,0 +1,189 @@
+"""Semantic checks: one test per diagnostic code, plus the guarantees of `check`."""
+
+from __future__ import annotations
+
+import pytest
+
+from endpointc.check import check
+from endpointc.parser import parse
+
+
+def run(*texts: str, strict: bool = False):
+    files = []
+    for i, text in enumerate(texts):
+        tree, diags = parse(text, name=f"f{i}.ep")
+        assert diags == (), diags
+        files.append(tree)
+    return check(files, strict=strict)
+
+
+def codes_of(*texts: str) -> list[tuple[str, str]]:
+    return [(d.code, d.severity.value) for d in run(*texts)[1]]
+
+
+CLEAN = """
+codelist DM icd10 E10 | E11
+endpoint A {
+  title "A"
+  hospital main min 2 icd10 @DM | E10-E14 | =E119 | I21&I10 except E119
+  death with atc icd10 I21 icd9 410 icd8 410
+  purchase atc A10 vnr 012345
+  cancer topography C50 behaviour 3
+  reimbursement kela 103 icd10 E11
+  operation nomesco FNA00 hl 5311 hp1 82 hp2 AN2
+  primary icpc2 T90 procedure SAA02
+  when 4 <= age <= 40 and (year >= 2000 or not emergency)
+  require B and B.count > 1 and B.age < 50
+  sex female
+  controls { exclude B require not B }
+}
+endpoint B { include C  parent A }
+endpoint C { inpatient icd10 I21 }
+"""
+
+
+def test_clean_library_has_no_diagnostics_and_orders_dependencies():
+    library, diags = run(CLEAN)
+    assert diags == ()
+    assert library.order.index("C") < library.order.index("B") < library.order.index("A")
+    assert set(library.codelists) == {"DM"}
+
+
+@pytest.mark.parametrize("text, expected", [
+    # EP2xx names and structure
+    ("endpoint A { include B }", [("EP201", "error")]),
+    ("endpoint A { hospital icd10 I21 require B.count > 1 }", [("EP201", "error")]),
+    ("endpoint A { hospital icd10 I21 controls { exclude B } }", [("EP201", "error")]),
+    ("endpoint A { hospital icd10 I21 parent B }", [("EP202", "warning")]),
+    ("endpoint A { hospital icd10 @DM }", [("EP203", "error")]),
+    ("endpoint A { hospital icd10 I21 } endpoint A { hospital icd10 I22 }", [("EP204", "error")]),
+    ("codelist L icd10 I21 codelist L icd10 I22", [("EP205", "error")]),
+    ("endpoint A { include B } endpoint B { include A }", [("EP206", "error")]),
+    ("endpoint A { hospital icd10 I21 require A }", [("EP206", "error")]),
+    ("endpoint A { title \"x\" }", [("EP207", "warning")]),
+    ("endpoint A { hospital icd10 I21 include A }", [("EP208", "error")]),
+    ("endpoint A { hospital icd10 I21 title \"x\" title \"y\" }", [("EP209", "warning")]),
+    ("endpoint A { hospital icd10 I21 omit 3 }", [("EP210", "error")]),
+    ("endpoint A { hospital icd10 I21 sex female sex male }", [("EP211", "error")]),
+    ("endpoint A { sex female hospital icd10 I21 include B } endpoint B { sex male hospital icd10 N40 }",
+     [("EP212", "warning")]),
+    ("endpoint A { sex female hospital icd10 I21 require B } endpoint B { sex male hospital icd10 N40 }",
+     [("EP212", "warning")]),
+    # EP3xx codes and patterns
+    ("endpoint A { purchase icd10 E11 }", [("EP301", "error")]),
+    ("endpoint A { hospital icd10 4109A }", [("EP302", "warning")]),
+    ("endpoint A { hospital icd10 E10-E1 }", [("EP303", "error")]),
+    ("endpoint A { hospital icd10 E14-E10 }", [("EP303", "error")]),
+    ('endpoint A { hospital icd10 re"E1[" }', [("EP304", "error")]),
+    ("endpoint A { hospital icd10 E1[9-0] }", [("EP304", "error")]),
+    ("codelist L icd9 410 endpoint A { hospital icd10 @L }", [("EP305", "error")]),
+    ("endpoint A { reimbursement icd10 M07&L405 }", [("EP306", "error")]),
+    ("endpoint A { hospital icd10 I21 icd10 I22 }", [("EP307", "warning")]),
+    # EP4xx rules, options, conditions
+    ("endpoint A { purchase min 0 atc A10 }", [("EP401", "error")]),
+    ("endpoint A { purchase min 2.5 atc A10 }", [("EP401", "error")]),
+    ("endpoint A { purchase single min 2 atc A10 }", [("EP402", "error")]),
+    ("endpoint A { purchase main atc A10 }", [("EP403", "error")]),
+    ("endpoint A { primary with atc icd10 I21 }", [("EP404", "error")]),
+    ("endpoint A { hospital with icd9 icd10 I21 }", [("EP405", "error")]),
+    ("endpoint A { hospital main main icd10 I21 }", [("EP406", "warning")]),
+    ("endpoint A { hospital icd10 I21 when B } endpoint B { hospital icd10 I22 }", [("EP407", "error")]),
+    ("endpoint A { hospital icd10 I21 when B.age < 3 } endpoint B { hospital icd10 I22 }", [("EP407", "error")]),
+    ("endpoint A { hospital icd10 I21 require age < 40 }", [("EP408", "error")]),
+    ("endpoint A { hospital icd10 I21 controls { require emergency } }", [("EP408", "error")]),
+    ("endpoint A { hospital icd10 I21 require B > 1 } endpoint B { hospital icd10 I22 }", [("EP409", "error")]),
+    ("endpoint A { hospital icd10 I21 when emergency == 1 }", [("EP409", "error")]),
+    ("endpoint A { hospital icd10 I21 when age }", [("EP410", "error")]),
+    ("endpoint A { hospital icd10 I21 when not year }", [("EP410", "error")]),
+    ("endpoint A { hospital icd10 I21 require B.count } endpoint B { hospital icd10 I22 }", [("EP410", "error")]),
+    ("endpoint A { hospital icd10 I21 when age < 3 when year > 2000 }", [("EP411", "error")]),
+])
+def test_each_code(text, expected):
+    assert codes_of(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "endpoint A { hospital icd10 I21 when emergency }",
+    "endpoint A { hospital icd10 I21 when not emergency and age > 3 }",
+    "endpoint A { hospital icd10 I21 require not B or B.year >= 2000 } endpoint B { hospital icd10 I22 }",
+    "endpoint A { sex female hospital icd10 I21 require not B } endpoint B { sex male hospital icd10 N40 }",
+    "endpoint A { sex male hospital icd10 I21 include B } endpoint B { sex male hospital icd10 N40 }",
+    "endpoint A { hospital icd10 any except none }",
+    "endpoint A { reimbursement kela 103 icd10 E11 }",
+    "endpoint A { primary main icd10 I21 }",
+])
+def test_valid_uses_are_not_flagged(text):
+    assert codes_of(text) == []
+
+
+def test_all_problems_are_collected_and_sorted():
+    text = ("endpoint A {\n  purchase icd10 E11\n  include NOPE\n  hospital min 0 icd10 4109A\n}\n"
+            "endpoint B { include A, MISSING }\n")
+    _, diags = run(text)
+    assert [d.code for d in diags] == ["EP301", "EP201", "EP401", "EP302", "EP201"]
+    assert [d.span.line for d in diags] == [2, 3, 4, 4, 6]
+
+
+def test_duplicate_cites_both_files():
+    _, diags = run("endpoint A { hospital icd10 I21 }", "\nendpoint A { hospital icd10 I22 }")
+    (d,) = diags
+    assert d.span.file == "f1.ep" and d.span.line == 2
+    assert [(s.file, s.line) for _, s in d.related] == [("f0.ep", 1)]
+
+
+def test_unknown_name_suggests_a_close_one():
+    _, diags = run("endpoint I9_MI { hospital icd10 I21 }\nendpoint B { include I9_MII }")
+    (d,) = diags
+    assert d.code == "EP201" and d.hints == ("did you mean I9_MI?",)
+    assert (d.span.column, d.span.end_column) == (22, 28)
+
+
+def test_codelist_suggestion_and_vocabulary_span():
+    _, diags = run("codelist DIAB icd10 E11\nendpoint A { hospital icd10 @DIAN\n purchase icd10 E11 }")
+    assert [(d.code, d.hints[:1]) for d in diags] == [
+        ("EP203", ("did you mean DIAB?",)), ("EP301", ("purchase rows are matched by atc, vnr, kela",))]
+    assert (diags[1].span.column, diags[1].span.end_column) == (11, 16)
+
+
+def test_cycle_is_named_and_reported_once():
+    _, diags = run("endpoint A { include B }\nendpoint B { hospital icd10 I21 require C }\n"
+                   "endpoint C { include A }\nendpoint D { include A }")
+    (d,) = diags
+    assert d.code == "EP206" and d.message == "dependency cycle: A -> B -> C -> A"
+
+
+def test_two_cycles_in_separate_components_are_both_reported():
+    _, diags = run("endpoint A { include B } endpoint B { include A } "
+                   "endpoint C { include D } endpoint D { include C }")
+    assert [d.message for d in diags] == ["dependency cycle: A -> B -> A", "dependency cycle: C -> D -> C"]
+
+
+def test_cycles_do_not_stop_the_library_from_building():
+    library, diags = run("endpoint A { include B } endpoint B { include A } endpoint C { include A }")
+    assert sorted(library.order) == ["A", "B", "C"] and library.order[-1] == "C"
+    assert diags[0].code == "EP206"
+
+
+def test_long_chain_does_not_recurse_too_deep():
+    text = "\n".join(f"endpoint E{i} {{ include E{i + 1} }}" for i in range(1200)) + "\nendpoint E1200 { include E0 }"
+    _, diags = run(text)
+    assert [d.code for d in diags] == ["EP206"]
+
+
+def test_vocabulary_hint_names_the_sources_that_use_it():
+    (d,) = run("endpoint A { cancer atc A10 }")[1]
+    assert d.hints == ("cancer rows are matched by topography, morphology, behaviour", "atc is used by purchase")
+
+
+def test_pattern_warning_suggests_the_vocabulary_it_looks_like():
+    (d,) = run("endpoint A { hospital icd10 4109 }")[1]
+    assert d.code == "EP302" and "icd9" in d.hints[-1]
+
+
+def test_strict_changes_nothing_in_the_library():
+    text = "endpoint A { hospital icd10 4109A }"
+    assert run(text, strict=True)[1] == run(text, strict=False)[1]
+
+
+def test_no_cascade_after_a_misplaced_event_field():
+    assert codes_of("endpoint A { hospital icd10 I21 require emergency > 1 }") == [("EP408", "error")]

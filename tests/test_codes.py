@@ -1,0 +1,196 @@
+"""Vocabulary well-formedness, pattern regexes and the FSM-based 'can match' check."""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pytest
+
+from endpointc import ast, codes
+from endpointc.source import Span
+
+S = Span(file="t.ep", line=1, column=1, end_line=1, end_column=1)
+REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "finngen"
+
+
+def code(text):
+    return ast.Code(span=S, text=text)
+
+
+@pytest.mark.parametrize("vocab, good, bad", [
+    ("icd10", ["I21", "E119", "I2142", "ZA10"], ["4109A", "I2", "21"]),
+    ("icd9", ["410", "4100B", "E802F", "V01"], ["I21", "41"]),
+    ("icd8", ["410", "28404", "E9209"], ["I21", "270440"]),
+    ("atc", ["A", "A10", "A10B", "A10BA", "A10BA02", "A02BDXX"], ["A1", "A10BA2", "N02A02"]),
+    ("nomesco", ["NFB20", "FN1AT", "1CX01"], ["5210", "N"]),
+    ("hl", ["5311"], ["AN2"]),
+    ("hp1", ["82", "111"], ["AN2"]),
+    ("hp2", ["AN2", "ASX"], ["82"]),
+    ("icpc2", ["T90"], ["T9", "T900"]),
+    ("kela", ["103", "115", "1509"], ["10", "A10"]),
+    ("vnr", ["012345"], ["12345"]),
+    ("topography", ["C50", "C509"], ["D50", "C5"]),
+    ("morphology", ["8140"], ["814"]),
+    ("behaviour", ["3"], ["33"]),
+])
+def test_well_formed(vocab, good, bad):
+    assert [c for c in good if not codes.is_well_formed(vocab, c)] == []
+    assert [c for c in bad if codes.is_well_formed(vocab, c)] == []
+
+
+def test_every_vocabulary_has_a_regex_and_an_example():
+    assert set(codes.VOCABULARY_REGEX) == set(ast.VOCABULARIES) == set(codes.VOCABULARY_EXAMPLES)
+
+
+@pytest.mark.parametrize("vocab, pattern, expected", [
+    ("icd10", code("E11"), True),
+    ("icd10", code("4109A"), False),
+    ("icd10", code("F3[2-3]"), True),
+    ("icd10", code("C34.[123457]"), True),
+    ("icd10", code("I"), True),
+    ("icd9", code("K03"), False),
+    ("icd9", code("0084E"), True),
+    ("atc", code("A10BA0[1-3]"), True),
+    ("atc", code("N02A02"), False),
+    ("topography", code("C50"), True),
+    ("topography", code("D50"), False),
+    ("behaviour", code("[23]"), True),
+    ("kela", code("1150"), True),
+    ("kela", code("11500"), False),
+    ("icd10", ast.Exact(span=S, text="E11"), True),
+    ("icd10", ast.Exact(span=S, text="E1"), False),
+    ("icd10", ast.Range(span=S, start="E10", end="E14"), True),
+    ("icd10", ast.Range(span=S, start="410", end="414"), False),
+    ("hl", ast.Regex(span=S, regex="^5311$"), True),
+    ("hl", ast.Regex(span=S, regex="^53111111$"), False),
+    ("nomesco", ast.Regex(span=S, regex="^FN[AB]"), True),
+    ("icd10", ast.Regex(span=S, regex="^(?=E)E11"), True),  # interegular cannot: assume it matches
+    ("icd10", ast.AnyCode(span=S), True),
+    ("icd10", ast.NoCode(span=S), True),
+])
+def test_can_match(vocab, pattern, expected):
+    assert codes.can_match(vocab, pattern) is expected
+
+
+@pytest.mark.parametrize("pattern, matches, misses", [
+    (code("E11"), ["E11", "E119"], ["E1", "XE11"]),
+    (code("C34.[123457]"), ["C3401", "C3417"], ["C3416", "C341"]),
+    (ast.Exact(span=S, text="E119"), ["E119"], ["E1190", "E11"]),
+    (ast.Range(span=S, start="C18", end="C21"), ["C18", "C199", "C21"], ["C17", "C22", "C1A"]),
+    (ast.Range(span=S, start="X85", end="Y09"), ["X85", "X99", "Y00", "Y09"], ["X84", "Y10"]),
+    (ast.AnyCode(span=S), ["A", "123"], []),
+    (ast.NoCode(span=S), [], ["A", "E11"]),
+    (ast.Regex(span=S, regex="^C34.?[12]"), ["C341", "C3412"], ["C343", "XC341"]),
+    (ast.Regex(span=S, regex="A|B"), ["A1", "B2"], ["CA", "CB"]),
+])
+def test_pattern_regex(pattern, matches, misses):
+    rx = re.compile(codes.pattern_regex(pattern))
+    assert [m for m in matches if not rx.match(m)] == []
+    assert [m for m in misses if rx.match(m)] == []
+
+
+def test_pattern_regex_resolves_codelists_and_rejects_combinations():
+    lists = {"DM": ast.Codelist(span=S, name="DM", name_span=S, vocab="icd10", patterns=(code("E10"), code("E11")))}
+    rx = codes.pattern_regex(ast.CodelistRef(span=S, name="DM"), codelists=lists)
+    assert re.match(rx, "E119") and not re.match(rx, "E12")
+    with pytest.raises(ValueError):
+        codes.pattern_regex(ast.CodelistRef(span=S, name="DM"))
+    with pytest.raises(ValueError):
+        codes.pattern_regex(ast.Combination(span=S, first=code("I21"), second=code("I10")))
+
+
+def test_range_regex_is_exact_on_digit_ranges():
+    for start, end in [("0", "9"), ("05", "17"), ("099", "101"), ("123", "123"), ("4000", "4019")]:
+        rx = re.compile(codes.range_regex(start, end))
+        n = len(start)
+        wrong = [s for s in (str(v).zfill(n) for v in range(10 ** n))
+                 if (rx.fullmatch(s) is not None) != (start <= s <= end)]
+        assert wrong == [], (start, end)
+
+
+@pytest.mark.parametrize("start, end", [("E10", "E1"), ("E14", "E10"), ("E1.", "E19")])
+def test_range_regex_rejects_bad_ranges(start, end):
+    with pytest.raises(ValueError):
+        codes.range_regex(start, end)
+
+
+# -- calibration on real FinnGen files ---------------------------------------------
+
+SUMMARY = REFERENCE / "LongitudinalDummyDataGenerator_summary_R12v1" / "CODE1_CODE2_CODE3_vocabulary_summary.tsv"
+ROW_VOCAB = {
+    ("INPAT", "10"): "icd10", ("OUTPAT", "10"): "icd10", ("DEATH", "10"): "icd10", ("PRIM_OUT", "ICD"): "icd10",
+    ("INPAT", "9"): "icd9", ("DEATH", "9"): "icd9", ("INPAT", "8"): "icd8",
+    ("OPER_IN", "NOM"): "nomesco", ("OPER_OUT", "NOM"): "nomesco", ("OPER_IN", "MFHL"): "hl",
+    ("OPER_IN", "SFHL"): "hl", ("OPER_IN", "HPO"): "hp1", ("OPER_IN", "HPN"): "hp2", ("PRIM_OUT", "ICP"): "icpc2",
+}
+
+
+@pytest.mark.skipif(not SUMMARY.exists(), reason="FinnGen reference summary not available")
+def test_real_registry_codes_are_well_formed():
+    bad: dict[str, int] = {}
+    total: dict[str, int] = {}
+
+    def see(vocab, value):
+        if value in ("NA", ""):
+            return
+        total[vocab] = total.get(vocab, 0) + 1
+        if not codes.is_well_formed(vocab, value):
+            bad[vocab] = bad.get(vocab, 0) + 1
+
+    with open(SUMMARY, encoding="utf-8") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            key = (row["SOURCE"], row["vocabulary"])
+            if key in ROW_VOCAB:
+                see(ROW_VOCAB[key], row["CODE1"])
+            elif row["SOURCE"] == "PURCH":
+                see("atc", row["CODE1"])
+                see("kela", row["CODE2"])
+            elif row["SOURCE"] == "CANC":
+                see("topography", row["CODE1"])
+                see("morphology", row["CODE2"])
+                see("behaviour", row["CODE3"])
+    # Registry noise (-1, ICD-9 codes stored as ICD-10, HL codes under NOM) stays below 3%.
+    rates = {v: bad.get(v, 0) / total[v] for v in total}
+    assert {v: r for v, r in rates.items() if r > 0.03} == {}
+
+
+DF12 = REFERENCE / "FINNGEN_ENDPOINTS_DF12_Final_2023-05-17.tsv"
+COLUMN_VOCAB = {"HD_ICD_10": "icd10", "HD_ICD_9": "icd9", "HD_ICD_8": "icd8", "KELA_ATC": "atc",
+                "CANC_TOPO": "topography", "CANC_MORPH": "morphology", "KELA_REIMB": "kela"}
+
+
+def _alternatives(cell: str):
+    depth, current = 0, ""
+    for ch in cell:
+        depth += ch == "["
+        depth -= ch == "]"
+        if ch == "|" and depth == 0:
+            yield current.strip()
+            current = ""
+        else:
+            current += ch
+    yield current.strip()
+
+
+@pytest.mark.skipif(not DF12.exists(), reason="FinnGen reference definitions not available")
+@pytest.mark.parametrize("every", [
+    pytest.param(1, marks=pytest.mark.slow),  # all ~9,000 distinct patterns: about 30 s
+    25,                                        # a fixed sample for the default suite
+])
+def test_real_definition_patterns_are_rarely_flagged(every):
+    plain = re.compile(r"(?:[A-Z0-9.]|\[[^\]\s]*\])+")
+    seen: set[tuple[str, str]] = set()
+    with open(DF12, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        for row in csv.DictReader(fh, delimiter="\t"):
+            for column, vocab in COLUMN_VOCAB.items():
+                cell = (row.get(column) or "").replace("\xa0", " ").strip().lstrip("%")
+                if cell and cell not in ("ANY", "$!$"):
+                    seen.update((vocab, p) for p in _alternatives(cell) if p and "&" not in p)
+    sample = sorted(seen)[::every]
+    flagged = [(v, p) for v, p in sample
+               if not codes.can_match(v, code(p) if plain.fullmatch(p) else ast.Regex(span=S, regex=p))]
+    assert len(sample) > 200
+    # The few flagged ones are real mistakes in the file (ICD-10 codes under ICD-9 and so on).
+    assert len(flagged) / len(sample) < 0.01, flagged[:20]

@@ -1,0 +1,173 @@
+"""Focused tests of the Polars engine's interface: schema, order, selection, warnings, errors."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from endpointc.engine.matching import match_keys, regex_filter
+from endpointc.engine.polars import COUNTS_SCHEMA, LONG_SCHEMA, MissingColumnError, evaluate
+from endpointc.plan import (
+    AllOf, Branch, Cmp, CodeSet, ColumnTest, Const, EndpointPlan, Field_, IsCase, Negate,
+    Program, RulePlan,
+)
+
+from plan_strategies import EVENT_SCHEMA, PEOPLE_SCHEMA
+
+
+def _rule(*prefixes: str, sources=("INPAT", "OUTPAT"), column="CODE1", index=0, **options) -> RulePlan:
+    test = ColumnTest(column=column, codes=CodeSet(prefixes=prefixes))
+    return RulePlan(index=index, source="hospital",
+                    branches=(Branch(sources=sources, tests=(test,)),), **options)
+
+
+def _events(rows: list[tuple]) -> pl.DataFrame:
+    """rows: (FINNGENID, SOURCE, EVENT_AGE, CODE1[, INDEX, CODE9])."""
+    full = []
+    for r in rows:
+        fid, source, age, code1, index, code9 = (*r, None, None)[:6]
+        full.append({"FINNGENID": fid, "SOURCE": source, "EVENT_AGE": age,
+                     "APPROX_EVENT_DAY": dt.date(2000, 1, 1) if age is not None else None,
+                     "CODE1": code1, "CODE2": None, "CODE3": None, "CODE4": None, "ICDVER": "10",
+                     "CATEGORY": "0", "INDEX": index, "CODE9": code9})
+    return pl.DataFrame(full, schema=EVENT_SCHEMA) if full else pl.DataFrame(schema=EVENT_SCHEMA)
+
+
+def _people(*ids: str, sex: str | None = "female") -> pl.DataFrame:
+    return pl.DataFrame([{"FINNGENID": i, "SEX": sex, "APPROX_BIRTH_DATE": None,
+                          "FU_END_AGE": 80.0, "DEATH": 0} for i in ids], schema=PEOPLE_SCHEMA)
+
+
+PROGRAM = Program(endpoints=(
+    EndpointPlan(name="B_DIAB", rules=(_rule("E11"),)),
+    EndpointPlan(name="A_HEART", rules=(_rule("I2"),)),
+    EndpointPlan(name="C_BOTH", includes=("B_DIAB", "A_HEART")),
+))
+EVENTS = _events([
+    ("P3", "INPAT", 50.0, "E119"), ("P1", "OUTPAT", 40.0, "I21"), ("P1", "INPAT", 30.0, "E11"),
+    ("P2", "INPAT", 20.0, "I10"), ("P9", "INPAT", 10.0, "E11"), ("P9", "INPAT", 11.0, "I21"),
+])
+PEOPLE = _people("P1", "P2", "P3")
+
+
+def _run(program=PROGRAM, events=EVENTS, people=PEOPLE, **kw):
+    return evaluate(program, events.lazy(), people.lazy(), **kw)
+
+
+def test_results_are_lazy_with_the_documented_schema():
+    res = _run()
+    assert isinstance(res.long, pl.LazyFrame) and isinstance(res.counts, pl.LazyFrame)
+    assert res.long.collect().schema == pl.Schema(LONG_SCHEMA)
+    assert res.counts.collect().schema == pl.Schema(COUNTS_SCHEMA)
+
+
+def test_long_is_sorted_by_endpoint_then_person_and_counts_by_endpoint():
+    res = _run()
+    long = res.long.collect()
+    assert long.height == 5
+    assert long.select("ENDPOINT", "FINNGENID").rows() == sorted(long.select("ENDPOINT", "FINNGENID").rows())
+    assert res.counts.collect()["ENDPOINT"].to_list() == ["A_HEART", "B_DIAB", "C_BOTH"]
+
+
+def test_union_of_included_rows_and_first_event():
+    long = _run().long.collect().filter(pl.col("ENDPOINT") == "C_BOTH")
+    assert long.select("FINNGENID", "AGE", "NEVT").rows() == [("P1", 30.0, 2), ("P3", 50.0, 1)]
+
+
+def test_endpoint_selection_returns_only_the_selected_but_evaluates_dependencies():
+    res = _run(endpoints=["C_BOTH"])
+    assert set(res.long.collect()["ENDPOINT"]) == {"C_BOTH"}
+    assert res.counts.collect().rows() == [("C_BOTH", 2, 1, 0)]
+    with pytest.raises(KeyError):
+        _run(endpoints=["NOPE"])
+
+
+def test_absent_people_are_ignored_and_counted_in_a_warning():
+    res = _run()
+    assert res.warnings == ("2 events of 1 people absent from the people table were ignored",)
+    assert "P9" not in res.long.collect()["FINNGENID"].to_list()
+    assert _run(events=EVENTS.filter(pl.col("FINNGENID") != "P9")).warnings == ()
+
+
+def test_emergency_without_code9_is_a_clear_error():
+    program = Program(endpoints=(
+        EndpointPlan(name="URGENT", rules=(_rule("I2"),), when=Field_(name="emergency")),))
+    with pytest.raises(ValueError, match="CODE9") as info:
+        _run(program=program, events=EVENTS.drop("CODE9"))
+    assert isinstance(info.value, MissingColumnError)
+    assert info.value.diagnostics[0].code.startswith("EP5")
+    # the same table without emergency in the plan is fine
+    _run(events=EVENTS.drop("CODE9"))
+
+
+def test_emergency_propagates_within_a_visit_but_not_through_missing_index():
+    program = Program(endpoints=(
+        EndpointPlan(name="URGENT", rules=(_rule("I2"),), when=Field_(name="emergency")),))
+    events = _events([
+        ("P1", "INPAT", 40.0, "I21", "v1", None), ("P1", "INPAT", 40.0, "Z00", "v1", "1"),
+        ("P2", "INPAT", 40.0, "I21", None, None), ("P2", "INPAT", 40.0, "Z00", None, "1"),
+        ("P3", "OUTPAT", 40.0, "I21", "v1", None), ("P3", "INPAT", 40.0, "Z00", "v1", "1"),
+    ])
+    long = _run(program=program, events=events).long.collect()
+    assert long["FINNGENID"].to_list() == ["P1"]
+
+
+def test_empty_events_give_no_cases_and_everyone_a_control():
+    res = _run(events=_events([]))
+    assert res.long.collect().height == 0
+    assert res.counts.collect()["N_CONTROLS"].to_list() == [3, 3, 3]
+    assert res.warnings == ()
+
+
+def test_sex_require_and_controls():
+    program = Program(endpoints=(
+        EndpointPlan(name="DIAB", rules=(_rule("E11"),)),
+        EndpointPlan(name="HEART", rules=(_rule("I2"),), sex="male",
+                     require=Negate(arg=IsCase(endpoint="DIAB")),
+                     control_exclude=("DIAB",),
+                     control_require=AllOf(args=(Cmp(op="<", left=Const(value=1), right=Const(value=2)),))),
+    ))
+    people = pl.concat([_people("P1", "P3", sex="male"), _people("P2", sex=None)])
+    long = _run(program=program, people=people, endpoints=["HEART"]).long.collect()
+    # P1 is a male heart case but a DIAB case (require fails) -> excluded by control_exclude;
+    # P2 has no sex -> excluded; P3 is a DIAB case -> excluded
+    assert long.select("FINNGENID", "STATUS").rows() == [
+        ("P1", "excluded"), ("P2", "excluded"), ("P3", "excluded")]
+
+
+def test_min_needs_other_and_when():
+    program = Program(endpoints=(EndpointPlan(
+        name="X",
+        rules=(_rule("E11", min_events=2), _rule("I2", index=1, needs_other=True)),
+        when=Cmp(op=">=", left=Field_(name="age"), right=Const(value=15)),
+    ),))
+    events = _events([
+        ("P1", "INPAT", 30.0, "E11"), ("P1", "INPAT", 31.0, "E11"), ("P1", "INPAT", 32.0, "I21"),
+        ("P2", "INPAT", 30.0, "E11"), ("P2", "INPAT", 10.0, "E11"), ("P2", "INPAT", 32.0, "I21"),
+    ])
+    long = _run(program=program, events=events).long.collect()
+    assert long.select("FINNGENID", "AGE", "NEVT").rows() == [("P1", 30.0, 3)]
+
+
+def test_buckets_give_identical_results():
+    one = _run()
+    for buckets in (2, 3, 7):
+        many = _run(buckets=buckets)
+        assert many.long.collect().equals(one.long.collect())
+        assert many.counts.collect().equals(one.counts.collect())
+        assert many.warnings == one.warnings
+
+
+def test_patterns_are_matched_once_on_distinct_keys():
+    mapping = match_keys(PROGRAM, EVENTS)
+    # 6 event rows, 4 distinct matched keys (E119, I21/OUTPAT, E11, I21/INPAT)
+    assert mapping.keys.height == 4
+    assert mapping.rules.select("EP").unique().height == 2
+
+
+def test_regex_fallback_for_patterns_rust_cannot_run():
+    values = pl.Series(["A1", "A2", "B1", None])
+    assert regex_filter(values, "A(?=1)").to_list() == [True, False, False, False]
+    assert regex_filter(values, "[AB]1").to_list()[:3] == [True, False, True]
