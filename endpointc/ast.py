@@ -117,9 +117,11 @@ class VocabClause(Node):
 
 
 class Option(Node):
-    """A rule option; `value` only for `min N`."""
+    """A rule option; `value` and `text` only for `min N` (text as written, so `min 2.5`
+    survives formatting to be reported by check)."""
     name: str  # one of OPTIONS; check reports anything else
     value: int | None = None
+    text: str | None = None
 
 
 class Rule(Node):

@@ -93,7 +93,8 @@ class Builder(Transformer):
         span = self._span(meta)
         if words[0] == "min":
             value = float(words[1])
-            return ast.Option(span=span, name="min", value=int(value) if value.is_integer() else -1)
+            return ast.Option(span=span, name="min", value=int(value) if value.is_integer() else None,
+                              text=words[1])
         if words[0] == "needs":
             return ast.Option(span=span, name="needs_other")
         if words[0] == "with":

@@ -414,7 +414,7 @@ class _Checker:
                 continue
             seen[option.name] = option
             if option.name == "min" and (option.value is None or option.value < 1):
-                what = "a whole number" if option.value == -1 else "at least 1"
+                what = "a whole number" if option.value is None else "at least 1"
                 self.error("EP401", f"min must be {what}", option.span,
                            "min N counts a person only with at least N events of this rule; min 1 is the default "
                            "(min 3 for purchase)")

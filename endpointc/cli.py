@@ -200,7 +200,7 @@ def run(
 
     from .engine.polars import evaluate
     from .registry import RegistryError, load_registry
-    from .results import write_results
+    from .results import mask_counts, write_results
 
     names = _split_names(endpoints)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
@@ -225,8 +225,9 @@ def run(
             progress.update(task, description="writing results")
             if no_mask:
                 err.print("[yellow]warning:[/] --no-mask: counts under 5 are shown; do not export counts.tsv")
-            counts = write_results(results.long, results.counts, out_dir, people=registry.people,
-                                   wide=wide, mask_threshold=None if no_mask else 5)
+            write_results(results.long, results.counts, out_dir, people=registry.people,
+                          wide=wide, mask_threshold=None if no_mask else 5)
+            counts = mask_counts(results.counts.collect(), threshold=None if no_mask else 5)
         except (ValueError, RegistryError) as error:
             err.print(f"[bold red]error:[/] {error}")
             raise typer.Exit(1)
@@ -234,6 +235,232 @@ def run(
     for warning in results.warnings:
         err.print(f"[yellow]warning:[/] {warning}")
     out.print(_counts_table(counts, f"Endpoints ({out_dir})"))
+
+
+@app.command("compile")
+def compile_(
+    paths: Paths,
+    explain: Annotated[Optional[str], typer.Option(help="Show one endpoint: rules in plain words, dependency chain, Polars plan.")] = None,
+    codes: Annotated[Optional[Path], typer.Option(help="With --explain: list the codes of this events table (TSV/Parquet) each rule matches.")] = None,
+) -> None:
+    """Compile definitions; with --explain, show what one endpoint means."""
+    from .describe import describe_endpoint, matched_codes
+
+    program = _compile(paths)
+    if explain is None:
+        err.print(f"[green]compiled {len(program.endpoints)} endpoint(s)[/]")
+        raise typer.Exit(0)
+    if explain not in program.names:
+        _usage(f"unknown endpoint {explain}" + _did_you_mean(explain, program.names))
+    out.print(describe_endpoint(program, explain))
+    out.print()
+    out.print("[bold]Polars plan[/] (on an empty table of the registry's schema):")
+    out.print(_polars_plan(program, explain), markup=False)
+    if codes is not None:
+        from .registry import RegistryError, scan_events
+
+        try:
+            table = matched_codes(program, explain, scan_events(codes))
+        except RegistryError as error:
+            _usage(str(error))
+        out.print(_counts_table(table, f"Codes of {codes} matched by {explain} (event counts, not masked)"))
+
+
+def _did_you_mean(name: str, names: Sequence[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=1)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _polars_plan(program, name: str) -> str:
+    import polars as pl
+
+    from .engine.polars import evaluate
+    from .registry import EVENTS_SCHEMA, PEOPLE_SCHEMA
+
+    events = pl.LazyFrame(schema=EVENTS_SCHEMA)
+    people = pl.LazyFrame(schema=PEOPLE_SCHEMA)
+    return evaluate(program, events, people, endpoints=[name]).long.explain()
+
+
+@app.command()
+def synth(
+    people: Annotated[int, typer.Option(help="Number of people.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for events.* and people.*.")],
+    seed: Annotated[int, typer.Option(help="Random seed: the same arguments give byte-identical files.")] = 1,
+    definitions: Annotated[Optional[list[Path]], typer.Option(help="Definition files or folders: give their endpoints cases.")] = None,
+    fmt_: Annotated[str, typer.Option("--format", help="parquet or tsv.")] = "parquet",
+    code_frequencies: Annotated[Optional[Path], typer.Option(help="FinnGen CODE1_CODE2_CODE3_vocabulary_summary.tsv for background codes.")] = None,
+    prevalence: Annotated[float, typer.Option(help="Share of people made cases of each endpoint (with --definitions).")] = 0.02,
+) -> None:
+    """Generate a synthetic registry in the FinnGen layout."""
+    from .synth import write_registry
+
+    program = _compile(definitions) if definitions else None
+    try:
+        summary = write_registry(out_dir, people=people, seed=seed, fmt=fmt_, definitions=program,
+                                 code_frequencies=code_frequencies, prevalence=prevalence)
+    except (ValueError, OSError) as error:
+        _usage(str(error))
+    out.print(f"wrote {summary.get('events', '?')} events of {summary.get('people', people)} people to {out_dir}")
+
+
+@app.command()
+def demo(
+    people: Annotated[int, typer.Option(help="People in the built-in synthetic registry.")] = 10_000,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic registry.")] = 1,
+) -> None:
+    """Run the starter library on a built-in synthetic registry and print the counts."""
+    from .engine.polars import evaluate
+    from .results import mask_counts
+    from .synth import generate
+
+    program = _compile([_starter_library()])
+    with err.status(f"generating a synthetic registry of {people:,} people"):
+        events, population = generate(people=people, seed=seed, definitions=program)
+    with err.status(f"evaluating {len(program.endpoints)} endpoints"):
+        results = evaluate(program, events, population)
+        counts = mask_counts(results.counts.collect())
+    out.print(_counts_table(counts, f"Starter library on {people:,} synthetic people (seed {seed})"))
+
+
+def _starter_library() -> Path:
+    """definitions/ beside the package (a checkout) or shipped inside it (an install)."""
+    from importlib import resources
+
+    shipped = Path(str(resources.files("endpointc").joinpath("definitions")))
+    if shipped.is_dir():
+        return shipped
+    return Path(__file__).resolve().parent.parent / "definitions"
+
+
+@app.command("import-finngen")
+def import_finngen_(
+    file: Annotated[Path, typer.Argument(help="FinnGen endpoint spreadsheet: CSV, TSV or XLSX.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the .ep files (one per chapter).")],
+    controls: Annotated[Optional[Path], typer.Option(help="The separate controls workbook, keyed by NAME.")] = None,
+    show_warnings: Annotated[bool, typer.Option("--warnings/--no-warnings", help="Print every warning.")] = False,
+) -> None:
+    """Convert a FinnGen endpoint spreadsheet to .ep files, with a conversion report."""
+    from .finngen import import_finngen, write_library
+
+    if not file.exists():
+        _usage(f"{file}: no such file")
+    result = import_finngen(file, controls=controls)
+    if show_warnings or has_errors(result.diagnostics):
+        _print_diagnostics([d for d in result.diagnostics if show_warnings or d.is_error])
+    if has_errors(result.diagnostics):
+        raise typer.Exit(1)
+    written = write_library(result, out_dir)
+    report = result.report
+    table = Table(title=f"Imported {file.name}")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("rows read", str(report.rows_read))
+    table.add_row("endpoints written", str(report.endpoints_written))
+    table.add_row("files written", str(len(written)))
+    for kind, n in report.warnings_by_kind:
+        table.add_row(f"warning {kind}", str(n))
+    table.add_row("endpoints marked (IMPORT_ISSUE)", str(len(report.marked)))
+    out.print(table)
+
+
+@app.command("export-finngen")
+def export_finngen_(
+    paths: Paths,
+    out_file: Annotated[Path, typer.Option("--out", help="The FinnGen TSV to write.")],
+) -> None:
+    """Write definitions back in the FinnGen spreadsheet layout (TSV)."""
+    from .check import check as check_files
+    from .finngen import export_finngen
+    from .parser import parse_file
+
+    trees, diagnostics = [], []
+    for path in _ep_files(paths):
+        tree, diags = parse_file(path)
+        diagnostics.extend(diags)
+        if tree is not None:
+            trees.append(tree)
+    diagnostics.extend(check_files(trees)[1])
+    if has_errors(diagnostics):
+        _print_diagnostics(diagnostics)
+        raise typer.Exit(1)
+    result = export_finngen(trees, out_file)
+    if result.diagnostics:
+        _print_diagnostics(result.diagnostics)
+    out.print(f"wrote {len(result.rows)} endpoint(s) to {out_file}")
+
+
+@app.command("explain")
+def explain_(
+    paths: Paths,
+    events: Annotated[Path, typer.Option(help="Longitudinal events: TSV, TSV.gz or Parquet.")],
+    people: Annotated[Path, typer.Option(help="People table (the population): TSV, TSV.gz or Parquet.")],
+    person: Annotated[str, typer.Option(help="The FINNGENID to explain.")],
+    endpoint: Annotated[str, typer.Option(help="The endpoint to explain.")],
+) -> None:
+    """Why is one person a case, control or excluded: every rule, event by event (individual-level output)."""
+    from .diagnostics import DiagnosticError
+    from .explain import ExplainError, explain_person, format_explanation
+    from .registry import RegistryError, load_registry
+
+    program = _compile(paths)
+    if endpoint not in program.names:
+        _usage(f"unknown endpoint {endpoint}" + _did_you_mean(endpoint, program.names))
+    try:
+        registry = load_registry(events, people)
+        explanation = explain_person(program, registry.events, registry.people, person=person, endpoint=endpoint)
+    except ExplainError as error:
+        _usage(str(error))
+    except (RegistryError, DiagnosticError) as error:
+        err.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(1)
+    # The first line of the text is the individual-level data warning; long lines are
+    # kept whole so the output can be searched and diffed.
+    out.print(format_explanation(explanation), markup=False, soft_wrap=True)
+
+
+@app.command("attrition")
+def attrition_(
+    paths: Paths,
+    events: Annotated[Path, typer.Option(help="Longitudinal events: TSV, TSV.gz or Parquet.")],
+    people: Annotated[Path, typer.Option(help="People table (the population): TSV, TSV.gz or Parquet.")],
+    endpoint: Annotated[str, typer.Option(help="The endpoint to follow step by step.")],
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Also write the table as TSV.")] = None,
+    no_mask: Annotated[bool, typer.Option("--no-mask", help="Show counts under 5 (individual-level risk).")] = False,
+) -> None:
+    """People remaining after each step of one endpoint, for cases and controls (aggregate counts)."""
+    from .attrition import attrition, write_attrition
+    from .diagnostics import DiagnosticError
+    from .registry import RegistryError, load_registry
+
+    program = _compile(paths)
+    if endpoint not in program.names:
+        _usage(f"unknown endpoint {endpoint}" + _did_you_mean(endpoint, program.names))
+    if no_mask:
+        err.print("[yellow]warning:[/] --no-mask: counts under 5 are shown; do not share this output")
+    try:
+        registry = load_registry(events, people)
+        for warning in registry.warnings:
+            err.print(f"[yellow]warning:[/] {warning}")
+        with err.status(f"evaluating the steps of {endpoint}"):
+            table = attrition(program, registry.events, registry.people, endpoint=endpoint,
+                              mask_threshold=None if no_mask else 5)
+        if out_file is not None:
+            write_attrition(table, out_file)
+    except (RegistryError, DiagnosticError, OSError) as error:
+        err.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(1)
+    shown = Table(title=f"Attrition of {endpoint}" + ("" if no_mask else " (counts 1-4 shown as <5)"))
+    for column in ("SIDE", "RULE", "STEP", "N_PEOPLE", "N_ADDED_BACK"):
+        shown.add_column(column, justify="right" if column.startswith("N_") or column == "RULE" else "left")
+    for row in table.iter_rows(named=True):
+        shown.add_row(*("" if row[c] is None else str(row[c]) for c in ("SIDE", "RULE", "STEP", "N_PEOPLE",
+                                                                          "N_ADDED_BACK")))
+    out.print(shown)
+    if out_file is not None:
+        err.print(f"wrote {out_file}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

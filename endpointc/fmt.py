@@ -399,8 +399,7 @@ def _meta(meta: ast.Meta) -> str:
 
 def _option(option: ast.Option) -> str:
     if option.name == "min":
-        # The builder records a non-integer `min 2.5` as -1; any fraction prints back to it.
-        return f"min {option.value}" if option.value is not None and option.value >= 0 else "min 0.5"
+        return f"min {option.text if option.text is not None else option.value}"
     if option.name == "needs_other":
         return "needs other"
     if option.name.startswith("with_"):

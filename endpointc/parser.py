@@ -81,10 +81,6 @@ MISTAKES: dict[tuple[str, str, str], list[str]] = {
      "include, when, require, sex, controls"): [
         "endpoint A { name B }", "endpoint A { longname \"x\" }", "endpoint A { conditions B }",
     ],
-    ("EP112", "FinnGen column names are not event fields",
-     "in `when`, write age, year or emergency (EVENT_AGE, EVENT_YEAR, EMERG)"): [
-        "endpoint A { when EVENT_AGE < 40 }", "endpoint A { when EVENT_YEAR < 40 }",
-    ],
 }
 
 

@@ -139,7 +139,7 @@ def test_valid_seeds_check_without_raising():
 
 
 @pytest.mark.slow
-@settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mutated(st.sampled_from(SEEDS)))
 def test_many_mutations(text):
     assert_only_diagnostics(text)

@@ -22,12 +22,11 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import codes as C
-from .background import (DAYS_PER_YEAR, People, Rows, death_visit, icd_pick, ver_id,
-                         within)
+from .background import DAYS_PER_YEAR, People, Rows, death_visit, ver_id
 from .eras import END_YEAR, icd_version, source_years, year_end_day, year_of, year_start_day
 from .model import SRC, Model
 from .recipes import Alternative, Recipe
-from .sampler import SHAPES, sample_code
+from .sampler import sample_code
 
 __all__ = ["RecipePlan", "plan_recipes", "case_events"]
 
@@ -524,7 +523,7 @@ def _emit(m, plan, rng, people, rows, person, rule, kind, opt, lo, hi, use_excep
                                           np.where(rng.random(len(e)) < 0.5, 1, 3)), 0)
     order = np.where(hosp & ~main, 1, np.where(f == OPER, 30, 0))
     rows.add(person=p, day=day, src=src, c1=c1, c2=c2, c3=c3, c4=c4, ver=ver, cat=cat,
-             c9=np.where(f == OPER, 0, c9), visit=visit, order=order, dpref=dpref)
+             c9=c9, visit=visit, order=order, dpref=dpref)
 
     # Side diagnoses and operations need the visit's main diagnosis beside them.
     need = np.nonzero((hosp & ~main) | (f == OPER))[0]

@@ -17,7 +17,6 @@ import numpy as np
 import polars as pl
 
 from .background import DAYS_PER_YEAR, People, Rows, background, make_people, within
-from .eras import SOURCES
 from .frequencies import read_code_frequencies
 from .model import SRC, Model, attach_frequencies
 from .recipes import as_recipes
@@ -47,7 +46,7 @@ EVENT_SCHEMA = pl.Schema({
 })
 PEOPLE_SCHEMA = pl.Schema({
     "FINNGENID": pl.String, "SEX": pl.String, "APPROX_BIRTH_DATE": pl.Date,
-    "FU_END_AGE": pl.Float64, "DEATH": pl.Int32,
+    "FU_END_AGE": pl.Float64, "DEATH": pl.Int64,
 })
 
 
@@ -128,7 +127,7 @@ def _frames(m: Model, people: People, r: dict[str, np.ndarray]) -> tuple[pl.Data
         "SEX": np.where(people.female, "female", "male"),
         "APPROX_BIRTH_DATE": pl.Series(people.birth.astype(np.int32)).cast(pl.Date),
         "FU_END_AGE": np.round((people.fu_end - people.birth) / DAYS_PER_YEAR, 2),
-        "DEATH": people.dead.astype(np.int32),
+        "DEATH": people.dead.astype(np.int64),
     }, schema=PEOPLE_SCHEMA)
 
     person, day = r["person"].astype(np.int64), r["day"].astype(np.int64)
@@ -300,8 +299,8 @@ def _sink_parquet(frames: Iterator[pl.DataFrame], path: Path) -> None:
 
     # Statistics cost ~12% of the write and buy nothing for whole-table scans; zstd level
     # 1 writes ~25% faster than the default level for 5% more bytes.
-    register_io_source(source, schema=EVENT_SCHEMA).sink_parquet(path, maintain_order=True, statistics=False, compression="zstd",
-                                                         compression_level=1)
+    register_io_source(source, schema=EVENT_SCHEMA).sink_parquet(
+        path, maintain_order=True, statistics=False, compression="zstd", compression_level=1)
 
 
 def _write_tsv(frames: Iterator[pl.DataFrame], path: Path, schema: pl.Schema = EVENT_SCHEMA) -> None:

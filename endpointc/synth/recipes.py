@@ -27,8 +27,9 @@ patterns); `=E119` becomes `E119$`.
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = ["Alternative", "Rule", "Recipe", "case_recipes", "as_recipes"]
@@ -90,7 +91,6 @@ class Recipe:
     prevalence: float | None = None             # overrides generate()'s prevalence
     # Endpoints a case must also be a case of (`require X`): their events are added too.
     also: tuple[str, ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.sex not in (None, "female", "male"):
@@ -100,13 +100,21 @@ class Recipe:
 
 
 def as_recipes(definitions: Any) -> tuple[Recipe, ...]:
-    """Recipes from whatever `generate(definitions=...)` was given."""
+    """Recipes from whatever `generate(definitions=...)` was given: None, a Recipe or a
+    list of them, a compiled Program, or definition file/folder paths (compiled here;
+    compile errors raise endpointc.diagnostics.DiagnosticError)."""
     if definitions is None:
         return ()
     if isinstance(definitions, Recipe):
         return (definitions,)
-    if isinstance(definitions, (list, tuple)) and all(isinstance(r, Recipe) for r in definitions):
-        return tuple(definitions)
+    if isinstance(definitions, (str, os.PathLike)):
+        definitions = [definitions]
+    if isinstance(definitions, (list, tuple)):
+        if all(isinstance(r, Recipe) for r in definitions):
+            return tuple(definitions)
+        if definitions and all(isinstance(d, (str, os.PathLike)) for d in definitions):
+            from ..compiler import compile_program
+            return tuple(case_recipes(compile_program(list(definitions))))
     return tuple(case_recipes(definitions))
 
 

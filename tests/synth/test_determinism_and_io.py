@@ -97,3 +97,16 @@ def test_output_path_is_a_file(tmp_path):
     f.write_text("x")
     with pytest.raises(ValueError, match="not a directory"):
         write_registry(f, people=10, seed=1)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "tsv"])
+def test_registry_reader_accepts_the_files(tmp_path, fmt):
+    registry = pytest.importorskip("endpointc.registry")
+    out = write_registry(tmp_path, people=120, seed=6, fmt=fmt)
+    reg = registry.load_registry(out["events"], out["people"])
+    assert reg.warnings == ()
+    back = reg.events.collect()
+    assert back.height == out["n_events"]
+    original = generate(people=120, seed=6)[0].collect()
+    assert back["CODE1"].equals(original["CODE1"])
+    assert back["EVENT_AGE"].equals(original["EVENT_AGE"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import polars as pl
-import pytest
 
 from endpointc.synth import EVENT_SCHEMA, PEOPLE_SCHEMA
 from endpointc.synth.codes import sex_of_code

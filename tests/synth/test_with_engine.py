@@ -38,3 +38,15 @@ def test_recipes_cover_every_endpoint(program):
 def test_case_recipes_rejects_other_objects():
     with pytest.raises(TypeError, match="Program"):
         case_recipes(object())
+
+
+def test_definitions_given_as_paths(program):
+    from endpointc.synth.recipes import as_recipes
+    recipes = as_recipes([REPO / "definitions"])
+    assert [r.endpoint for r in recipes] == list(program.names)
+
+
+def test_bad_definition_path_raises():
+    diagnostics = pytest.importorskip("endpointc.diagnostics")
+    with pytest.raises(diagnostics.DiagnosticError):
+        generate(people=5, seed=1, definitions=[REPO / "no-such-definitions.ep"])

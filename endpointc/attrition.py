@@ -1,0 +1,284 @@
+"""Where did the cases go? People remaining after each step of one endpoint (aggregate only).
+
+Every number is a count of people, computed by the Polars engine on variants of the
+endpoint's plan: `attrition` rewrites the `EndpointPlan` (one step kept or removed at a
+time, with `model_copy(update=...)`), puts every variant into one `Program` under derived
+names (`A__r1_pattern`, `A__without_when`, ...), evaluates them in a single call and
+compares the case sets person by person inside Polars. Only counts leave this module.
+
+Steps, for cases (SIDE "cases"), in the order of LANGUAGE.md section 5 with sex first (a
+person-level filter, so its place does not change any count):
+
+- ``population``; ``sex <female|male>`` (people of the allowed sex);
+- per rule (one registry source each), among people of the allowed sex: people with at
+  least one event selected by the rule's patterns alone; after its ``except``/``main``/
+  ``with atc``/``mode``; after ``when``; after ``min``/``needs other``;
+- ``all rules``: people with an own event left (the union of the rules);
+- ``include``: people with an event once included endpoints' case events are added;
+- ``require``; ``cases`` (the engine's N_CASES).
+
+For controls (SIDE "controls"): ``controls before control rules`` (population minus
+cases), then after sex and each ``controls exclude`` endpoint and ``controls require``
+(cumulative), and ``controls`` (the engine's N_CONTROLS).
+
+N_ADDED_BACK is, for a filtering step, the number of people who would be added (cases, or
+controls) if that one step alone were removed; it is empty for steps that do not filter.
+`when` is one filter of the whole endpoint, so each rule's `when` row shows the same
+number: the cases gained by removing `when` from the endpoint.
+
+Counts from 1 to 4 are masked as ``<5`` by default (`mask_threshold=None` turns it off).
+
+>>> table = attrition(program, events, people, endpoint="E4_DM2")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from .engine.polars import evaluate
+from .explain import option_tests
+from .plan import Branch, EndpointPlan, Program, RulePlan
+from .results import mask_counts
+
+__all__ = ["attrition", "write_attrition", "ATTRITION_SCHEMA", "COUNT_COLUMNS"]
+
+ATTRITION_SCHEMA = {
+    "ENDPOINT": pl.String, "SIDE": pl.String, "RULE": pl.Int64, "STEP": pl.String,
+    "N_PEOPLE": pl.Int64, "N_ADDED_BACK": pl.Int64,
+}
+COUNT_COLUMNS = ("N_PEOPLE", "N_ADDED_BACK")
+
+
+@dataclass(frozen=True)
+class _Row:
+    side: str
+    rule: int | None
+    step: str
+    # An aggregate over the person flags, a number known up front, or `_CONTROLS`.
+    people: pl.Expr | int | str
+    added_back: pl.Expr | None = None
+
+
+def attrition(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *, endpoint: str,
+              mask_threshold: int | None = 5) -> pl.DataFrame:
+    """People remaining after each step of `endpoint`, for cases and controls (see module doc).
+
+    Columns ENDPOINT, SIDE, RULE (1-based, empty for endpoint-level steps), STEP,
+    N_PEOPLE, N_ADDED_BACK. With masking on (the default) the count columns are text.
+    """
+    if endpoint not in program.names:
+        raise KeyError(f"unknown endpoint {endpoint}")
+    events, people = events.lazy(), people.lazy()
+    base = program.subset([endpoint])
+    ep = base.get(endpoint)
+    taken = set(program.names)
+    variants: dict[str, EndpointPlan] = {}
+
+    def variant(suffix: str, plan: EndpointPlan) -> str:
+        name = f"{ep.name}__{suffix}"
+        while name in taken:  # a real endpoint could carry the same name
+            name += "_"
+        taken.add(name)
+        variants[name] = plan.model_copy(update={"name": name})
+        return name
+
+    bare = ep.model_copy(update={"includes": (), "require": None, "control_exclude": (),
+                                 "control_require": None})
+    rows: list[_Row] = []
+
+    population = people.select(pl.len()).collect().item()
+    rows.append(_Row("cases", None, "population", population))
+    case = _case_count
+    full = ep.name
+    if ep.sex is not None:
+        allowed = people.filter(pl.col("SEX") == ep.sex).select(pl.len()).collect().item()
+        without = variant("without_sex", ep.model_copy(update={"sex": None}))
+        rows.append(_Row("cases", None, f"sex {ep.sex}", allowed, _gained(without, full)))
+
+    # Per rule: the rule alone, as it grows from its patterns to its full meaning. Each
+    # rule's events after its own `min` are needed first: `needs other` reads the others'.
+    without_when = variant("without_when", ep.model_copy(update={"when": None})) if ep.when is not None else None
+    with_when = {r.index: variant(f"r{r.index + 1}_when", bare.model_copy(update={"rules": (_loose(r),)}))
+                 for r in ep.rules}
+    after_min = {r.index: variant(f"r{r.index + 1}_min",
+                                  bare.model_copy(update={"rules": (r.model_copy(update={"needs_other": False}),)}))
+                 if r.min_events > 1 else with_when[r.index] for r in ep.rules}
+    for rule in ep.rules:
+        number = rule.index + 1
+        label = f"rule {number} ({rule.source})"
+        alone = _loose(rule)
+        pattern = variant(f"r{number}_pattern", bare.model_copy(update={"rules": (_stripped(alone),), "when": None}))
+        rows.append(_Row("cases", number, f"{label}: events by pattern", case(pattern)))
+        options = _option_names(rule)
+        if options:
+            written = variant(f"r{number}_written", bare.model_copy(update={"rules": (alone,), "when": None}))
+            lifted = variant(f"r{number}_without_except", _replace_rule(ep, _stripped(rule)))
+            rows.append(_Row("cases", number, f"{label}: after {', '.join(options)}", case(written),
+                             _gained(lifted, full)))
+        if ep.when is not None:
+            rows.append(_Row("cases", number, f"{label}: after when", case(with_when[rule.index]),
+                             _gained(without_when, full)))
+        if rule.min_events > 1 or rule.needs_other:
+            kept = _case_flag(after_min[rule.index])
+            if rule.needs_other:
+                others = [_case_flag(after_min[o.index]) for o in ep.rules if o.index != rule.index]
+                kept = kept & pl.any_horizontal(others) if others else pl.lit(False)
+            words = [f"min {rule.min_events}"] if rule.min_events > 1 else []
+            words += ["needs other"] if rule.needs_other else []
+            lifted = variant(f"r{number}_without_min",
+                             _replace_rule(ep, rule.model_copy(update={"min_events": 1, "needs_other": False})))
+            rows.append(_Row("cases", number, f"{label}: after {', '.join(words)}", kept.sum(),
+                             _gained(lifted, full)))
+
+    own = variant("rules", bare)
+    rows.append(_Row("cases", None, "all rules", case(own)))
+    if ep.includes:
+        included = variant("included", ep.model_copy(update={"require": None, "control_exclude": (),
+                                                             "control_require": None}))
+        rows.append(_Row("cases", None, f"include {', '.join(ep.includes)}", case(included)))
+    if ep.require is not None:
+        lifted = variant("without_require", ep.model_copy(update={"require": None}))
+        rows.append(_Row("cases", None, "require", case(full), _gained(lifted, full)))
+    rows.append(_Row("cases", None, "cases", case(full)))
+
+    # Controls: an endpoint without rules has no cases, so the people it excludes are
+    # exactly those failing its one control rule.
+    empty = ep.model_copy(update={"rules": (), "includes": (), "when": None, "require": None, "sex": None,
+                                  "control_exclude": (), "control_require": None})
+    checks: list[tuple[str, str]] = []
+    if ep.sex is not None:
+        checks.append((f"after sex {ep.sex}", variant("controls_sex", empty.model_copy(update={"sex": ep.sex}))))
+    for i, other in enumerate(ep.control_exclude, start=1):
+        checks.append((f"after exclude {other}",
+                       variant(f"controls_exclude_{i}", empty.model_copy(update={"control_exclude": (other,)}))))
+    if ep.control_require is not None:
+        checks.append(("after controls require",
+                       variant("controls_require", empty.model_copy(update={"control_require": ep.control_require}))))
+    non_case = ~_case_flag(full)
+    fails = [_excluded_flag(name) for _, name in checks]
+    rows.append(_Row("controls", None, "controls before control rules", population - case(full)))
+    for k, (label, _) in enumerate(checks):
+        failed_so_far = pl.any_horizontal(fails[: k + 1])
+        others = [f for j, f in enumerate(fails) if j != k]
+        only_this = fails[k] & ~pl.any_horizontal(others) if others else fails[k]
+        rows.append(_Row("controls", None, label, population - case(full) - (non_case & failed_so_far).sum(),
+                         (non_case & only_this).sum()))
+    rows.append(_Row("controls", None, "controls", _CONTROLS))
+
+    counts = _count(Program(endpoints=base.endpoints + tuple(variants.values())), events, people,
+                    [full, *variants], rows)
+    table = pl.DataFrame(
+        [(ep.name, r.side, r.rule, r.step, counts[i][0], counts[i][1]) for i, r in enumerate(rows)],
+        schema=ATTRITION_SCHEMA, orient="row")
+    return mask_counts(table, threshold=mask_threshold, columns=COUNT_COLUMNS)
+
+
+_CONTROLS = "__controls__"
+
+
+def _case_flag(name: str) -> pl.Expr:
+    return pl.col(f"case:{name}")
+
+
+def _case_count(name: str) -> pl.Expr:
+    return _case_flag(name).sum()
+
+
+def _excluded_flag(name: str) -> pl.Expr:
+    return pl.col(f"excluded:{name}")
+
+
+def _gained(variant: str, full: str) -> pl.Expr:
+    """People who are cases of the variant (one step removed) and not of the endpoint."""
+    return (_case_flag(variant) & ~_case_flag(full)).sum()
+
+
+def _count(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, names: list[str],
+           rows: list[_Row]) -> list[tuple[int | None, int | None]]:
+    results = evaluate(program, events, people, endpoints=names)
+    flags = (results.long.group_by("FINNGENID").agg(
+        *[((pl.col("ENDPOINT") == n) & (pl.col("STATUS") == "case")).any().alias(f"case:{n}") for n in names],
+        *[((pl.col("ENDPOINT") == n) & (pl.col("STATUS") == "excluded")).any().alias(f"excluded:{n}")
+          for n in names],
+    ))
+    full = names[0]
+    exprs: list[pl.Expr] = []
+    for i, row in enumerate(rows):
+        for j, value in enumerate((row.people, row.added_back)):
+            alias = f"v{i}_{j}"
+            if isinstance(value, pl.Expr):
+                exprs.append(value.cast(pl.Int64).alias(alias))
+    controls = (results.counts.filter(pl.col("ENDPOINT") == full).select(pl.col("N_CONTROLS").alias(_CONTROLS)))
+    frame = (flags.select(exprs) if exprs else flags.select(pl.lit(0).alias("_")))
+    totals = pl.concat([frame.collect(), controls.collect()], how="horizontal").row(0, named=True)
+    out: list[tuple[int | None, int | None]] = []
+    for i, row in enumerate(rows):
+        values: list[int | None] = []
+        for j, value in enumerate((row.people, row.added_back)):
+            if value is None:
+                values.append(None)
+            elif isinstance(value, int):
+                values.append(value)
+            elif isinstance(value, str):
+                values.append(totals[value])
+            else:
+                values.append(totals[f"v{i}_{j}"])
+        out.append((values[0], values[1]))
+    return out
+
+
+# -- plan rewrites ------------------------------------------------------------------------
+
+def _loose(rule: RulePlan) -> RulePlan:
+    """The rule's event selection only: no `min`, no `needs other`."""
+    return rule.model_copy(update={"min_events": 1, "needs_other": False})
+
+
+def _stripped(rule: RulePlan) -> RulePlan:
+    """The rule without `except`, `main`, `with atc` and `mode`: its patterns alone."""
+    options = {t for _, t in option_tests(rule.source)}
+    branches: list[Branch] = []
+    for branch in rule.branches:
+        plain = branch.model_copy(update={"tests": tuple(t for t in branch.tests if t not in options), "excepts": ()})
+        if plain not in branches:
+            branches.append(plain)
+    return rule.model_copy(update={"branches": tuple(branches), "mode": False})
+
+
+def _option_names(rule: RulePlan) -> list[str]:
+    """Which of except/main/with atc/mode the rule uses, in words."""
+    found: list[str] = []
+    if any(b.excepts for b in rule.branches):
+        found.append("except")
+    for name, test in option_tests(rule.source):
+        if rule.branches and all(test in b.tests for b in rule.branches):
+            found.append(name)
+    if rule.mode:
+        found.append("mode")
+    return found
+
+
+def _replace_rule(ep: EndpointPlan, rule: RulePlan) -> EndpointPlan:
+    return ep.model_copy(update={"rules": tuple(rule if r.index == rule.index else r for r in ep.rules),
+                                 "control_exclude": (), "control_require": None})
+
+
+# -- output -------------------------------------------------------------------------------
+
+def write_attrition(table: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
+    """Write the table as TSV atomically (a temporary file renamed into place)."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(table.write_csv(separator="\t", null_value="NA"))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

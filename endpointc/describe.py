@@ -1,0 +1,164 @@
+"""Plain words for a plan: what `endpointc compile --explain NAME` shows.
+
+Reads only the plan (meaning), so what it says is what the engines do.
+
+>>> from endpointc.compiler import compile_text
+>>> program, _ = compile_text('endpoint A { sex female  hospital main icd10 I21 | I22 except I219 }')
+>>> print(describe_endpoint(program, "A"))
+A
+  rule 1 (hospital), at least 1 event:
+    rows from INPAT, OUTPAT where CODE1 starts with I21 or I22, ICDVER is 10, CATEGORY is 0; not where CODE1 starts with I219
+  sex: female only; other people are excluded
+  dependency chain: A
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import polars as pl
+
+from .plan import (
+    AllOf, AnyOf, Branch, Cmp, CodeSet, ColumnTest, Const, Count, EndpointPlan, Field_, FirstAge,
+    FirstYear, IsCase, Negate, Program,
+)
+
+__all__ = ["describe_endpoint", "describe_codeset", "describe_cond", "dependency_chain", "matched_codes"]
+
+
+def describe_codeset(codes: CodeSet) -> str:
+    if codes.prefixes == ("",):
+        return "is filled (any code)"
+    if codes.is_empty:
+        return "matches nothing"
+    parts = []
+    if codes.prefixes:
+        parts.append("starts with " + _alternatives(codes.prefixes))
+    if codes.exact:
+        parts.append("is exactly " + _alternatives(codes.exact))
+    if codes.regexes:
+        parts.append("matches the regex " + _alternatives(codes.regexes))
+    return ", or ".join(parts)
+
+
+def _alternatives(items: Iterable[str], limit: int = 12) -> str:
+    items = list(items)
+    shown = items[:limit]
+    text = " or ".join(shown) if len(shown) <= 2 else ", ".join(shown[:-1]) + " or " + shown[-1]
+    return text + (f" (and {len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _test(test: ColumnTest) -> str:
+    if test.column in ("ICDVER", "CATEGORY") and test.codes.exact and not test.codes.prefixes:
+        return f"{test.column} is " + _alternatives(test.codes.exact)
+    return f"{test.column} " + describe_codeset(test.codes)
+
+
+def describe_branch(branch: Branch) -> str:
+    text = f"rows from {', '.join(branch.sources)}"
+    if branch.tests:
+        text += " where " + ", ".join(_test(t) for t in branch.tests)
+    for conj in branch.excepts:
+        text += "; not where " + " and ".join(_test(t) for t in conj)
+    return text
+
+
+_OPS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "=", "!=": "is not"}
+
+
+def describe_cond(cond) -> str:
+    match cond:
+        case Const(value=v):
+            return f"{v:g}"
+        case Field_(name="age"):
+            return "age at the event"
+        case Field_(name="year"):
+            return "year of the event"
+        case Field_(name="emergency"):
+            return "the visit was an emergency"
+        case IsCase(endpoint=e):
+            return f"is a case of {e}"
+        case Count(endpoint=e):
+            return f"number of {e} events"
+        case FirstAge(endpoint=e):
+            return f"age at first {e} event"
+        case FirstYear(endpoint=e):
+            return f"year of first {e} event"
+        case Cmp(op=op, left=l, right=r):
+            return f"{describe_cond(l)} {_OPS[op]} {describe_cond(r)}"
+        case AllOf(args=args):
+            return " and ".join(_paren(a) for a in args)
+        case AnyOf(args=args):
+            return " or ".join(_paren(a) for a in args)
+        case Negate(arg=a):
+            return f"not ({describe_cond(a)})"
+    raise TypeError(f"no description for plan node {type(cond).__name__}")
+
+
+def _paren(cond) -> str:
+    text = describe_cond(cond)
+    return f"({text})" if isinstance(cond, (AllOf, AnyOf)) else text
+
+
+def dependency_chain(program: Program, name: str) -> tuple[str, ...]:
+    """`name` and everything it depends on, in evaluation order."""
+    return program.subset([name]).names
+
+
+def describe_endpoint(program: Program, name: str) -> str:
+    ep: EndpointPlan = program.get(name)
+    lines = [ep.name]
+    for rule in ep.rules:
+        options = [f"at least {rule.min_events} event{'s' if rule.min_events > 1 else ''}"]
+        if rule.needs_other:
+            options.append("counted only if another rule also has an event for the person")
+        if rule.mode:
+            options.append("only the person's most frequent code among its siblings (mode)")
+        lines.append(f"  rule {rule.index + 1} ({rule.source}), {', '.join(options)}:")
+        if not rule.branches:
+            lines.append("    selects no rows (none)")
+        lines.extend(f"    {describe_branch(b)}" for b in rule.branches)
+    if ep.includes:
+        lines.append(f"  plus the case events of: {', '.join(ep.includes)}")
+    if ep.when is not None:
+        lines.append(f"  events kept only where: {describe_cond(ep.when)}")
+    if ep.require is not None:
+        lines.append(f"  a case must satisfy: {describe_cond(ep.require)}")
+    if ep.sex:
+        lines.append(f"  sex: {ep.sex} only; other people are excluded")
+    if ep.control_exclude:
+        lines.append(f"  controls: cases of {', '.join(ep.control_exclude)} are excluded")
+    if ep.control_require is not None:
+        lines.append(f"  controls must satisfy: {describe_cond(ep.control_require)}; others are excluded")
+    lines.append(f"  dependency chain: {' -> '.join(dependency_chain(program, name))}")
+    return "\n".join(lines)
+
+
+def matched_codes(program: Program, name: str, events: pl.LazyFrame) -> pl.DataFrame:
+    """Distinct codes of `events` each rule of `name` selects (before per-person options).
+
+    Returns RULE, SOURCE, CODE1, CODE2, CODE3, N_EVENTS; an aggregate of the registry,
+    never person-level.
+    """
+    ep = program.get(name)
+    columns = ["SOURCE", "CODE1", "CODE2", "CODE3", "ICDVER", "CATEGORY"]
+    schema = events.collect_schema()
+    keys = (events.select([pl.col(c) if c in schema else pl.lit(None, pl.String).alias(c) for c in columns])
+            .group_by(columns).agg(pl.len().alias("N_EVENTS")).collect())
+    rows = []
+    for record in keys.iter_rows(named=True):
+        for rule in ep.rules:
+            if any(_selects(b, record) for b in rule.branches):
+                rows.append({"RULE": rule.index + 1, **{c: record[c] for c in columns[:4]},
+                             "N_EVENTS": record["N_EVENTS"]})
+    frame = pl.DataFrame(rows, schema={"RULE": pl.Int64, "SOURCE": pl.String, "CODE1": pl.String,
+                                       "CODE2": pl.String, "CODE3": pl.String, "N_EVENTS": pl.UInt32},
+                         orient="row")
+    return (frame.group_by("RULE", "SOURCE", "CODE1", "CODE2", "CODE3").agg(pl.col("N_EVENTS").sum())
+            .sort("RULE", "SOURCE", "CODE1", "CODE2", "CODE3", nulls_last=True))
+
+
+def _selects(branch: Branch, row: dict) -> bool:
+    return (row["SOURCE"] in branch.sources
+            and all(t.codes.matches(row[t.column]) for t in branch.tests)
+            and not any(all(t.codes.matches(row[t.column]) for t in conj) for conj in branch.excepts))

@@ -1,0 +1,606 @@
+"""A static, offline HTML report of a library evaluated over a registry.
+
+`build_report` writes a folder that opens in any browser from disk, with no network and no
+JavaScript needed to read it (a small inline script adds a search box and a tag filter as
+progressive enhancement; without it, every endpoint is listed and tag pages do the filtering):
+
+- ``index.html``: every endpoint with its title, tags and masked N cases / controls / excluded;
+- ``endpoints/NAME.html``: the definition in plain words (`describe.describe_endpoint`) and as
+  canonical source text (`fmt`), counts, an age-at-first-event histogram by sex, cases by
+  registry source, and links to the endpoints it includes, is included by, or refers to;
+- ``tags/TAG.html``: the endpoints of one tag; ``style.css``.
+
+Green-data discipline: every aggregate number on every page goes through `_count` (1 to
+threshold-1 shown as ``<5``). Histogram bins are merged with their neighbours until each
+holds 0 or at least `threshold` people, so no bar is small and bars still add up to the
+total; source categories under the threshold are pooled into "other sources". Masking is
+per cell, as in `results.mask_counts`: there is no secondary suppression against a reader
+who subtracts. ``mask_threshold=None`` shows everything (the CLI warns).
+
+Cases by registry source are exact: the case event rows of each endpoint are rebuilt with
+the Polars engine's own selection (own rules after mode, `when`, min, needs-other, plus
+the case rows of included endpoints under this endpoint's `when`), so their number per
+case equals NEVT. Two columns are shown: the SOURCE of the first event (earliest by
+EVENT_AGE, then APPROX_EVENT_DAY, ties by SOURCE name) and the number of cases with at least
+one case event from each SOURCE.
+
+Output bytes are deterministic (sorted everything, no timestamps, matplotlib's
+``svg.hashsalt`` fixed per figure and the SVG Date metadata removed). The folder is built
+under a temporary name beside ``out_dir`` and renamed into place; an existing folder is
+replaced only if it holds a previous report.
+
+>>> build_report(program, events, people, "report", files=trees)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import os
+import re
+import secrets
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import polars as pl
+
+from . import ast
+from .describe import describe_endpoint
+from .plan import Program, cond_endpoints
+
+__all__ = ["build_report", "age_bins", "ReportError", "MARKER", "AGE_BIN_WIDTH", "SOURCE_NAMES"]
+
+MARKER = ".endpointc-report"
+AGE_BIN_WIDTH = 10
+# Ages above the last edge fall in the last bin; FinnGen ages are under 110.
+_AGE_EDGES = tuple(range(0, 100 + AGE_BIN_WIDTH, AGE_BIN_WIDTH)) + (120,)
+SOURCE_NAMES: dict[str, str] = {
+    "INPAT": "hospital inpatient", "OUTPAT": "hospital outpatient", "PRIM_OUT": "primary care",
+    "DEATH": "cause of death", "OPER_IN": "operation (inpatient)", "OPER_OUT": "operation (outpatient)",
+    "REIMB": "drug reimbursement", "PURCH": "drug purchase", "CANC": "cancer registry",
+}
+_SEXES = (("female", "Female"), ("male", "Male"), (None, "Sex unknown"))
+_OTHER = "other sources"
+
+
+class ReportError(ValueError):
+    """The report cannot be written where asked (e.g. the folder is not a previous report)."""
+
+
+@dataclass(frozen=True)
+class _Info:
+    """What the text says about an endpoint beyond its meaning: metadata and its source."""
+
+    title: str = ""
+    tags: tuple[str, ...] = ()
+    file: str = ""
+    source: str = ""
+
+
+# -- entry point ------------------------------------------------------------------------
+
+def build_report(program: Program, events: pl.LazyFrame, people: pl.LazyFrame,
+                 out_dir: str | os.PathLike[str], *, files: Sequence[ast.File] = (),
+                 mask_threshold: int | None = 5, title: str = "Endpoint report") -> Path:
+    """Evaluate `program` over `events`/`people` and write the HTML report into `out_dir`.
+
+    `files` are the parsed definition files the program was compiled from: they give titles,
+    tags and source text (without them pages show the plan only). Returns `out_dir`.
+    """
+    if mask_threshold is not None and (isinstance(mask_threshold, bool) or not isinstance(mask_threshold, int)
+                                       or mask_threshold < 1):
+        raise ValueError(f"mask threshold must be a whole number >= 1, got {mask_threshold!r}")
+    out = Path(out_dir)
+    _check_target(out)
+    data = _Data.compute(program, events.lazy(), people.lazy())
+    infos = _infos(program, files)
+    pages = _Site(program, data, infos, mask_threshold, title).pages()
+    _write_atomically(out, pages, private=mask_threshold is None)
+    return out
+
+
+# -- data -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Data:
+    population: int
+    counts: dict[str, tuple[int, int, int]]          # endpoint -> cases, controls, excluded
+    ages: dict[str, dict[str | None, list[float | None]]]  # endpoint -> sex -> ages of cases
+    first_source: dict[str, dict[str, int]]          # endpoint -> SOURCE -> cases
+    any_source: dict[str, dict[str, int]]
+
+    @classmethod
+    def compute(cls, program: Program, events: pl.LazyFrame, people: pl.LazyFrame) -> "_Data":
+        from .engine.polars import evaluate
+
+        results = evaluate(program, events, people)
+        counts = {r[0]: (r[1], r[2], r[3]) for r in results.counts.collect().iter_rows()}
+        population = people.select(pl.len()).collect().item()
+        cases = (results.long.filter(pl.col("STATUS") == "case")
+                 .join(people.select("FINNGENID", "SEX"), on="FINNGENID", how="left")
+                 .select("ENDPOINT", "SEX", "AGE").collect())
+        ages: dict[str, dict[str | None, list]] = {}
+        for endpoint, sex, age in cases.sort("ENDPOINT", "SEX", "AGE", nulls_last=True).iter_rows():
+            ages.setdefault(endpoint, {}).setdefault(sex if sex in ("female", "male") else None, []).append(age)
+        first, any_ = _source_counts(program, events, people, results.long)
+        return cls(population=population, counts=counts, ages=ages, first_source=first, any_source=any_)
+
+
+def _source_counts(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, long: pl.LazyFrame
+                   ) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
+    """Per endpoint and SOURCE: cases whose first case event is from it, and cases with any.
+
+    Rebuilds each endpoint's case event rows from the engine's own steps (see the module
+    docstring), so the rows per case are exactly those NEVT counts.
+    """
+    # The engine's internals: a public "case rows" API would make this independent of them.
+    from .engine.polars import _matched_rows, _own_rows, _when_filter, prepare
+
+    prep = prepare(program, events)
+    indexed = events.with_row_index("ROW").with_columns(pl.col("ROW").cast(pl.UInt64))
+    ppl = people.select("FINNGENID", "SEX").sort("FINNGENID").with_row_index("PID").collect()
+    matched = _matched_rows(prep, indexed, ppl)
+    own = _own_rows(prep, matched)
+    fields = matched.select("ROW", "AGE", "DAY", "YEAR", *(["EMERG"] if prep.uses_emergency else [])).unique("ROW")
+    case_pids = (long.filter(pl.col("STATUS") == "case").select("ENDPOINT", "FINNGENID").collect()
+                 .join(ppl.select("FINNGENID", "PID"), on="FINNGENID").select("ENDPOINT", "PID"))
+    by_name = case_pids.partition_by("ENDPOINT", as_dict=True, include_key=False)
+    own_by_ep = own.partition_by("EP", as_dict=True, include_key=False)
+    empty = pl.DataFrame(schema={"ROW": pl.UInt64, "PID": pl.UInt32})
+    rows: dict[str, pl.DataFrame] = {}
+    for i, ep in enumerate(program.endpoints):
+        parts = [own_by_ep.get((i,), empty).select("ROW", "PID")]
+        if ep.includes:
+            included = pl.concat([rows[name] for name in ep.includes])
+            when = _when_filter(program, [i])
+            if when is not None:
+                included = (included.join(fields, on="ROW").with_columns(pl.lit(i, pl.UInt32).alias("EP"))
+                            .filter(when).select("ROW", "PID"))
+            parts.append(included)
+        mine = by_name.get((ep.name,), pl.DataFrame(schema={"PID": pl.UInt32}))
+        rows[ep.name] = pl.concat(parts).unique().join(mine, on="PID", how="semi")
+    if not rows:
+        return {}, {}
+    every = pl.concat([r.with_columns(pl.lit(name).alias("ENDPOINT")) for name, r in rows.items()])
+    needed = every.select("ROW").unique()
+    meta = (indexed.select("ROW", "SOURCE", "EVENT_AGE", "APPROX_EVENT_DAY")
+            .join(needed.lazy(), on="ROW", how="semi").collect())
+    joined = every.join(meta, on="ROW")
+    first = (joined.sort("EVENT_AGE", "APPROX_EVENT_DAY", "SOURCE", nulls_last=True)
+             .group_by("ENDPOINT", "PID", maintain_order=True).first()
+             .group_by("ENDPOINT", "SOURCE").agg(pl.len()))
+    any_ = joined.select("ENDPOINT", "PID", "SOURCE").unique().group_by("ENDPOINT", "SOURCE").agg(pl.len())
+
+    def nest(frame: pl.DataFrame) -> dict[str, dict[str, int]]:
+        found: dict[str, dict[str, int]] = {}
+        for endpoint, source, n in frame.sort("ENDPOINT", "SOURCE").iter_rows():
+            found.setdefault(endpoint, {})[source] = n
+        return found
+
+    return nest(first), nest(any_)
+
+
+def _infos(program: Program, files: Sequence[ast.File]) -> dict[str, _Info]:
+    from .fmt import format_file
+
+    found: dict[str, _Info] = {}
+    for tree in files:
+        previous_end = 0
+        for decl in tree.declarations:
+            if isinstance(decl, ast.Endpoint) and decl.name in program.names:
+                # Comments right above an endpoint describe it: keep them with its text.
+                comments = tuple(c for c in tree.comments
+                                 if previous_end <= c.span.offset < decl.span.end_offset)
+                text = format_file(ast.File(name=tree.name, declarations=(decl,), comments=comments))
+                meta = decl.meta
+                tags = meta.get("tags", ())
+                found[decl.name] = _Info(
+                    title=str(meta.get("title", "")),
+                    tags=tags if isinstance(tags, tuple) else (tags,),
+                    file=Path(tree.name).name, source=text)
+            previous_end = decl.span.end_offset
+    return found
+
+
+# -- masking ----------------------------------------------------------------------------
+
+def _count(n: int, threshold: int | None) -> str:
+    if threshold is not None and 1 <= n < threshold:
+        return f"<{threshold}"
+    return str(n)
+
+
+def age_bins(ages: Iterable[float], threshold: int | None) -> tuple[tuple[float, float, int], ...]:
+    """(low, high, n) bins of AGE_BIN_WIDTH years, merged left to right until each holds 0
+    or at least `threshold` people (a small remainder joins the last non-empty bin); empty
+    when everyone together is fewer than `threshold`."""
+    edges = _AGE_EDGES
+    counts = [0] * (len(edges) - 1)
+    for age in ages:
+        index = sum(1 for e in edges[1:-1] if age >= e)
+        counts[index] += 1
+    bins = [(edges[i], edges[i + 1], counts[i]) for i in range(len(counts))]
+    if threshold is None:
+        return tuple(bins)
+    total = sum(counts)
+    if total < threshold:
+        return ()
+    merged: list[list] = []
+    current: list | None = None
+    for low, high, n in bins:
+        if current is None:
+            current = [low, high, n]
+        else:
+            current[1], current[2] = high, current[2] + n
+        if current[2] == 0 or current[2] >= threshold:
+            merged.append(current)
+            current = None
+    if current is not None:
+        while merged and merged[-1][2] == 0:
+            current = [merged.pop()[0], current[1], current[2]]
+        last = merged.pop()
+        merged.append([last[0], current[1], last[2] + current[2]])
+    return tuple((low, high, n) for low, high, n in merged)
+
+
+def _pooled_sources(first: Mapping[str, int], threshold: int | None) -> list[tuple[str, int]]:
+    """Sources with at least `threshold` first events, then the rest pooled."""
+    if threshold is None:
+        return sorted(first.items())
+    big = sorted((s, n) for s, n in first.items() if n >= threshold)
+    rest = sum(n for n in first.values() if n < threshold)
+    return big + ([(_OTHER, rest)] if rest else [])
+
+
+# -- plots ------------------------------------------------------------------------------
+
+def _svg(figure, salt: str) -> str:
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": salt, "svg.fonttype": "none"}):
+        figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+    text = buffer.getvalue()
+    return text[text.index("<svg"):].strip()
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=72)
+    return figure
+
+
+def _age_plot(name: str, panels: list[tuple[str, tuple[tuple[float, float, int], ...], str]],
+              threshold: int | None) -> str:
+    figure = _figure(7.5, 1.9 * len(panels) + 0.4)
+    axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (label, bins, note) in zip(axes, panels):
+        ax.set_title(label, loc="left", fontsize=10)
+        ax.set_xlim(0, _AGE_EDGES[-1])
+        ax.spines[["top", "right"]].set_visible(False)
+        if not bins or not any(n for _, _, n in bins):
+            ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, fontsize=9,
+                    color="#555555")
+            ax.set_yticks([])
+            continue
+        bars = ax.bar([b[0] for b in bins], [b[2] for b in bins], width=[b[1] - b[0] for b in bins],
+                      align="edge", color="#3b6ea5", edgecolor="white", linewidth=0.8)
+        ax.bar_label(bars, labels=[_count(b[2], threshold) if b[2] else "" for b in bins], fontsize=8)
+        ax.set_ylabel("cases", fontsize=9)
+        ax.margins(y=0.2)
+    axes[-1].set_xlabel("age at first event (years)", fontsize=9)
+    axes[-1].set_xticks(list(_AGE_EDGES[:-1]))
+    return _svg(figure, f"age:{name}")
+
+
+def _source_plot(name: str, rows: list[tuple[str, int]], threshold: int | None) -> str:
+    figure = _figure(7.5, 0.45 * len(rows) + 0.9)
+    ax = figure.subplots()
+    labels = [source for source, _ in rows][::-1]
+    values = [n for _, n in rows][::-1]
+    bars = ax.barh(labels, values, color="#6a8f3b")
+    ax.bar_label(bars, labels=[_count(v, threshold) for v in values], fontsize=8, padding=3)
+    ax.set_xlabel("cases by SOURCE of the first event", fontsize=9)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.margins(x=0.15)
+    return _svg(figure, f"source:{name}")
+
+
+# -- pages ------------------------------------------------------------------------------
+
+_CSS = """\
+:root { --fg: #1d2733; --muted: #5b6773; --line: #d6dde4; --accent: #2f5f8f; }
+* { box-sizing: border-box; }
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg);
+       margin: 0 auto; padding: 1.2em 1.5em 3em; max-width: 70em; background: #fff; }
+a { color: var(--accent); }
+h1 { font-size: 1.6em; margin: 0.2em 0; } h1 small { font-weight: normal; color: var(--muted); }
+h2 { font-size: 1.15em; margin-top: 1.8em; border-bottom: 1px solid var(--line); padding-bottom: 0.2em; }
+nav { font-size: 0.9em; color: var(--muted); }
+.note { color: var(--muted); font-size: 0.9em; }
+table { border-collapse: collapse; margin: 0.6em 0; }
+th, td { text-align: left; padding: 0.3em 0.8em 0.3em 0; border-bottom: 1px solid var(--line); vertical-align: top; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+table.endpoints { width: 100%; }
+.tag { display: inline-block; font-size: 0.8em; padding: 0 0.45em; margin: 0 0.2em 0.2em 0;
+       border: 1px solid var(--line); border-radius: 0.7em; text-decoration: none; white-space: nowrap; }
+pre { background: #f5f7f9; border: 1px solid var(--line); padding: 0.8em; overflow-x: auto;
+      white-space: pre-wrap; font-size: 0.88em; }
+figure { margin: 0.8em 0; } figure svg { max-width: 100%; height: auto; }
+#filters { margin: 1em 0; display: flex; gap: 1em; flex-wrap: wrap; align-items: center; }
+#filters input, #filters select { font: inherit; padding: 0.25em 0.4em; }
+tr[hidden] { display: none; }
+"""
+
+_SCRIPT = """\
+(function () {
+  var box = document.getElementById("filters");
+  var q = document.getElementById("q"), tag = document.getElementById("tag");
+  var shown = document.getElementById("shown");
+  var rows = Array.prototype.slice.call(document.querySelectorAll("#endpoints tbody tr"));
+  box.hidden = false;
+  function apply() {
+    var text = q.value.trim().toLowerCase(), wanted = tag.value, n = 0;
+    rows.forEach(function (row) {
+      var ok = (!text || row.getAttribute("data-search").indexOf(text) >= 0) &&
+               (!wanted || row.getAttribute("data-tags").indexOf("|" + wanted + "|") >= 0);
+      row.hidden = !ok;
+      if (ok) { n += 1; }
+    });
+    shown.textContent = n + " of " + rows.length + " endpoints shown";
+  }
+  q.addEventListener("input", apply);
+  tag.addEventListener("change", apply);
+  apply();
+})();
+"""
+
+
+def _e(text: object) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _slug(tag: str) -> str:
+    plain = re.sub(r"[^A-Za-z0-9_-]", "_", tag)
+    if plain == tag and plain:
+        return plain
+    return f"{plain}-{hashlib.sha1(tag.encode()).hexdigest()[:8]}"
+
+
+def _page(title: str, body: str, *, depth: int, script: str = "") -> str:
+    up = "../" * depth
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+        f"<title>{_e(title)}</title>\n<link rel=\"stylesheet\" href=\"{up}style.css\">\n</head>\n"
+        f"<body>\n{body}\n" + (f"<script>\n{script}</script>\n" if script else "") + "</body>\n</html>\n"
+    )
+
+
+class _Site:
+    def __init__(self, program: Program, data: _Data, infos: Mapping[str, _Info],
+                 threshold: int | None, title: str):
+        self.program, self.data, self.infos, self.t, self.title = program, data, infos, threshold, title
+        self.names = sorted(program.names)
+        self.included_by: dict[str, list[str]] = {n: [] for n in self.names}
+        self.referenced_by: dict[str, list[str]] = {n: [] for n in self.names}
+        for ep in program.endpoints:
+            for name in ep.includes:
+                self.included_by[name].append(ep.name)
+            for name in self._references(ep.name):
+                self.referenced_by[name].append(ep.name)
+        self.tags = sorted({t for i in infos.values() for t in i.tags})
+
+    def _references(self, name: str) -> list[str]:
+        """Endpoints named in `require` or the control rules (not includes)."""
+        ep = self.program.get(name)
+        found = [*cond_endpoints(ep.require), *ep.control_exclude, *cond_endpoints(ep.control_require)]
+        return sorted(set(found) - {name})
+
+    def info(self, name: str) -> _Info:
+        return self.infos.get(name, _Info())
+
+    def pages(self) -> dict[str, str]:
+        pages = {"style.css": _CSS, "index.html": self.index(), MARKER: "endpointc report\n"}
+        for name in self.names:
+            pages[f"endpoints/{name}.html"] = self.endpoint(name)
+        for tag in self.tags:
+            pages[f"tags/{_slug(tag)}.html"] = self.tag_page(tag)
+        return pages
+
+    # pieces
+
+    def _mask_note(self) -> str:
+        if self.t is None:
+            return ("<p class=\"note\"><strong>Counts are not masked</strong> (--no-mask): small counts "
+                    "may identify people. Do not share this report.</p>")
+        return (f"<p class=\"note\">Counts from 1 to {self.t - 1} are shown as &lt;{self.t} "
+                "(masked cell by cell).</p>")
+
+    def _tag_links(self, tags: Iterable[str], up: str) -> str:
+        return "".join(f"<a class=\"tag\" href=\"{up}tags/{_slug(t)}.html\">{_e(t)}</a>" for t in tags)
+
+    def _rows(self, names: Iterable[str], up: str) -> str:
+        rows = []
+        for name in names:
+            info = self.info(name)
+            cases, controls, excluded = self.data.counts.get(name, (0, 0, 0))
+            search = _e(f"{name} {info.title}".lower())
+            tags = _e("|" + "|".join(info.tags) + "|")
+            rows.append(
+                f"<tr data-search=\"{search}\" data-tags=\"{tags}\">"
+                f"<td><a href=\"{up}endpoints/{name}.html\">{_e(name)}</a></td>"
+                f"<td>{_e(info.title)}</td><td>{self._tag_links(info.tags, up)}</td>"
+                f"<td class=\"n\">{_count(cases, self.t)}</td><td class=\"n\">{_count(controls, self.t)}</td>"
+                f"<td class=\"n\">{_count(excluded, self.t)}</td></tr>")
+        return "\n".join(rows)
+
+    def _table(self, names: Sequence[str], up: str) -> str:
+        return (
+            "<table class=\"endpoints\" id=\"endpoints\">\n<thead><tr><th>Endpoint</th><th>Title</th>"
+            "<th>Tags</th><th class=\"n\">Cases</th><th class=\"n\">Controls</th>"
+            "<th class=\"n\">Excluded</th></tr></thead>\n<tbody>\n"
+            f"{self._rows(names, up)}\n</tbody>\n</table>")
+
+    def index(self) -> str:
+        options = "".join(f"<option value=\"{_e(t)}\">{_e(t)}</option>" for t in self.tags)
+        tag_list = (f"<p>Tags: {self._tag_links(self.tags, '')}</p>" if self.tags else "")
+        body = (
+            f"<h1>{_e(self.title)}</h1>\n"
+            f"<p>{len(self.names)} endpoints evaluated over a population of "
+            f"{_count(self.data.population, self.t)} people.</p>\n{self._mask_note()}\n{tag_list}\n"
+            "<div id=\"filters\" hidden>"
+            "<label>Search <input id=\"q\" type=\"search\" placeholder=\"name or title\"></label>"
+            f"<label>Tag <select id=\"tag\"><option value=\"\">all tags</option>{options}</select></label>"
+            "<span id=\"shown\" class=\"note\"></span></div>\n"
+            f"{self._table(self.names, '')}")
+        return _page(self.title, body, depth=0, script=_SCRIPT)
+
+    def tag_page(self, tag: str) -> str:
+        names = [n for n in self.names if tag in self.info(n).tags]
+        body = (f"<nav><a href=\"../index.html\">All endpoints</a></nav>\n<h1>Tag {_e(tag)}</h1>\n"
+                f"<p>{len(names)} endpoints.</p>\n{self._mask_note()}\n{self._table(names, '../')}")
+        return _page(f"Tag {tag}", body, depth=1)
+
+    def _links(self, names: Sequence[str]) -> str:
+        if not names:
+            return "none"
+        return ", ".join(f"<a href=\"{n}.html\">{_e(n)}</a>" for n in names)
+
+    def endpoint(self, name: str) -> str:
+        info, t = self.info(name), self.t
+        ep = self.program.get(name)
+        cases, controls, excluded = self.data.counts.get(name, (0, 0, 0))
+        parts = [
+            "<nav><a href=\"../index.html\">All endpoints</a></nav>",
+            f"<h1>{_e(name)}" + (f" <small>{_e(info.title)}</small>" if info.title else "") + "</h1>",
+            f"<p>{self._tag_links(info.tags, '../')}</p>" if info.tags else "",
+            "<h2>Counts</h2>",
+            "<table><thead><tr><th class=\"n\">Cases</th><th class=\"n\">Controls</th>"
+            "<th class=\"n\">Excluded</th></tr></thead>"
+            f"<tbody><tr><td class=\"n\">{_count(cases, t)}</td><td class=\"n\">{_count(controls, t)}</td>"
+            f"<td class=\"n\">{_count(excluded, t)}</td></tr></tbody></table>",
+            self._mask_note(),
+            "<h2>Definition in plain words</h2>",
+            f"<pre class=\"words\">{_e(describe_endpoint(self.program, name))}</pre>",
+        ]
+        if info.source:
+            parts += [f"<h2>Source text</h2>\n<p class=\"note\">From {_e(info.file)}, canonical layout.</p>",
+                      f"<pre class=\"source\">{_e(info.source)}</pre>"]
+        parts += self._age_section(name, cases)
+        parts += self._source_section(name, cases)
+        parts += [
+            "<h2>Related endpoints</h2>",
+            "<table class=\"related\"><tbody>",
+            f"<tr><th>Includes</th><td>{self._links(sorted(ep.includes))}</td></tr>",
+            f"<tr><th>Included by</th><td>{self._links(sorted(self.included_by[name]))}</td></tr>",
+            f"<tr><th>Refers to (require, controls)</th><td>{self._links(self._references(name))}</td></tr>",
+            f"<tr><th>Referred to by</th><td>{self._links(sorted(self.referenced_by[name]))}</td></tr>",
+            "</tbody></table>",
+        ]
+        return _page(f"{name} — {info.title}" if info.title else name,
+                     "\n".join(p for p in parts if p), depth=1)
+
+    def _age_section(self, name: str, cases: int) -> list[str]:
+        t = self.t
+        head = "<h2>Age at first event, by sex</h2>"
+        if not cases:
+            return [head, "<p>No cases.</p>"]
+        by_sex = self.data.ages.get(name, {})
+        panels, unknown_age = [], 0
+        for sex, label in _SEXES:
+            ages = by_sex.get(sex, [])
+            if sex is None and not ages:
+                continue
+            known = [a for a in ages if a is not None]
+            unknown_age += len(ages) - len(known)
+            bins = age_bins(known, t)
+            note = "no cases" if not known else f"fewer than {t} cases: not shown"
+            panels.append((f"{label}: {_count(len(known), t)} cases", bins, note))
+        notes = [f"Bins are {AGE_BIN_WIDTH} years wide (the last holds everyone aged "
+                 f"{_AGE_EDGES[-2]} or more)."]
+        if t is not None:
+            notes.append(f"Adjacent bins are merged until each holds no one or at least {t} people, "
+                         "so a wider bar is a merged bin; a sex with fewer than "
+                         f"{t} cases in all is not plotted.")
+        if unknown_age:
+            notes.append(f"{_count(unknown_age, t)} cases have no age at the first event.")
+        return [head, f"<figure>{_age_plot(name, panels, t)}</figure>",
+                f"<p class=\"note\">{_e(' '.join(notes))}</p>"]
+
+    def _source_section(self, name: str, cases: int) -> list[str]:
+        t = self.t
+        head = "<h2>Cases by registry source</h2>"
+        if not cases:
+            return [head, "<p>No cases.</p>"]
+        first = self.data.first_source.get(name, {})
+        any_ = self.data.any_source.get(name, {})
+        rows = []
+        for source in sorted(set(first) | set(any_)):
+            rows.append(f"<tr><td>{_e(source)}</td><td>{_e(SOURCE_NAMES.get(source, ''))}</td>"
+                        f"<td class=\"n\">{_count(first.get(source, 0), t)}</td>"
+                        f"<td class=\"n\">{_count(any_.get(source, 0), t)}</td></tr>")
+        pooled = _pooled_sources(first, t)
+        note = ("First event: the SOURCE of each case's earliest case event (by age at the event, "
+                "then date; a tie at the same moment goes to the first SOURCE name). Any event: "
+                "cases with at least one case event from that SOURCE, so a case can count in "
+                "several rows. Case events are the rows that made the person a case: the "
+                "endpoint's own rules after all their options and `when`, plus the case events of "
+                "included endpoints.")
+        if t is not None and any(n < t for n in first.values()):
+            note += f" In the plot, sources with fewer than {t} first events are pooled as “{_OTHER}”."
+        plot = f"<figure>{_source_plot(name, pooled, t)}</figure>" if pooled and (
+            t is None or cases >= t) else ""
+        return [head, plot,
+                "<table class=\"sources\"><thead><tr><th>SOURCE</th><th>registry</th>"
+                "<th class=\"n\">first event</th><th class=\"n\">any event</th></tr></thead>"
+                f"<tbody>{''.join(rows)}</tbody></table>",
+                f"<p class=\"note\">{_e(note)}</p>"]
+
+
+# -- writing ----------------------------------------------------------------------------
+
+def _check_target(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).exists())):
+        raise ReportError(f"{out} exists and is not an endpointc report; choose a new or empty folder")
+
+
+def _write_atomically(out: Path, pages: Mapping[str, str], *, private: bool) -> None:
+    """Everything goes into a temporary sibling folder, renamed into place at the end."""
+    out = out.absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _check_target(out)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    backup: Path | None = None
+    try:
+        for relative, text in sorted(pages.items()):
+            path = tmp / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w", encoding="utf-8", newline="\n") as handle:
+                handle.write(text)
+        if not private:
+            # mkdtemp makes an owner-only folder; a masked report is meant to be shared.
+            mask = os.umask(0)
+            os.umask(mask)
+            for folder in (tmp, *(p for p in tmp.rglob("*") if p.is_dir())):
+                folder.chmod(0o777 & ~mask)
+        if out.exists():
+            backup = out.with_name(f".{out.name}.{secrets.token_hex(6)}.old")
+            os.rename(out, backup)
+        try:
+            os.rename(tmp, out)
+        except BaseException:
+            if backup is not None:
+                os.rename(backup, out)
+                backup = None
+            raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
