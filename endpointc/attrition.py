@@ -13,7 +13,7 @@ person-level filter, so its place does not change any count):
 - per rule (one registry source each), among people of the allowed sex: people with at
   least one event selected by the rule's patterns alone; after its ``except``/``main``/
   ``with atc``/``mode``; after ``when``; after ``min``/``needs other``;
-- ``all rules``: people with an own event left (the union of the rules);
+- ``all rules``: people with an own event left (the union of the rules; only with rules);
 - ``include``: people with an event once included endpoints' case events are added;
 - ``require``; ``cases`` (the engine's N_CASES).
 
@@ -135,8 +135,9 @@ def attrition(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *, e
             rows.append(_Row("cases", number, f"{label}: after {', '.join(words)}", kept.sum(),
                              _gained(lifted, full)))
 
-    own = variant("rules", bare)
-    rows.append(_Row("cases", None, "all rules", case(own)))
+    if ep.rules:
+        own = variant("rules", bare)
+        rows.append(_Row("cases", None, "all rules", case(own)))
     if ep.includes:
         included = variant("included", ep.model_copy(update={"require": None, "control_exclude": (),
                                                              "control_require": None}))

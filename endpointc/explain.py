@@ -608,14 +608,15 @@ def format_cond(cond) -> str:
         case AnyOf(args=args):
             return " or ".join(_operand(a) for a in args)
         case Negate(arg=arg):
-            return f"not {_operand(arg)}"
+            return f"not ({format_cond(arg)})" if isinstance(arg, Cmp) else f"not {_operand(arg)}"
     raise TypeError(f"no syntax for plan node {type(cond).__name__}")
 
 
 def _operand(cond) -> str:
+    # Comparisons bind tighter than `and`/`or`; nested `and`/`or` get parentheses for the reader.
     text = format_cond(cond)
     compound = isinstance(cond, (AllOf, AnyOf)) and len(cond.args) > 1
-    return f"({text})" if compound or isinstance(cond, Cmp) else text
+    return f"({text})" if compound else text
 
 
 def _num(value: Any) -> str:

@@ -263,7 +263,8 @@ def _svg(figure, salt: str) -> str:
 
     buffer = io.StringIO()
     with matplotlib.rc_context({"svg.hashsalt": salt, "svg.fonttype": "none"}):
-        figure.savefig(buffer, format="svg", metadata={"Date": None}, bbox_inches="tight")
+        # A fixed layout: "tight" bounding boxes draw every figure twice.
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
     text = buffer.getvalue()
     return text[text.index("<svg"):].strip()
 
@@ -295,6 +296,9 @@ def _age_plot(name: str, panels: list[tuple[str, tuple[tuple[float, float, int],
         ax.margins(y=0.2)
     axes[-1].set_xlabel("age at first event (years)", fontsize=9)
     axes[-1].set_xticks(list(_AGE_EDGES[:-1]))
+    height = figure.get_figheight()
+    figure.subplots_adjust(left=0.09, right=0.98, top=1 - 0.3 / height, bottom=0.55 / height,
+                           hspace=0.55)
     return _svg(figure, f"age:{name}")
 
 
@@ -308,6 +312,8 @@ def _source_plot(name: str, rows: list[tuple[str, int]], threshold: int | None) 
     ax.set_xlabel("cases by SOURCE of the first event", fontsize=9)
     ax.spines[["top", "right"]].set_visible(False)
     ax.margins(x=0.15)
+    height = figure.get_figheight()
+    figure.subplots_adjust(left=0.2, right=0.97, top=1 - 0.15 / height, bottom=0.55 / height)
     return _svg(figure, f"source:{name}")
 
 

@@ -420,7 +420,8 @@ def _deaths(m, rng, people, rows, pi, ci, onset, pick, inst_start, inst_count, u
     d = dead
     dday = fu_end[d]
     ver = icd_version(year_of(dday)).astype(np.int64)
-    cause_cond = np.where(has_cause[d], ci[np.minimum(chosen[d], len(ci) - 1)] if len(ci) else 0, m.aging)
+    fallback_cond = m.death_fallback[rng.integers(0, len(m.death_fallback), len(d))]
+    cause_cond = np.where(has_cause[d], ci[np.minimum(chosen[d], len(ci) - 1)] if len(ci) else 0, fallback_cond)
     cause_pick = np.where(has_cause[d], pick[np.minimum(chosen[d], len(ci) - 1)] if len(ci) else 0, 0)
     u_code = icd_pick(m, ver, cause_cond, cause_pick)
     fallback = icd_pick(m, ver, np.full(len(d), m.aging), cause_pick)

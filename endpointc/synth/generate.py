@@ -90,33 +90,30 @@ def _block_rng(seed: int, block: int, stream: int = 0) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(block, stream))))
 
 
+def _count_within(flag: np.ndarray, group_start: np.ndarray) -> np.ndarray:
+    """Running count of `flag` inside each group of consecutive rows (1-based where set)."""
+    cum = np.cumsum(flag)
+    before = (cum - flag)[group_start]
+    return cum - before[np.cumsum(group_start) - 1]
+
+
 def _death_roles(m: Model, r: dict[str, np.ndarray]) -> None:
-    """One underlying cause (U) per death, at most one immediate (I), then c1, c2 ..."""
+    """One underlying cause (U) per death, at most one immediate (I), then c1, c2 ...
+
+    Background and recipe rows both propose causes; `dpref` ranks who gets to be U (0 for a
+    `main` recipe row, 1 for a proposed underlying cause, 2 immediate, 3 contributing)."""
     d = np.nonzero(r["src"] == SRC["DEATH"])[0]
     if not len(d):
         return
     d = d[np.lexsort((r["order"][d], r["visit"][d], r["dpref"][d], r["person"][d]))]
-    person = r["person"][d]
-    counts = np.unique(person, return_counts=True)[1]
-    rank = within(counts)
-    cls = np.where(rank == 0, 0, np.where(r["dpref"][d] == 2, 1, 2))
-    # A second immediate cause becomes contributing.
-    o = np.lexsort((np.arange(len(d)), cls, person))
-    grp = person[o] * 3 + cls[o]
-    first_of_grp = np.r_[True, grp[1:] != grp[:-1]]
-    cls_sorted = cls[o]
-    cls_sorted = np.where((cls_sorted == 1) & ~first_of_grp, 2, cls_sorted)
-    o2 = np.lexsort((np.arange(len(o)), cls_sorted, person[o]))
-    final = cls_sorted[o2]
-    rows = d[o][o2]
-    key = r["person"][rows] * 3 + final
-    starts = np.r_[True, key[1:] != key[:-1]]
-    grp_id = np.cumsum(starts) - 1
-    first_pos = np.nonzero(starts)[0]
-    pos_in = np.arange(len(rows)) - first_pos[grp_id]
-    cat = np.where(final == 0, m.lbl["U"], np.where(final == 1, m.lbl["I"], m.c_cat[np.minimum(pos_in + 1, 9)]))
-    r["cat"][rows] = cat
-    r["order"][rows] = np.where(final == 0, 0, np.where(final == 1, 1, 2 + pos_in))
+    person, pref = r["person"][d], r["dpref"][d]
+    first = np.r_[True, person[1:] != person[:-1]]
+    candidate_i = ~first & (pref == 2)
+    immediate = candidate_i & (_count_within(candidate_i, first) == 1)
+    contributing = ~first & ~immediate
+    c_no = np.minimum(_count_within(contributing, first), 9)
+    r["cat"][d] = np.where(first, m.lbl["U"], np.where(immediate, m.lbl["I"], m.c_cat[c_no]))
+    r["order"][d] = np.where(first, 0, np.where(immediate, 1, 1 + c_no))
 
 
 def _frames(m: Model, people: People, r: dict[str, np.ndarray]) -> tuple[pl.DataFrame, pl.DataFrame]:

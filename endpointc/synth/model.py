@@ -116,6 +116,11 @@ class Model:
         self.heart_new = s.ids(C.HEART_PROCEDURES[1])
         self.prim_procs = s.ids(C.PRIMARY_PROCEDURES)
         self.aging = self.cond_key["AGING"]
+        # Underlying causes for deaths that none of the person's conditions explains,
+        # roughly in Finland's order of frequency (repeats are weights).
+        self.death_fallback = np.array([self.cond_key[k] for k in (
+            "IHD", "IHD", "IHD", "DEMENTIA", "DEMENTIA", "STROKE", "LUNGCA", "COPD", "HF",
+            "PNEUMON", "AGING", "MI", "COLONCA", "ALCLIVER")])
 
         self.num = s.ids([str(i) for i in range(1000)])
         self.ver_id = {10: s.id("10"), 9: s.id("9"), 8: s.id("8")}
