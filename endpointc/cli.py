@@ -463,6 +463,86 @@ def attrition_(
         err.print(f"wrote {out_file}")
 
 
+@app.command("report")
+def report_(
+    paths: Paths,
+    events: Annotated[Path, typer.Option(help="Longitudinal events: TSV, TSV.gz or Parquet.")],
+    people: Annotated[Path, typer.Option(help="People table (the population): TSV, TSV.gz or Parquet.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the HTML report (replaced if it holds one).")],
+    no_mask: Annotated[bool, typer.Option("--no-mask", help="Show counts under 5 (individual-level risk).")] = False,
+) -> None:
+    """Write a static, offline HTML report: every endpoint with counts, plots and its definition."""
+    from .check import check as check_files
+    from .compiler import compile_files
+    from .diagnostics import DiagnosticError
+    from .parser import parse_file
+    from .registry import RegistryError, load_registry
+    from .report import ReportError, build_report
+
+    trees, diagnostics = [], []
+    for path in _ep_files(paths):
+        tree, found = parse_file(path)
+        diagnostics.extend(found)
+        if tree is not None:
+            trees.append(tree)
+    program, diagnostics = compile_files(trees, diagnostics=diagnostics)
+    if diagnostics:
+        _print_diagnostics(diagnostics)
+    if program is None:
+        raise typer.Exit(1)
+    if no_mask:
+        err.print("[yellow]warning:[/] --no-mask: counts under 5 are shown; do not share this report")
+    try:
+        registry = load_registry(events, people)
+        for warning in registry.warnings:
+            err.print(f"[yellow]warning:[/] {warning}")
+        with err.status(f"building the report of {len(program.endpoints)} endpoint(s)"):
+            build_report(program, registry.events, registry.people, out_dir, files=trees,
+                         mask_threshold=None if no_mask else 5)
+    except ReportError as error:
+        _usage(str(error))
+    except (RegistryError, DiagnosticError, OSError) as error:
+        err.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(1)
+    out.print(f"wrote {out_dir / 'index.html'}")
+
+
+@app.command("diff")
+def diff_(
+    old: Annotated[Path, typer.Argument(help="The old library: a .ep file or a folder of them.")],
+    new: Annotated[Path, typer.Argument(help="The new library: a .ep file or a folder of them.")],
+    events: Annotated[Optional[Path], typer.Option(help="With --people: compare counts on this registry.")] = None,
+    people: Annotated[Optional[Path], typer.Option(help="People table (the population) for --events.")] = None,
+    no_mask: Annotated[bool, typer.Option("--no-mask", help="Show counts under 5 (individual-level risk).")] = False,
+) -> None:
+    """What changed between two libraries, in words; with a registry, the change in counts."""
+    from .diagnostics import DiagnosticError
+    from .diff import diff_libraries, format_diff
+    from .registry import RegistryError, load_registry
+
+    if (events is None) != (people is None):
+        _usage("give both --events and --people, or neither")
+    old_files, new_files = _ep_files([old]), _ep_files([new])
+    if no_mask and events is not None:
+        err.print("[yellow]warning:[/] --no-mask: counts under 5 are shown; do not share this output")
+    try:
+        data = {}
+        if events is not None:
+            registry = load_registry(events, people)
+            for warning in registry.warnings:
+                err.print(f"[yellow]warning:[/] {warning}")
+            data = {"events": registry.events, "people": registry.people}
+        with err.status("comparing"):
+            diff = diff_libraries(old_files, new_files, **data)
+    except DiagnosticError as error:
+        _print_diagnostics(error.diagnostics)
+        raise typer.Exit(1)
+    except RegistryError as error:
+        err.print(f"[bold red]error:[/] {error}")
+        raise typer.Exit(1)
+    out.print(format_diff(diff, mask_threshold=None if no_mask else 5), markup=False, soft_wrap=True)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

@@ -29,6 +29,7 @@ changed:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import defaultdict
 from dataclasses import dataclass
@@ -39,7 +40,8 @@ import polars as pl
 
 from . import ast
 from .diagnostics import DiagnosticError, has_errors
-from .fmt import _clause, _expr, _meta, _option, _pattern, strip_spans
+# fmt's item printers are private; diff speaks exactly the text fmt writes.
+from .fmt import _clause, _expr, _meta, _option, _pattern, _quote, strip_spans
 
 __all__ = ["Diff", "EndpointChange", "CodelistChange", "CountChange", "diff_libraries", "format_diff",
            "read_library"]
@@ -166,8 +168,7 @@ def diff_libraries(old_files: Library, new_files: Library, *, events: pl.LazyFra
              for n in sorted(set(old_counts) | set(new_counts))]
     differing = [m for m in moves if m.old != m.new]
     differing.sort(key=lambda m: (-abs(m.cases_change), -abs(m.controls_change), m.name))
-    return Diff(**{**diff.__dict__, "counts": tuple(differing),
-                   "unchanged_counts": len(moves) - len(differing)})
+    return dataclasses.replace(diff, counts=tuple(differing), unchanged_counts=len(moves) - len(differing))
 
 
 def _counts(trees: Sequence[ast.File], events: pl.LazyFrame, people: pl.LazyFrame
@@ -324,9 +325,10 @@ def _tags(meta: ast.Meta | None) -> tuple[str, ...]:
 def _meta_value(meta: ast.Meta | None) -> str | None:
     if meta is None:
         return None
+    if meta.custom:
+        return _quote(str(meta.value))
     # The printed item minus its key: quoted text stays quoted, so the sentence reads.
-    text = _meta(meta)
-    return text.split(" ", 2 if meta.custom else 1)[-1]
+    return _meta(meta).split(" ", 1)[-1]
 
 
 def _codelist_refs(endpoint: ast.Endpoint) -> set[str]:

@@ -64,6 +64,8 @@ WARNING_KINDS: Mapping[str, str] = MappingProxyType({
     "EP612": "metadata adjusted",
     "EP613": "controls row without endpoint",
     "EP614": "self reference dropped",
+    "EP615": "duplicate alternative dropped",
+    "EP616": "dependency cycle broken",
     "EP620": "not expressible in FinnGen columns",
 })
 
@@ -308,6 +310,7 @@ class _Row:
     name_span: Span
     issues: list[str] = field(default_factory=list)
     leftovers: dict[str, list[str]] = field(default_factory=dict)  # column -> untranslated parts
+    cut: set[str] = field(default_factory=set)  # names whose references close a cycle
 
 
 class _Importer:
@@ -356,6 +359,7 @@ class _Importer:
         for file, header, rows in self.controls:
             self._merge_controls(file, header, rows)
         endpoints = [self._endpoint(row) for row in self.rows]
+        self._break_cycles(endpoints)
         files = self._chapters(endpoints)
         kinds = Counter(d.code for d in self.diagnostics if not d.is_error)
         report = ImportReport(
@@ -417,6 +421,50 @@ class _Importer:
                 code, f"row {number}, {raw}, NAME: `{raw}` {why}; imported as {candidate} "
                 f"(meta \"{NAME_KEY}\" keeps the original for export)", span))
         return candidate
+
+    def _break_cycles(self, endpoints: list[ast.Endpoint]) -> None:
+        """FinnGen files hold a few reference cycles (KRA_PSY_ANYMENTAL includes
+        KRA_PSY_ANYMENTAL_SUICID, which includes KRA_PSY_ANYMENTAL); the language forbids them.
+        A depth-first walk in file order finds the reference that closes each cycle; it is
+        dropped (kept verbatim in meta, endpoint marked) and the endpoint rebuilt."""
+        from .check import endpoint_dependencies
+
+        index = {e.name: i for i, e in enumerate(endpoints)}
+        deps = {e.name: [d for d in endpoint_dependencies(e) if d in index] for e in endpoints}
+        state: dict[str, int] = {}  # 1 on the stack, 2 done
+        cuts: dict[str, list[tuple[str, tuple[str, ...]]]] = {}
+        for start in (e.name for e in endpoints):
+            if start in state:
+                continue
+            stack = [(start, iter(deps[start]))]
+            path = [start]
+            state[start] = 1
+            while stack:
+                node, children = stack[-1]
+                for child in children:
+                    if state.get(child) == 1:
+                        cycle = tuple(path[path.index(child):]) + (child,)
+                        cuts.setdefault(node, []).append((child, cycle))
+                    elif child not in state:
+                        state[child] = 1
+                        stack.append((child, iter(deps[child])))
+                        path.append(child)
+                        break
+                else:
+                    stack.pop()
+                    path.pop()
+                    state[node] = 2
+        for name, dropped in cuts.items():
+            row = self.rows[index[name]]
+            row.cut = {child for child, _ in dropped}
+            row.issues.clear()
+            row.leftovers.clear()
+            before = len(self.diagnostics)
+            endpoints[index[name]] = self._endpoint(row)
+            del self.diagnostics[before:]  # the rebuild repeats the row's warnings
+            for child, cycle in dropped:
+                self.warn("EP616", row, None, f"dependency cycle {' -> '.join(cycle)}: the reference to {child} "
+                          f"closes it and is dropped (kept verbatim in meta), endpoint marked", row.name_span)
 
     def _merge_controls(self, file: str, header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         by_name = {r.raw_name: r for r in self.rows}
@@ -578,7 +626,7 @@ class _Importer:
         span = row.cells[column].span
         plain: list[ast.Pattern] = []
         mode: list[ast.Pattern] = []
-        for alt in split_alternatives(text):
+        for alt in self._unique(row, column, split_alternatives(text)):
             is_mode = alt.startswith("%")
             body = alt[1:] if is_mode else alt
             if is_mode and not allow_mode:
@@ -591,6 +639,14 @@ class _Importer:
                 continue
             (mode if is_mode else plain).append(pattern)
         return plain, mode
+
+    def _unique(self, row: _Row, column: str, alternatives: list[str]) -> list[str]:
+        unique = list(dict.fromkeys(alternatives))
+        if len(unique) < len(alternatives):
+            twice = sorted({a for a in alternatives if alternatives.count(a) > 1})
+            self.warn("EP615", row, column, f"{', '.join(twice)} written more than once; the repeats add "
+                      "nothing and are dropped")
+        return unique
 
     def _pattern(self, row: _Row, column: str, vocab: str, alt: str, span: Span) -> ast.Pattern | None:
         source = _SOURCE_OF.get(column, "")
@@ -712,7 +768,7 @@ class _Importer:
         if text:
             span = row.cells["KELA_REIMB_ICD"].span
             by_vocab: dict[str, list[ast.Pattern]] = {"icd10": [], "icd9": []}
-            for alt in split_alternatives(text):
+            for alt in self._unique(row, "KELA_REIMB_ICD", split_alternatives(text)):
                 for vocab in _icd_versions(alt):
                     pattern = self._pattern(row, "KELA_REIMB_ICD", vocab, alt, span)
                     if pattern is not None:
@@ -781,6 +837,8 @@ class _Importer:
                 missing.append(raw)
             elif name == row.name:
                 selves.append(raw)
+            elif name in row.cut:
+                self.mark(row, "INCLUDE", f"{raw} dropped: it closes a dependency cycle", raw)
             elif name not in (n.name for n in names):
                 names.append(ast.NameRef(span=span, name=name))
         if missing:
@@ -803,6 +861,9 @@ class _Importer:
         span = row.cells[column].span
         try:
             expr = _ConditionParser(text, span, self.names, event_level=event_level).parse()
+            if row.cut and not event_level and _refers_to(expr, row.cut):
+                self.mark(row, column, f"refers to {', '.join(sorted(row.cut))}, closing a dependency cycle", text)
+                return None
         except _Untranslatable as problem:
             code = "EP606" if problem.missing else "EP607"
             self.warn(code, row, column, f"`{text}`: {problem}; kept verbatim in meta \"{column}\", endpoint marked", span)
@@ -821,7 +882,10 @@ class _Importer:
                 self.warn("EP606", row, "CONTROL_EXCLUDE", f"{', '.join(missing)} not defined in this file; "
                           "kept verbatim in meta \"CONTROL_EXCLUDE\", endpoint marked", span)
                 self.mark(row, "CONTROL_EXCLUDE", f"names not in the file: {', '.join(missing)}", "|".join(missing))
-            names = list(dict.fromkeys(self.names[r] for r in raws if r in self.names))
+            cut = [r for r in raws if self.names.get(r) in row.cut]
+            if cut:
+                self.mark(row, "CONTROL_EXCLUDE", f"{', '.join(cut)} dropped: closes a dependency cycle", "|".join(cut))
+            names = list(dict.fromkeys(self.names[r] for r in raws if r in self.names and r not in cut))
             if names:
                 items.append(ast.ControlExclude(span=span, names=tuple(ast.NameRef(span=span, name=n) for n in names)))
         condition = self._condition(row, "CONTROL_CONDITIONS", event_level=False)
@@ -862,6 +926,14 @@ def _class_chars(text: str) -> str:
     body = text[1:-1]
     out = re.sub(r"(.)-(.)", lambda m: "".join(chr(c) for c in range(ord(m.group(1)), ord(m.group(2)) + 1)), body)
     return out or "?"
+
+
+def _refers_to(expr: Any, names: set[str]) -> bool:
+    if isinstance(expr, (ast.EndpointRef, ast.Attr)):
+        return expr.name in names
+    children = getattr(expr, "args", None) or getattr(expr, "operands", None) or (
+        (expr.arg,) if isinstance(expr, ast.Not) else ())
+    return any(_refers_to(c, names) for c in children)
 
 
 def split_alternatives(text: str) -> list[str]:

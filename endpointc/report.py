@@ -6,14 +6,16 @@ progressive enhancement; without it, every endpoint is listed and tag pages do t
 
 - ``index.html``: every endpoint with its title, tags and masked N cases / controls / excluded;
 - ``endpoints/NAME.html``: the definition in plain words (`describe.describe_endpoint`) and as
-  canonical source text (`fmt`), counts, an age-at-first-event histogram by sex, cases by
-  registry source, and links to the endpoints it includes, is included by, or refers to;
+  canonical source text (`fmt`), counts, attrition step by step (`attrition.attrition`), an
+  age-at-first-event histogram by sex, cases by registry source, and links to the endpoints
+  it includes, is included by, or refers to;
 - ``tags/TAG.html``: the endpoints of one tag; ``style.css``.
 
 Green-data discipline: every aggregate number on every page goes through `_count` (1 to
 threshold-1 shown as ``<5``). Histogram bins are merged with their neighbours until each
 holds 0 or at least `threshold` people, so no bar is small and bars still add up to the
-total; source categories under the threshold are pooled into "other sources". Masking is
+total; source categories under the threshold are pooled into "other sources", and a bar
+whose value is masked is not drawn (its length would tell). Masking is
 per cell, as in `results.mask_counts`: there is no secondary suppression against a reader
 who subtracts. ``mask_threshold=None`` shows everything (the CLI warns).
 
@@ -63,6 +65,7 @@ SOURCE_NAMES: dict[str, str] = {
     "DEATH": "cause of death", "OPER_IN": "operation (inpatient)", "OPER_OUT": "operation (outpatient)",
     "REIMB": "drug reimbursement", "PURCH": "drug purchase", "CANC": "cancer registry",
 }
+_NUM_TD = '<td class="n">'
 _SEXES = (("female", "Female"), ("male", "Male"), (None, "Sex unknown"))
 _OTHER = "other sources"
 
@@ -85,18 +88,21 @@ class _Info:
 
 def build_report(program: Program, events: pl.LazyFrame, people: pl.LazyFrame,
                  out_dir: str | os.PathLike[str], *, files: Sequence[ast.File] = (),
-                 mask_threshold: int | None = 5, title: str = "Endpoint report") -> Path:
+                 mask_threshold: int | None = 5, title: str = "Endpoint report",
+                 attrition: bool = True) -> Path:
     """Evaluate `program` over `events`/`people` and write the HTML report into `out_dir`.
 
     `files` are the parsed definition files the program was compiled from: they give titles,
-    tags and source text (without them pages show the plan only). Returns `out_dir`.
+    tags and source text (without them pages show the plan only). `attrition=False` leaves
+    out the per-step attrition tables (one extra evaluation per endpoint). Returns `out_dir`.
     """
     if mask_threshold is not None and (isinstance(mask_threshold, bool) or not isinstance(mask_threshold, int)
                                        or mask_threshold < 1):
         raise ValueError(f"mask threshold must be a whole number >= 1, got {mask_threshold!r}")
     out = Path(out_dir)
     _check_target(out)
-    data = _Data.compute(program, events.lazy(), people.lazy())
+    data = _Data.compute(program, events.lazy(), people.lazy(),
+                         attrition_threshold=mask_threshold if attrition else False)
     infos = _infos(program, files)
     pages = _Site(program, data, infos, mask_threshold, title).pages()
     _write_atomically(out, pages, private=mask_threshold is None)
@@ -112,9 +118,12 @@ class _Data:
     ages: dict[str, dict[str | None, list[float | None]]]  # endpoint -> sex -> ages of cases
     first_source: dict[str, dict[str, int]]          # endpoint -> SOURCE -> cases
     any_source: dict[str, dict[str, int]]
+    attrition: dict[str, pl.DataFrame]               # endpoint -> masked attrition table
 
     @classmethod
-    def compute(cls, program: Program, events: pl.LazyFrame, people: pl.LazyFrame) -> "_Data":
+    def compute(cls, program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
+                attrition_threshold: int | None | bool = False) -> "_Data":
+        """`attrition_threshold` False: no attrition tables; else their mask threshold."""
         from .engine.polars import evaluate
 
         results = evaluate(program, events, people)
@@ -127,7 +136,15 @@ class _Data:
         for endpoint, sex, age in cases.sort("ENDPOINT", "SEX", "AGE", nulls_last=True).iter_rows():
             ages.setdefault(endpoint, {}).setdefault(sex if sex in ("female", "male") else None, []).append(age)
         first, any_ = _source_counts(program, events, people, results.long)
-        return cls(population=population, counts=counts, ages=ages, first_source=first, any_source=any_)
+        steps: dict[str, pl.DataFrame] = {}
+        if attrition_threshold is not False:
+            from .attrition import attrition
+
+            for name in sorted(program.names):
+                steps[name] = attrition(program, events, people, endpoint=name,
+                                        mask_threshold=attrition_threshold)
+        return cls(population=population, counts=counts, ages=ages, first_source=first,
+                   any_source=any_, attrition=steps)
 
 
 def _source_counts(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, long: pl.LazyFrame
@@ -307,7 +324,9 @@ def _source_plot(name: str, rows: list[tuple[str, int]], threshold: int | None) 
     ax = figure.subplots()
     labels = [source for source, _ in rows][::-1]
     values = [n for _, n in rows][::-1]
-    bars = ax.barh(labels, values, color="#6a8f3b")
+    # A masked value gets no bar at all: its length would give the number away.
+    lengths = [0 if _count(v, threshold) != str(v) else v for v in values]
+    bars = ax.barh(labels, lengths, color="#6a8f3b")
     ax.bar_label(bars, labels=[_count(v, threshold) for v in values], fontsize=8, padding=3)
     ax.set_xlabel("cases by SOURCE of the first event", fontsize=9)
     ax.spines[["top", "right"]].set_visible(False)
@@ -498,6 +517,7 @@ class _Site:
         if info.source:
             parts += [f"<h2>Source text</h2>\n<p class=\"note\">From {_e(info.file)}, canonical layout.</p>",
                       f"<pre class=\"source\">{_e(info.source)}</pre>"]
+        parts += self._attrition_section(name)
         parts += self._age_section(name, cases)
         parts += self._source_section(name, cases)
         parts += [
@@ -511,6 +531,23 @@ class _Site:
         ]
         return _page(f"{name} — {info.title}" if info.title else name,
                      "\n".join(p for p in parts if p), depth=1)
+
+    def _attrition_section(self, name: str) -> list[str]:
+        table = self.data.attrition.get(name)
+        if table is None:
+            return []
+        rows = []
+        for row in table.iter_rows(named=True):
+            cells = ["" if row[c] is None else str(row[c]) for c in ("SIDE", "RULE", "STEP", "N_PEOPLE",
+                                                                    "N_ADDED_BACK")]
+            # Only counts are class "n" (what the masking tests read); RULE is an index.
+            rows.append("<tr>" + "".join((_NUM_TD if i in (3, 4) else "<td>") + f"{_e(c)}</td>"
+                                         for i, c in enumerate(cells)) + "</tr>")
+        return ["<h2>Attrition, step by step</h2>",
+                "<table class=\"attrition\"><thead><tr><th>side</th><th>rule</th><th>step</th>"
+                "<th class=\"n\">people</th><th class=\"n\">added back if this step alone were "
+                "removed</th></tr></thead>",
+                f"<tbody>{''.join(rows)}</tbody></table>"]
 
     def _age_section(self, name: str, cases: int) -> list[str]:
         t = self.t

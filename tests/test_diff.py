@@ -30,6 +30,7 @@ def test_patterns_options_and_conditions_in_words():
         endpoint I9_MI {
           title "Myocardial infarction"
           tags I9, CARDIO
+          meta "Owner team" "cardio"
           hospital icd10 I21 | I22 | I24  icd9 410
           death icd10 I21
           when age < 40
@@ -39,6 +40,8 @@ def test_patterns_options_and_conditions_in_words():
         endpoint I9_MI {
           title "Myocardial infarction (any)"
           tags I9, HEART
+          meta "Owner team" "heart"
+          level 3
           hospital main icd10 I22 | I21 | I23  icd8 410 except 4109
           when age < 45
           sex female
@@ -60,6 +63,8 @@ def test_patterns_options_and_conditions_in_words():
         "metadata changed:",
         '  I9_MI: title changed from "Myocardial infarction" to "Myocardial infarction (any)"',
         "  I9_MI: tags: added HEART; removed CARDIO",
+        '  I9_MI: meta "Owner team" changed from "cardio" to "heart"',
+        "  I9_MI: level added: 3",
     ]
 
 
@@ -154,7 +159,7 @@ def registry(n_i21: int, n_i22: int, n_i23: int, n_other: int):
         "INDEX": [str(i) for i in range(len(codes))],
     }, schema_overrides={"APPROX_EVENT_DAY": pl.Date, "CODE2": pl.String, "CODE3": pl.String,
                          "CODE4": pl.String})
-    people = pl.LazyFrame({"FINNGENID": ids, "SEX": ["female"] * len(ids)})
+    people = pl.LazyFrame({"FINNGENID": ids, "SEX": ["female"] * len(ids), "FU_END_AGE": [80.0] * len(ids)})
     return events, people
 
 

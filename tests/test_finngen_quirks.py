@@ -378,3 +378,33 @@ def test_not_utf8_file_is_decoded_and_reported(tmp_path):
 def _expr(expr) -> str:
     from endpointc.fmt import _expr as render
     return render(expr)
+
+
+def test_duplicate_alternatives_are_dropped_with_a_warning(tmp_path):
+    result = import_finngen(write_sheet(tmp_path, [{"NAME": "C3_AML", "HD_ICD_9": "2060A|2070A|2060A"}]))
+    assert rules_of(endpoint(result, "C3_AML")) == [("hospital", (), (("icd9", ("2060A", "2070A"), ()),))]
+    (warning,) = diags(result, "EP615")
+    assert "row 2, C3_AML, HD_ICD_9" in warning.message and "2060A" in warning.message
+
+
+def test_dependency_cycles_are_broken_at_the_closing_reference(tmp_path):
+    rows = [{"NAME": "KRA_PSY_ANYMENTAL", "INCLUDE": "KRA_PSY_DEMENTIA|KRA_PSY_ANYMENTAL_SUICID"},
+            {"NAME": "KRA_PSY_ANYMENTAL_SUICID", "INCLUDE": "KRA_PSY_ANYMENTAL", "HD_ICD_10": "X6"},
+            {"NAME": "KRA_PSY_DEMENTIA", "HD_ICD_10": "F00"},
+            {"NAME": "MIGRAINE", "INCLUDE": "MIGRAINE_TRIPTAN", "HD_ICD_10": "G43"},
+            {"NAME": "MIGRAINE_TRIPTAN", "INCLUDE": "TRIPTAN", "CONDITIONS": "MIGRAINE&TRIPTAN"},
+            {"NAME": "TRIPTAN", "KELA_ATC": "N02CC"}]
+    result = import_finngen(write_sheet(tmp_path, rows))
+    suicid = endpoint(result, "KRA_PSY_ANYMENTAL_SUICID")
+    assert not suicid.includes and suicid.meta["INCLUDE"] == "KRA_PSY_ANYMENTAL" and ISSUE_KEY in suicid.meta
+    assert [n.name for n in endpoint(result, "KRA_PSY_ANYMENTAL").includes] == ["KRA_PSY_DEMENTIA",
+                                                                                "KRA_PSY_ANYMENTAL_SUICID"]
+    triptan = endpoint(result, "MIGRAINE_TRIPTAN")
+    assert not triptan._of(ast.Require) and triptan.meta["CONDITIONS"] == "MIGRAINE&TRIPTAN"
+    assert [d.code for d in result.diagnostics] == ["EP616", "EP616"]
+    assert "KRA_PSY_ANYMENTAL -> KRA_PSY_ANYMENTAL_SUICID -> KRA_PSY_ANYMENTAL" in result.diagnostics[0].message
+    assert result.report.marked == ("KRA_PSY_ANYMENTAL_SUICID", "MIGRAINE_TRIPTAN")
+    table = exported(result)
+    assert table["KRA_PSY_ANYMENTAL_SUICID"]["INCLUDE"] == "KRA_PSY_ANYMENTAL"
+    assert table["MIGRAINE_TRIPTAN"]["CONDITIONS"] == "MIGRAINE&TRIPTAN"
+    assert_checks_clean(result)
