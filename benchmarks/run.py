@@ -55,6 +55,7 @@ BUCKET_EVENTS = 50_000_000  # --buckets auto: one bucket per this many events
 COMPILER_SOURCES = ("ast.py", "build.py", "check.py", "codes.py", "finngen.py", "lower.py",
                     "parser.py", "plan.py", "compiler.py", "grammar/endpoint.lark")
 SAMPLE_SEED = 20240601
+CACHE_VERSION = b"2"  # bump when the cached library summary changes shape
 
 
 # -- the library ----------------------------------------------------------------------------
@@ -121,61 +122,76 @@ def _sha(*chunks: bytes) -> str:
     return h.hexdigest()
 
 
-def load_library(spec: str, data_dir: Path, log) -> dict[str, Any]:
-    """Compile (or reuse) the library; returns a summary with the program JSON's path."""
+def _inputs(kind: str, path: Path) -> tuple[Path, ...]:
+    if kind == "ep" and path.is_dir():
+        return tuple(sorted(path.rglob("*.ep")))
+    return (path,)
+
+
+def load_library(spec: str, data_dir: Path, log, *, threads: int) -> dict[str, Any]:
+    """Compile (or reuse) the library in a child process, so that this process stays small
+    (a forked child's peak RSS counts its parent's pages); returns a summary with the paths
+    of the program JSON and of the endpoint names."""
     kind, path, note = resolve_library(spec)
     if note:
         log(f"[yellow]{note}[/]")
-    if kind == "ep":
-        from endpointc.compiler import definition_files
-        inputs = definition_files([path])
-    else:
-        inputs = (path,)
     sources = [(REPO / "endpointc" / s).read_bytes() for s in COMPILER_SOURCES
                if (REPO / "endpointc" / s).exists()]
-    key = _sha(kind.encode(), *(p.read_bytes() for p in inputs), *sources)[:16]
+    key = _sha(CACHE_VERSION, kind.encode(), *(p.read_bytes() for p in _inputs(kind, path)), *sources)[:16]
     cached = data_dir / f"library-{key}.json"
     if cached.exists():
         summary = json.loads(cached.read_text())
-        log(f"library: reusing compiled {summary['path']} ({summary['endpoints']} endpoints)")
+        log(f"library: reusing compiled {summary['name']} ({summary['endpoints']} endpoints, "
+            f"{summary['rejected']} rejected)")
         return summary
-    t0 = time.perf_counter()
+    log(f"library: importing, checking and lowering {path.name} ...")
+    summary = run_child("library", {"kind": kind, "path": str(path), "data_dir": str(data_dir)},
+                        threads=threads)
+    if "error" in summary:
+        raise SystemExit(f"compiling the library failed: {summary['error']}")
+    summary["note"] = note
+    cached.write_text(json.dumps(summary, indent=1))
+    log(f"library: {summary['endpoints']} endpoints compiled, {summary['rejected']} rejected by the "
+        f"compiler and skipped ({summary['compile_s']} s)")
+    return summary
+
+
+def _worker_library(spec: dict[str, Any]) -> dict[str, Any]:
     from endpointc.parser import parse_file
+
+    t0 = time.perf_counter()
+    kind, path, data_dir = spec["kind"], Path(spec["path"]), Path(spec["data_dir"])
     files, unparsed, import_warnings = [], 0, 0
     if kind == "finngen":
         from endpointc.finngen import import_finngen
-        log(f"library: importing {path.name} ...")
         result = import_finngen(path)
         files = list(result.files)
         import_warnings = result.report.warnings
         if not files:
             raise SystemExit(f"cannot import {path}: " + "; ".join(map(str, result.diagnostics[:3])))
     else:
-        for p in inputs:
-            tree, diags = parse_file(p)
+        for p in _inputs(kind, path):
+            tree, _ = parse_file(p)
             if tree is None:
                 unparsed += 1
             else:
                 files.append(tree)
     total = sum(len(f.endpoints) for f in files)
-    log(f"library: checking and lowering {total} endpoints ...")
     program, skipped = compile_skipping(files)
     text = program.model_dump_json()
     program_hash = hashlib.sha256(text.encode()).hexdigest()[:16]
-    program_path = data_dir / f"program-{program_hash}.json"
     data_dir.mkdir(parents=True, exist_ok=True)
+    program_path = data_dir / f"program-{program_hash}.json"
     program_path.write_text(text)
-    summary = {
-        "source": kind, "path": str(path), "name": path.name, "note": note,
+    names_path = data_dir / f"names-{program_hash}.json"
+    names_path.write_text(json.dumps(list(program.names)))
+    return {
+        "source": kind, "path": str(path), "name": path.name,
         "endpoints_defined": total, "endpoints": len(program.endpoints),
         "rejected": len(skipped), "rejected_names": list(skipped), "unparsed_files": unparsed,
-        "import_warnings": import_warnings, "program": str(program_path), "hash": program_hash,
-        "compile_s": round(time.perf_counter() - t0, 2),
+        "import_warnings": import_warnings, "program": str(program_path), "names": str(names_path),
+        "hash": program_hash, "compile_s": round(time.perf_counter() - t0, 2),
     }
-    cached.write_text(json.dumps(summary, indent=1))
-    log(f"library: {len(program.endpoints)} endpoints compiled, {len(skipped)} rejected by the "
-        f"compiler and skipped ({summary['compile_s']} s)")
-    return summary
 
 
 # -- child processes ------------------------------------------------------------------------
@@ -213,7 +229,7 @@ def run_child(kind: str, spec: dict[str, Any], *, threads: int, timeout: float |
         if proc.returncode != 0 or not result_path.exists():
             return {"error": f"child {kind} exited with {proc.returncode}", "process_s": elapsed}
         result = json.loads(result_path.read_text())
-    result.update(process_s=round(elapsed, 3), cpu_s=round(usage.ru_utime + usage.ru_stime, 2),
+    result.update(process_s=round(elapsed, 3), process_cpu_s=round(usage.ru_utime + usage.ru_stime, 2),
                   peak_rss_mb=round(usage.ru_maxrss / 1024, 1))
     return result
 
@@ -253,14 +269,15 @@ def _worker_engine(spec: dict[str, Any]) -> dict[str, Any]:
         program = program.subset(spec["subset"])
     load = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as out:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         events, people = scan_events(spec["events"]), scan_people(spec["people"])
         res = evaluate(program, events, people, buckets=spec["buckets"])
         t1 = time.perf_counter()
         write_results(res.long, res.counts, out, people=people)
-        t2 = time.perf_counter()
+        t2, c2 = time.perf_counter(), time.process_time()
     counts = res.counts.collect()
-    result = {"wall_s": round(t2 - t0, 3), "evaluate_s": round(t1 - t0, 3), "write_s": round(t2 - t1, 3),
+    result = {"wall_s": round(t2 - t0, 3), "section_cpu_s": round(c2 - c0, 3),
+              "evaluate_s": round(t1 - t0, 3), "write_s": round(t2 - t1, 3),
               "program_load_s": round(load, 3), "endpoints": len(program.endpoints),
               "cases": int(counts["N_CASES"].sum()), "warnings": list(res.warnings)}
     if spec.get("counts_for"):
@@ -276,12 +293,12 @@ def _worker_grouped(spec: dict[str, Any]) -> dict[str, Any]:
     from endpointc.registry import scan_events
 
     with tempfile.TemporaryDirectory(prefix="bench-grouped-") as out:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         (scan_events(spec["events"]).group_by("FINNGENID", "SOURCE", "CODE1")
          .agg(pl.len().alias("N")).sink_parquet(Path(out) / "grouped.parquet"))
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         groups = pl.scan_parquet(Path(out) / "grouped.parquet").select(pl.len()).collect().item()
-    return {"wall_s": round(wall, 3), "groups": int(groups)}
+    return {"wall_s": round(wall, 3), "section_cpu_s": round(cpu, 3), "groups": int(groups)}
 
 
 def _worker_duckdb(spec: dict[str, Any]) -> dict[str, Any]:
@@ -291,12 +308,12 @@ def _worker_duckdb(spec: dict[str, Any]) -> dict[str, Any]:
 
     program = _load_program(spec)
     con = db.connect(spec["events"], spec["people"], threads=spec["threads"])
-    timings, counts, failed, timed_out = {}, {}, {}, []
+    timings, cpu, counts, failed, timed_out = {}, {}, {}, {}, []
     with tempfile.TemporaryDirectory(prefix="bench-duckdb-") as tmp:
         for i, name in enumerate(spec["sample"]):
             out = Path(tmp) / f"{i}.parquet"
             timer = threading.Timer(spec["timeout"], con.interrupt)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             timer.start()
             try:
                 db.run_endpoint(con, program, name, out)
@@ -306,6 +323,7 @@ def _worker_duckdb(spec: dict[str, Any]) -> dict[str, Any]:
             except duckdb.InterruptException:
                 timed_out.append(name)
                 timings[name] = spec["timeout"]
+                cpu[name] = time.process_time() - c0
                 continue
             except duckdb.Error as e:
                 failed[name] = type(e).__name__
@@ -313,17 +331,18 @@ def _worker_duckdb(spec: dict[str, Any]) -> dict[str, Any]:
             finally:
                 timer.cancel()
             timings[name] = time.perf_counter() - t0
+            cpu[name] = time.process_time() - c0  # all of DuckDB's threads: process-wide
             row = con.execute(
                 "SELECT count(*) FILTER (WHERE STATUS = 'case'), count(*) FILTER (WHERE STATUS = 'excluded') "
                 f"FROM read_parquet({db._lit(str(out))})").fetchone()
             counts[name] = [int(row[0]), int(row[1])]
             out.unlink()
     con.close()
-    return {"timings": timings, "counts": counts, "failed": failed, "timed_out": timed_out,
+    return {"timings": timings, "cpu": cpu, "counts": counts, "failed": failed, "timed_out": timed_out,
             "duckdb_version": duckdb.__version__}
 
 
-WORKERS = {"generate": _worker_generate, "calibrate": _worker_calibrate, "engine": _worker_engine,
+WORKERS = {"library": _worker_library, "generate": _worker_generate, "calibrate": _worker_calibrate, "engine": _worker_engine,
            "grouped": _worker_grouped, "duckdb": _worker_duckdb}
 
 
@@ -345,12 +364,14 @@ def machine_info() -> dict[str, Any]:
                 break
     except OSError:
         pass
+    from importlib import metadata
+
     versions = {"python": platform.python_version()}
-    for mod in ("polars", "duckdb"):
+    for dist in ("polars", "duckdb"):  # not imported: this process stays small (see run_child)
         try:
-            versions[mod] = __import__(mod).__version__
-        except ImportError:
-            versions[mod] = None
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
     return {"cores": os.cpu_count(), "memory_gib": round(mem / 2**30, 1), "cpu": cpu,
             "platform": platform.platform(), "load_start": list(os.getloadavg()), **versions}
 
@@ -429,6 +450,13 @@ def bench_size(size: str, library: dict[str, Any], names: list[str], args, log) 
                             if ok and "error" not in grouped else None)
     out["speedup_duckdb"] = (duck["wall_s"] / engine["wall_s"]
                              if ok and duck.get("wall_s") else None)
+    def cpu_of(c):
+        return c.get("section_cpu_s") if "error" not in c else None
+
+    e_cpu, g_cpu, d_cpu = cpu_of(engine), cpu_of(grouped), cpu_of(duck)
+    # on a shared machine CPU time is steadier than wall time: both ratios are kept
+    out["ratio_grouped_cpu"] = e_cpu / g_cpu if e_cpu and g_cpu else None
+    out["speedup_duckdb_cpu"] = d_cpu / e_cpu if e_cpu and d_cpu else None
     engine.pop("counts", None)
     return out
 
@@ -444,6 +472,8 @@ def summarise_duckdb(raw: dict[str, Any], sample: list[str], total: int, engine:
     agree = sum(1 for n, c in raw["counts"].items() if engine_counts.get(n) == c)
     disagree = sorted(n for n, c in raw["counts"].items() if n in engine_counts and engine_counts[n] != c)
     wall = per * total if per is not None else None
+    cpus = list(raw.get("cpu", {}).values())
+    cpu = sum(cpus) / len(cpus) * total if cpus else None
     res = {
         "sampled": len(sample), "ok": len(raw["counts"]), "failed": len(raw["failed"]),
         "timed_out": len(raw["timed_out"]), "failures": raw["failed"], "timed_out_names": raw["timed_out"],
@@ -452,7 +482,8 @@ def summarise_duckdb(raw: dict[str, Any], sample: list[str], total: int, engine:
         "per_endpoint_max_s": max(measured) if measured else None,
         # timed-out queries count with the timeout: the extrapolation is then a lower bound
         "wall_s": wall, "extrapolated": True, "lower_bound": bool(raw["timed_out"]),
-        "agree": agree, "disagree": disagree, "cpu_s_sample": raw.get("cpu_s"),
+        "section_cpu_s": cpu, "sample_cpu_s": round(sum(cpus), 3),
+        "agree": agree, "disagree": disagree,
         "peak_rss_mb": raw.get("peak_rss_mb"), "duckdb_version": raw.get("duckdb_version"),
     }
     res["events_per_s"] = round(events / wall) if wall else None
@@ -499,12 +530,18 @@ def _fmt_rate(r) -> str:
     return f"{r / 1e6:,.2f} M" if r >= 1e5 else f"{r:,.0f}"
 
 
+def _ratio(wall, cpu, unit: str) -> str:
+    if not wall:
+        return ""
+    return f"{wall:.1f}{unit}" + (f" (CPU {cpu:.1f})" if cpu else "")
+
+
 def render(report: dict[str, Any], console) -> None:
     from rich.table import Table
 
     table = Table(title="endpointc benchmark", show_lines=False)
     for col in ("size", "contender", "events", "people", "endpoints", "wall time", "events/s",
-                "peak RSS", "CPU", "x grouped", "x DuckDB"):
+                "peak RSS", "CPU time", "vs grouped (wall, CPU)", "vs DuckDB (wall, CPU)"):
         table.add_column(col, justify="left" if col in ("size", "contender") else "right")
     for s in report["sizes"]:
         rows = [("endpointc", s["engine"]), ("grouped pass", s["grouped"]), ("DuckDB per endpoint", s["duckdb"])]
@@ -514,9 +551,11 @@ def render(report: dict[str, Any], console) -> None:
             if label.startswith("DuckDB") and not err:
                 wall = ("≥ " if c.get("lower_bound") else "~ ") + wall
                 label = f"DuckDB ({c['ok']}/{c['sampled']} sampled, extrapolated)"
-            xg = f"{s['ratio_grouped']:.2f}x" if label == "endpointc" and s.get("ratio_grouped") else ""
-            xd = f"{s['speedup_duckdb']:.1f}x faster" if label == "endpointc" and s.get("speedup_duckdb") else ""
-            cpu = c.get("cpu_s") if not label.startswith("DuckDB") else None
+            xg = xd = ""
+            if label == "endpointc":
+                xg = _ratio(s.get("ratio_grouped"), s.get("ratio_grouped_cpu"), "x")
+                xd = _ratio(s.get("speedup_duckdb"), s.get("speedup_duckdb_cpu"), "x faster")
+            cpu = c.get("section_cpu_s")
             table.add_row(s["size"] if label == "endpointc" else "", label, f"{s['events']:,}",
                           f"{s['people']:,}", f"{s['endpoints']:,}", wall, _fmt_rate(c.get("events_per_s")),
                           f"{c['peak_rss_mb']:,.0f} MB" if c.get("peak_rss_mb") else "-",
@@ -556,7 +595,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
 
     from rich.console import Console
-    console = Console(stderr=False)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=170)  # a log file gets the whole table
 
     def log(msg: str) -> None:
         console.log(msg)
@@ -569,9 +610,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     machine = machine_info()
     console.rule(f"{machine['cores']} cores, {machine['memory_gib']} GiB RAM, load {machine['load_start'][0]:.1f}"
                  f" | {machine['cpu']} | polars {machine['polars']}, duckdb {machine['duckdb']}")
-    library = load_library(args.library, args.data_dir, log)
-    from endpointc.plan import Program
-    names = list(Program.model_validate_json(Path(library["program"]).read_text()).names)
+    library = load_library(args.library, args.data_dir, log, threads=args.threads)
+    names = json.loads(Path(library["names"]).read_text())
     report: dict[str, Any] = {
         "machine": machine, "library": library,
         "settings": {"threads": args.threads, "buckets": args.buckets, "seed": args.seed,
@@ -601,10 +641,22 @@ def _write_json(report: dict[str, Any], path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _vmhwm_mb() -> float | None:
+    """This process's peak RSS since its exec (ru_maxrss also counts the forked parent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def _worker_main(kind: str, spec_path: str, result_path: str) -> None:
     sys.path.insert(0, str(HERE))
     spec = json.loads(Path(spec_path).read_text())
     result = WORKERS[kind](spec)
+    result["vmhwm_mb"] = _vmhwm_mb()
     Path(result_path).write_text(json.dumps(result))
 
 

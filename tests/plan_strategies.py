@@ -39,7 +39,7 @@ REGEXES = ("A[12]", "B.?1", "A1|B", "[AB]2$", "A1{2}", "1", ".*2", "A(?=1)", "(?
            "[^A]", "ICD|IC", "1?0", "[89]")
 AGES = (None, 10.0, 20.5, 20.5, 35.0, 40.0, 60.25)
 DAYS = (None, dt.date(1999, 12, 31), dt.date(2000, 1, 1), dt.date(2005, 6, 1), dt.date(2010, 3, 3))
-PEOPLE_IDS = tuple(f"P{i}" for i in range(5))
+PEOPLE_IDS = tuple(f"P{i}" for i in range(4))
 EVENT_IDS = PEOPLE_IDS + ("X1",)  # X*: absent from the people table
 
 EVENT_SCHEMA = {
@@ -64,12 +64,15 @@ def code_sets(column: str = "CODE1") -> st.SearchStrategy[P.CodeSet]:
 
 def _code_sets(column: str) -> st.SearchStrategy[P.CodeSet]:
     values = PATTERN_CODES if column.startswith("CODE") else ALPHABET[column]
-    return st.builds(
-        P.CodeSet,
-        prefixes=_tuple(st.sampled_from(values), min_size=1, max_size=2) | st.just(()),
-        exact=_tuple(st.sampled_from(values), max_size=2),
-        regexes=_tuple(st.sampled_from(REGEXES), max_size=1),
+    some = _tuple(st.sampled_from(values), min_size=1, max_size=2)
+    sets = st.one_of(
+        st.builds(P.CodeSet, prefixes=some),
+        st.builds(P.CodeSet, prefixes=some, exact=some),
+        st.builds(P.CodeSet, exact=some),
+        st.builds(P.CodeSet, prefixes=some, regexes=_tuple(st.sampled_from(REGEXES), min_size=1, max_size=1)),
+        st.builds(P.CodeSet, regexes=_tuple(st.sampled_from(REGEXES), min_size=1, max_size=2)),
     )
+    return st.one_of(*[sets] * 19, st.just(P.CodeSet()))  # `none` (empty) now and then
 
 
 # strategies are built once: building them inside draws makes generation 10x slower
@@ -84,8 +87,9 @@ def column_tests() -> st.SearchStrategy[P.ColumnTest]:
 
 branches = st.builds(
     P.Branch,
-    sources=_tuple(st.sampled_from(SOURCES), min_size=1, max_size=3),
-    tests=_tuple(_COLUMN_TESTS, max_size=2),
+    sources=_tuple(st.sampled_from(SOURCES), min_size=2, max_size=3) | _tuple(
+        st.sampled_from(SOURCES), min_size=1, max_size=1),
+    tests=_tuple(_COLUMN_TESTS, min_size=1, max_size=1) | _tuple(_COLUMN_TESTS, max_size=2),
     # an empty conjunction is valid in the plan (it discards everything); keep it rare
     excepts=st.just(()) | _tuple(
         st.one_of(*[_tuple(_COLUMN_TESTS, min_size=1, max_size=2)] * 9, st.just(())), max_size=2),
@@ -97,7 +101,7 @@ def rule_plans(index: int = 0) -> st.SearchStrategy[P.RulePlan]:
         P.RulePlan, index=st.just(index),
         source=st.sampled_from(("hospital", "purchase", "cancer", "death")),
         branches=_tuple(branches, min_size=1, max_size=2),
-        min_events=st.sampled_from((1, 1, 1, 2, 3)),
+        min_events=st.sampled_from((1, 1, 1, 1, 2, 3)),
         needs_other=st.sampled_from((False, False, True)),
         mode=st.sampled_from((False, False, True)),
     )
@@ -170,13 +174,13 @@ def person_conds(names: tuple[str, ...]) -> st.SearchStrategy:
 
 _MAYBE_WHEN = st.one_of(st.none(), st.none(), _EVENT_CONDS)
 _MAYBE_PERSON = st.one_of(st.none(), st.none(), _PERSON_TEMPLATES)
-_SEXES = st.sampled_from((None, None, "female", "male"))
+_SEXES = st.sampled_from((None, None, None, "female", "male"))
 _PICKS = st.lists(st.integers(0, 10), max_size=3)
 
 
 @st.composite
 def endpoint_plans(draw, name: str = "E0", earlier: tuple[str, ...] = ()) -> P.EndpointPlan:
-    n_rules = draw(st.integers(0 if earlier else 1, 3))
+    n_rules = draw(st.sampled_from((0, 1, 1, 2, 3) if earlier else (1, 1, 2, 3)))
     rules = tuple(draw(_RULES[i]) for i in range(n_rules))
 
     def pick(k: int) -> tuple[str, ...]:
@@ -227,7 +231,8 @@ NODE_STRATEGIES: dict[type, st.SearchStrategy] = {
 # -- registries ---------------------------------------------------------------------
 
 def _maybe(values):
-    return st.one_of(st.none(), st.sampled_from(values))
+    # null as one value among many (st.none() | ... would make null half of all draws)
+    return st.sampled_from((*values, None))
 
 
 _EVENT_ROWS = st.fixed_dictionaries({
@@ -235,7 +240,7 @@ _EVENT_ROWS = st.fixed_dictionaries({
     "SOURCE": st.sampled_from(SOURCES * 3 + ("OPER_IN", None)),
     "EVENT_AGE": st.sampled_from(AGES),
     "APPROX_EVENT_DAY": st.sampled_from(DAYS),
-    "CODE1": st.sampled_from(CODES) | _maybe(CODES),
+    "CODE1": _maybe(CODES),
     "CODE2": _maybe(CODES),
     "CODE3": _maybe(CODES),
     "CODE4": st.none(),
@@ -244,8 +249,9 @@ _EVENT_ROWS = st.fixed_dictionaries({
     "INDEX": _maybe(("1", "2")),
     "CODE9": _maybe(("1", "0")),
 })
-_PEOPLE_IDS = st.lists(st.sampled_from(PEOPLE_IDS), unique=True, max_size=len(PEOPLE_IDS)) | st.just(
-    list(PEOPLE_IDS))
+_PEOPLE_IDS = st.one_of(
+    st.just(list(PEOPLE_IDS)), st.just(list(PEOPLE_IDS)),
+    st.lists(st.sampled_from(PEOPLE_IDS), unique=True, max_size=len(PEOPLE_IDS)))
 _SEX = st.sampled_from(("female", "male", None))
 _FU = st.sampled_from((None, 50.0, 70.0))
 
@@ -253,7 +259,9 @@ _FU = st.sampled_from((None, 50.0, 70.0))
 @st.composite
 def registries(draw, *, max_events: int = 50) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(events, people) in the normalised schema of notes/SEMANTICS.md."""
-    rows = draw(st.lists(_EVENT_ROWS, max_size=max_events))
+    # hypothesis keeps lists short by default; most registries need many rows to be useful
+    rows = draw(st.lists(_EVENT_ROWS, min_size=min(15, max_events), max_size=max_events)
+                | st.lists(_EVENT_ROWS, max_size=5))
     ids = draw(_PEOPLE_IDS)
     people = [
         {"FINNGENID": pid, "SEX": draw(_SEX), "APPROX_BIRTH_DATE": None, "FU_END_AGE": draw(_FU),

@@ -197,26 +197,49 @@ def _known_codes() -> dict[str, tuple[str, ...]]:
 _KNOWN = _known_codes()
 
 
-def _pool(alt, family, system, rnd, k, override=None) -> list[list]:
+def _known_matching(shape: str, regex: str, excludes: tuple[str, ...]) -> tuple[str, ...]:
+    """Built-in codes of `shape` that `regex` matches and no exclude does."""
+    rx = re.compile(regex)
+    ex = [re.compile(e) for e in excludes]
+    return tuple(c for c in _KNOWN[shape] if rx.match(c) and not any(e.match(c) for e in ex))
+
+
+def _pool(alt, family, system, seed, k, override=None) -> list[list]:
+    """Up to k distinct sampled rows for an alternative (or its `except` rows).
+
+    Identical alternatives recur across endpoints (includes, INPAT and OUTPAT of one rule,
+    the same codes in many FinnGen rows), so pools are cached; each is seeded by its own
+    description, which keeps them deterministic whatever the order they are asked for in."""
+    key = (alt, family, system, k, override, seed)
+    hit = _POOL_CACHE.get(key)
+    if hit is not None:
+        return hit
+    rnd = random.Random(f"{seed}|{family}|{system}|{k}|{override}|{alt!r}")
     shapes = _column_shapes(family, system, alt.icdver)
     rows, seen = [], set()
     if override is None and alt.code1 is not None and shapes[0] in _KNOWN:
         # Half the pool from real codes that match, so cases look like real patients.
-        known = [c for c in _KNOWN[shapes[0]] if re.match(alt.code1, c)
-                 and not any(re.match(rx, c) for col, rx in alt.exclude if col == "CODE1")]
+        excludes = tuple(rx for col, rx in alt.exclude if col == "CODE1")
+        known = _known_matching(shapes[0], alt.code1, excludes)
         for code in rnd.sample(known, min(len(known), k // 2)):
             row = _sample_row(replace(alt, code1=re.escape(code) + "$"), family, shapes, rnd)
             if row is not None and tuple(row) not in seen:
                 seen.add(tuple(row))
                 rows.append(row)
     for _ in range(k * 8):
+        if len(rows) >= k:
+            break
         row = _sample_row(alt, family, shapes, rnd, override=override)
         if row is not None and tuple(row) not in seen:
             seen.add(tuple(row))
             rows.append(row)
-            if len(rows) >= k:
-                break
+    if len(_POOL_CACHE) > 100_000:
+        _POOL_CACHE.clear()
+    _POOL_CACHE[key] = rows
     return rows
+
+
+_POOL_CACHE: dict = {}
 
 
 def _row_sex(family: int, system: str | None, icdver: str | None, row) -> int:
@@ -226,7 +249,7 @@ def _row_sex(family: int, system: str | None, icdver: str | None, row) -> int:
     return {None: 0, "female": 1, "male": 2}[s]
 
 
-def _options_for(alt: Alternative, recipe: Recipe, r: int, j: int, rnd: random.Random) -> list[_Option]:
+def _options_for(alt: Alternative, recipe: Recipe, r: int, j: int, seed: int) -> list[_Option]:
     out = []
     y_lo = recipe.year[0] if recipe.year[0] is not None else 0
     y_hi = recipe.year[1] if recipe.year[1] is not None else END_YEAR
@@ -256,7 +279,7 @@ def _options_for(alt: Alternative, recipe: Recipe, r: int, j: int, rnd: random.R
                 continue
             opt = _Option(recipe=r, rule=j, source=source, family=family, y0=y0, y1=y1,
                           main_only=(family == HOSP and cats == ["0"]) or (family == DEATH and cats == ["U"]))
-            rows = _pool(alt, family, system, rnd, _POOL_ROWS)
+            rows = _pool(alt, family, system, seed, _POOL_ROWS)
             if not rows:
                 continue
             ver = alt.icdver
@@ -275,7 +298,7 @@ def _options_for(alt: Alternative, recipe: Recipe, r: int, j: int, rnd: random.R
             opt.sex = sexes.pop() if len(sexes) == 1 else 0
             opt.pool = [(*row, ver, fixed_cat) for row in rows]
             for col, rx in alt.exclude:
-                ex_rows = _pool(alt, family, system, rnd, _EXCEPT_ROWS, override=(int(col[-1]) - 1, rx))
+                ex_rows = _pool(alt, family, system, seed, _EXCEPT_ROWS, override=(int(col[-1]) - 1, rx))
                 opt.except_pool += [(*row, ver, fixed_cat) for row in ex_rows]
             out.append(opt)
     return out
@@ -292,15 +315,13 @@ def plan_recipes(m: Model, recipes, *, prevalence: float, seed: int) -> RecipePl
     rule_recipe, rule_min, rule_needs, rule_opts = [], [], [], []
     rec_prim, rec_other, rec_group, unreachable = [], [], [], []
     for r, rc in enumerate(recipes):
-        # A private stream per recipe: adding a recipe never changes another's codes.
-        rnd = random.Random(f"{seed}:{r}:{rc.endpoint}")
         prim, other = [], []
         death_only = True
         for rule in rc.rules:
             j = len(rule_recipe)
             o0 = len(opts)
             for alt in rule.alternatives:
-                opts += _options_for(alt, rc, r, j, rnd)
+                opts += _options_for(alt, rc, r, j, seed)
             mine = np.arange(o0, len(opts))
             rule_recipe.append(r)
             rule_min.append(rule.min_events)
