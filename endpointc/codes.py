@@ -264,6 +264,9 @@ def _fsm_regex(pattern) -> str | None:
     return body if exact else body + ".*"
 
 
+_PLAIN_CODE = re.compile(r"[A-Z0-9]+")
+
+
 @lru_cache(maxsize=None)
 def _vocab_fsm(vocab: str):
     import interegular
@@ -287,6 +290,11 @@ def can_match(vocab: str, pattern) -> bool:
     valid regexes answer True: other checks report those.
     """
     if vocab not in VOCABULARY_REGEX or isinstance(pattern, (ast.AnyCode, ast.NoCode, ast.CodelistRef)):
+        return True
+    # Most patterns are themselves well-formed codes; building automata for them would
+    # make checking a FinnGen-sized library take minutes instead of seconds.
+    plain = pattern.start if isinstance(pattern, ast.Range) else getattr(pattern, "text", None)
+    if plain is not None and _PLAIN_CODE.fullmatch(plain) and is_well_formed(vocab, plain):
         return True
     try:
         regex = _fsm_regex(pattern)

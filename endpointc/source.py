@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,9 +35,18 @@ class Source:
     name: str
     text: str
     _lines: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_lines", tuple(self.text.splitlines()))
+        # Offsets where lines start, so a position is a bisection, not a scan of the text.
+        starts = [0]
+        find = self.text.find
+        at = find("\n")
+        while at != -1:
+            starts.append(at + 1)
+            at = find("\n", at + 1)
+        object.__setattr__(self, "_starts", tuple(starts))
 
     @classmethod
     def read(cls, path: str | Path) -> "Source":
@@ -56,6 +66,5 @@ class Source:
 
     def position(self, offset: int) -> tuple[int, int]:
         offset = max(0, min(offset, len(self.text)))
-        line = self.text.count("\n", 0, offset) + 1
-        column = offset - (self.text.rfind("\n", 0, offset) + 1) + 1
-        return line, column
+        line = bisect_right(self._starts, offset)
+        return line, offset - self._starts[line - 1] + 1

@@ -151,13 +151,27 @@ def _translatable(program) -> bool:
     return True
 
 
-@settings(max_examples=60, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(programs(max_endpoints=4), registries())
-def test_random_plans_equal_reference(program, registry):
+_SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def _random_plan_equals_reference(program, registry):
     assume(_translatable(program))
     events, people = registry
     assert_frame_equal(_duckdb(program, events, people), _reference(program, events, people))
+
+
+# a DuckDB connection and a query per endpoint make an example cost ~0.3 s: a few by default
+@settings(max_examples=12, **_SETTINGS)
+@given(programs(max_endpoints=4), registries())
+def test_random_plans_equal_reference(program, registry):
+    _random_plan_equals_reference(program, registry)
+
+
+@pytest.mark.slow
+@settings(max_examples=300, **_SETTINGS)
+@given(programs(max_endpoints=5), registries())
+def test_many_random_plans_equal_reference(program, registry):
+    _random_plan_equals_reference(program, registry)
 
 
 # -- the library loader --------------------------------------------------------------------

@@ -155,7 +155,10 @@ def background(m: Model, rng: np.random.Generator, people: People, rows: Rows) -
     pos = within(n_vis)
     span = np.where(chronic[vi], fu_end[pi[vi]] - onset[vi], 60)
     vday = onset[vi] + np.where(pos == 0, 0, (rng.random(len(vi)) * (span + 1)).astype(np.int64))
-    vday = np.minimum(vday, fu_end[pi[vi]])
+    # Visits past the end of follow-up are not seen (clipping them would pile them up on
+    # the last day).
+    seen = vday <= fu_end[pi[vi]]
+    vi, vday = vi[seen], vday[seen]
     vyear = year_of(vday)
     vc = ci[vi]
 
@@ -335,7 +338,9 @@ def _chronic_purchases(m, rng, people, rows, pi, ci, onset, pick, ufreq):
     sel = np.concatenate([sel, second])
     p, c = pi[sel], ci[sel]
     fu = people.fu_end[p]
-    start = np.maximum(onset[sel] + rng.integers(0, 30, len(sel)), PURCH_START)
+    # Patients already on the drug when the register opened are seen at their first
+    # refill in 1995, spread over its first three months, not all on 1 January.
+    start = np.maximum(onset[sel] + rng.integers(0, 30, len(sel)), PURCH_START + rng.integers(0, 90, len(sel)))
     # Most keep taking the drug; the rest stop after a few years.
     dur = np.where(rng.random(len(sel)) < 0.7, 10**9, (rng.exponential(5 * 365.25, len(sel))).astype(np.int64))
     stop = np.minimum(fu, start + dur)
@@ -345,7 +350,8 @@ def _chronic_purchases(m, rng, people, rows, pi, ci, onset, pick, ufreq):
     e = np.repeat(np.arange(len(sel)), n)
     k = within(n)
     day = start[e] + k * interval + rng.integers(-12, 13, len(e))
-    day = np.clip(day, start[e], stop[e])
+    inside = (day >= start[e]) & (day <= stop[e])
+    e, day = e[inside], day[inside]
     reimb = _reimb_day(m, rng, onset[sel], c, fu)
     # The drug chosen per patient (pick // 7) differs from the diagnosis code's pick.
     _purchase_rows(m, rng, people, rows, p[e], day, c[e], drug_pick[e], drug_u[e], reimb[e])
