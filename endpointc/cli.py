@@ -303,7 +303,7 @@ def synth(
                                  code_frequencies=code_frequencies, prevalence=prevalence)
     except (ValueError, OSError) as error:
         _usage(str(error))
-    out.print(f"wrote {summary.get('events', '?')} events of {summary.get('people', people)} people to {out_dir}")
+    out.print(f"wrote {summary['n_events']:,} events of {summary['n_people']:,} people to {out_dir}")
 
 
 @app.command()

@@ -171,3 +171,16 @@ def test_regex_fallback_for_patterns_rust_cannot_run():
     values = pl.Series(["A1", "A2", "B1", None])
     assert regex_filter(values, "A(?=1)").to_list() == [True, False, False, False]
     assert regex_filter(values, "[AB]1").to_list()[:3] == [True, False, True]
+
+
+def test_mode_keeps_only_a_majority_code_of_its_group():
+    program = Program(endpoints=(EndpointPlan(name="M", rules=(_rule("A", mode=True),)),))
+    events = _events([
+        # P1: A11 twice, A12 once -> A11 (2/3) kept, A12 dropped; A2 alone in group A -> kept
+        ("P1", "INPAT", 30.0, "A11"), ("P1", "INPAT", 31.0, "A11"), ("P1", "INPAT", 20.0, "A12"),
+        ("P1", "INPAT", 40.0, "A2"),
+        # P2: a tie (1/2 each) keeps nothing
+        ("P2", "INPAT", 30.0, "A11"), ("P2", "INPAT", 31.0, "A12"),
+    ])
+    long = _run(program=program, events=events, people=_people("P1", "P2")).long.collect()
+    assert long.select("FINNGENID", "AGE", "NEVT").rows() == [("P1", 30.0, 3)]

@@ -418,7 +418,7 @@ def evaluate_bucket(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame) 
             summary = (
                 summary.join(st, on="EP", how="left")
                 .join(ppl.lazy().select("PID", "SEX"), on="PID", how="left")
-                .filter(pl.col("_SEX").is_null() | (pl.col("SEX") == pl.col("_SEX")).fill_null(True))
+                .filter(pl.col("_SEX").is_null() | (pl.col("SEX") == pl.col("_SEX")).fill_null(False))
                 .drop("_SEX", "SEX")
             )
         summary = summary.select(list(_CASES_SCHEMA)).collect()
