@@ -157,11 +157,11 @@ class _Walker:
         self.person = person
         self.facts = facts
         self.memo: dict[str, tuple[Explanation, dict[int, Row]]] = {}
-        urgent = {(r["SOURCE"], r["INDEX"]) for r in rows if r.get("CODE9") == "1" and r["INDEX"] is not None}
+        urgent = {r["INDEX"] for r in rows if r.get("CODE9") == "1" and r["INDEX"] is not None}
         self.urgent = urgent
 
     def emergency(self, row: Row) -> bool:
-        return row.get("CODE9") == "1" or (row["INDEX"] is not None and (row["SOURCE"], row["INDEX"]) in self.urgent)
+        return row.get("CODE9") == "1" or (row["INDEX"] is not None and row["INDEX"] in self.urgent)
 
     def explain(self, name: str) -> Explanation:
         return self._walk(name)[0]

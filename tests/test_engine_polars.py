@@ -111,7 +111,8 @@ def test_emergency_propagates_within_a_visit_but_not_through_missing_index():
         ("P3", "OUTPAT", 40.0, "I21", "v1", None), ("P3", "INPAT", 40.0, "Z00", "v1", "1"),
     ])
     long = _run(program=program, events=events).long.collect()
-    assert long["FINNGENID"].to_list() == ["P1"]
+    # P3: the same INDEX under another SOURCE is still the same visit.
+    assert long["FINNGENID"].to_list() == ["P1", "P3"]
 
 
 def test_empty_events_give_no_cases_and_everyone_a_control():

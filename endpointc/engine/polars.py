@@ -275,10 +275,12 @@ def _matched_rows(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) ->
     if prep.uses_emergency:
         visits = (
             events.filter(pl.col("CODE9") == "1")
-            .select("FINNGENID", "SOURCE", "INDEX").unique()
+            .select("FINNGENID", "INDEX").unique()
             .with_columns(pl.lit(True).alias("_EV"))
         )
-        lf = lf.join(visits, on=["FINNGENID", "SOURCE", "INDEX"], how="left",
+        # LANGUAGE.md: "the same INDEX" -- one visit's rows (e.g. INPAT and its OPER_IN
+        # operations) share an INDEX whatever their SOURCE.
+        lf = lf.join(visits, on=["FINNGENID", "INDEX"], how="left",
                      nulls_equal=_EMERGENCY_NULL_INDEX_EQUAL).with_columns(
             ((pl.col("CODE9") == "1").fill_null(False) | pl.col("_EV").fill_null(False))
             .alias("EMERG")
@@ -406,9 +408,13 @@ def evaluate_bucket(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame) 
         summary = (
             level_rows.join(fields.lazy().select("ROW", "AGE", "DAY", "YEAR"), on="ROW")
             .group_by("EP", "PID")
+            # the earliest event by (AGE, DAY), nulls last, without sorting each group:
+            # min ignores nulls, and the first DAY is the min DAY among rows at the min AGE
             .agg(
-                pl.col("AGE").sort_by(["AGE", "DAY"], nulls_last=True).first(),
-                pl.col("YEAR").sort_by(["AGE", "DAY"], nulls_last=True).first(),
+                pl.col("AGE").min(),
+                pl.col("DAY").filter(pl.col("AGE").min().is_null()
+                                     | (pl.col("AGE") == pl.col("AGE").min()).fill_null(False))
+                .min().dt.year().cast(pl.Int32).alias("YEAR"),
                 pl.len().cast(pl.Int64).alias("NEVT"),
             )
         )

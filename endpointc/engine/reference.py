@@ -92,12 +92,12 @@ def evaluate_reference(program: Program, events: pl.DataFrame, people: pl.DataFr
         raise DiagnosticError([Diagnostic.error(
             "EP502", "the events table has no CODE9 column, which `when emergency` needs",
             None, "CODE9 is the service-sector urgency field of the longitudinal table")])
-    urgent_visits = {(r["FINNGENID"], r["SOURCE"], r["INDEX"]) for r in rows
+    urgent_visits = {(r["FINNGENID"], r["INDEX"]) for r in rows
                      if r.get("CODE9") == "1" and r.get("INDEX") is not None}
 
     def emergency(row: Row) -> bool:
         return row.get("CODE9") == "1" or (
-            row.get("INDEX") is not None and (row["FINNGENID"], row["SOURCE"], row["INDEX"]) in urgent_visits)
+            row.get("INDEX") is not None and (row["FINNGENID"], row["INDEX"]) in urgent_visits)
 
     cases: dict[str, dict[str, _Case]] = {}  # endpoint -> person -> case facts
     output: list[tuple] = []
