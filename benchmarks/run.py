@@ -477,6 +477,7 @@ def summarise_duckdb(raw: dict[str, Any], sample: list[str], total: int, engine:
     res = {
         "sampled": len(sample), "ok": len(raw["counts"]), "failed": len(raw["failed"]),
         "timed_out": len(raw["timed_out"]), "failures": raw["failed"], "timed_out_names": raw["timed_out"],
+        "timings": {n: round(t, 3) for n, t in sorted(timings.items())},
         "sample_s": round(sum(measured), 3), "per_endpoint_s": per,
         "per_endpoint_median_s": sorted(measured)[len(measured) // 2] if measured else None,
         "per_endpoint_max_s": max(measured) if measured else None,
@@ -502,6 +503,7 @@ def scaling_series(size_result: dict[str, Any], library: dict[str, Any], names: 
             engine = size_result["engine"]
             series.append({"requested": "all", "evaluated": engine.get("endpoints"),
                            "wall_s": engine.get("wall_s"), "evaluate_s": engine.get("evaluate_s"),
+                           "section_cpu_s": engine.get("section_cpu_s"),
                            "peak_rss_mb": engine.get("peak_rss_mb")})
             continue
         k = int(item)
@@ -511,7 +513,8 @@ def scaling_series(size_result: dict[str, Any], library: dict[str, Any], names: 
         log(f"scaling: engine on {k} endpoints (plus their dependencies) ...")
         res = run_child("engine", {**common, "subset": subset}, threads=args.threads, timeout=args.timeout)
         series.append({"requested": k, "evaluated": res.get("endpoints"), "wall_s": res.get("wall_s"),
-                       "evaluate_s": res.get("evaluate_s"), "peak_rss_mb": res.get("peak_rss_mb"),
+                       "evaluate_s": res.get("evaluate_s"), "section_cpu_s": res.get("section_cpu_s"),
+                       "peak_rss_mb": res.get("peak_rss_mb"),
                        **({"error": res["error"]} if "error" in res else {})})
     return series
 
@@ -565,12 +568,13 @@ def render(report: dict[str, Any], console) -> None:
     if report.get("scaling"):
         st = Table(title=f"scaling with endpoints ({report['scaling_size']})")
         for col in ("endpoints requested", "evaluated (with deps)", "wall time", "evaluate",
-                    "time / endpoint", "peak RSS"):
+                    "CPU time", "CPU / endpoint", "peak RSS"):
             st.add_column(col, justify="right")
         for row in report["scaling"]:
-            per = (row["wall_s"] / row["evaluated"]) if row.get("wall_s") and row.get("evaluated") else None
+            cpu = row.get("section_cpu_s")
+            per = cpu / row["evaluated"] if cpu and row.get("evaluated") else None
             st.add_row(str(row["requested"]), str(row.get("evaluated", "-")), _fmt_s(row.get("wall_s")),
-                       _fmt_s(row.get("evaluate_s")), f"{per * 1000:,.1f} ms" if per else "-",
+                       _fmt_s(row.get("evaluate_s")), _fmt_s(cpu), f"{per * 1000:,.1f} ms" if per else "-",
                        f"{row['peak_rss_mb']:,.0f} MB" if row.get("peak_rss_mb") else "-")
         console.print(st)
 

@@ -34,7 +34,6 @@ Counts from 1 to 4 are masked as ``<5`` by default (`mask_threshold=None` turns 
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +42,7 @@ import polars as pl
 from .engine.polars import evaluate
 from .explain import option_tests
 from .plan import Branch, EndpointPlan, Program, RulePlan
-from .results import mask_counts
+from .results import mask_counts, write_text_atomic
 
 __all__ = ["attrition", "write_attrition", "ATTRITION_SCHEMA", "COUNT_COLUMNS"]
 
@@ -273,13 +272,4 @@ def _replace_rule(ep: EndpointPlan, rule: RulePlan) -> EndpointPlan:
 
 def write_attrition(table: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write the table as TSV atomically (a temporary file renamed into place)."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(table.write_csv(separator="\t", null_value="NA"))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_text_atomic(path, table.write_csv(separator="\t", null_value="NA"))

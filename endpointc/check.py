@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections import defaultdict
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Mapping, Sequence
@@ -213,7 +212,7 @@ class _Checker:
                     continue
                 code = "EP204" if what == "endpoint" else "EP205"
                 self.error(code, f"{what} {decl.name} is defined twice (first at {first.name_span})",
-                           decl.name_span, f"rename one of them, or delete one: names are global across all files",
+                           decl.name_span, "rename one of them, or delete one: names are global across all files",
                            related=((f"{decl.name} first defined here", first.name_span),))
 
     def check_cycles(self) -> None:

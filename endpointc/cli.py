@@ -8,9 +8,7 @@ Stage modules are imported inside each command so `endpointc check` stays quick.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated, Iterable, Optional, Sequence
 
@@ -139,6 +137,7 @@ def fmt(
 ) -> None:
     """Rewrite definition files in the canonical layout (comments are kept)."""
     from .fmt import format_text
+    from .results import write_text_atomic
 
     changed, broken = [], []
     for path in _ep_files(paths):
@@ -151,23 +150,12 @@ def fmt(
         if new != text:
             changed.append(path)
             if not check_only:
-                _atomic_write_text(path, new)
+                write_text_atomic(path, new)
     verb = "would reformat" if check_only else "reformatted"
     for path in changed:
         err.print(f"{verb} {path}")
     err.print(f"{len(changed)} file(s) {verb}, {len(broken)} with syntax errors")
     raise typer.Exit(1 if broken or (check_only and changed) else 0)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _counts_table(counts, title: str) -> Table:
@@ -472,7 +460,6 @@ def report_(
     no_mask: Annotated[bool, typer.Option("--no-mask", help="Show counts under 5 (individual-level risk).")] = False,
 ) -> None:
     """Write a static, offline HTML report: every endpoint with counts, plots and its definition."""
-    from .check import check as check_files
     from .compiler import compile_files
     from .diagnostics import DiagnosticError
     from .parser import parse_file

@@ -33,7 +33,6 @@ import dataclasses
 import os
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import polars as pl

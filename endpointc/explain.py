@@ -28,7 +28,6 @@ The output is individual-level data: `format_explanation` starts with a header t
 from __future__ import annotations
 
 import datetime as dt
-import operator
 import re
 from collections import Counter
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from typing import Any
 
 import polars as pl
 
-from .engine.reference import evaluate_reference
+from .engine.reference import compare, evaluate_reference, truth
 from .lower import MAIN_CATEGORIES, SOURCE_ROWS, VOCAB_COLUMNS
 from .plan import (
     AllOf, AnyOf, Branch, Cmp, CodeSet, ColumnTest, Const, Count, EndpointPlan, Field_, FirstAge,
@@ -52,8 +51,6 @@ INDIVIDUAL_DATA_HEADER = "This output contains individual-level data: do not sha
 
 Row = dict[str, Any]
 
-_COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-            "==": operator.eq, "!=": operator.ne}
 _SHOWN_COLUMNS = ("CODE1", "CODE2", "CODE3", "ICDVER", "CATEGORY", "INDEX", "CODE9")
 
 
@@ -257,7 +254,7 @@ class _Walker:
                          + ("allowed" if sex_ok else "not allowed"))
         require_ok = True
         if ep.require is not None:
-            require_ok = _truth(self._person_value(ep.require))
+            require_ok = truth(self._person_value(ep.require))
             step4.append(f"require {format_cond(ep.require)}: {self._values(ep.require)}: "
                          + ("holds" if require_ok else "fails"))
         is_case = bool(event_set) and sex_ok and require_ok
@@ -289,7 +286,7 @@ class _Walker:
                 else:
                     step6.append(f"controls exclude {other}: the person is not a case of {other}")
             if ep.control_require is not None:
-                holds = _truth(self._person_value(ep.control_require))
+                holds = truth(self._person_value(ep.control_require))
                 excluded = excluded or not holds
                 step6.append(f"controls require {format_cond(ep.control_require)}: "
                              f"{self._values(ep.control_require)}: " + ("holds" if holds else "fails: excluded"))
@@ -354,7 +351,7 @@ class _Walker:
         """Whether `when` keeps the row, and words with the values it read ('' without `when`)."""
         if ep.when is None:
             return True, ""
-        holds = _truth(self._event_value(ep.when, row))
+        holds = truth(self._event_value(ep.when, row))
         values = []
         for name in _fields(ep.when):
             if name == "age":
@@ -381,13 +378,13 @@ class _Walker:
             case Field_(name="emergency"):
                 return self.emergency(row)
             case Cmp(op=op, left=left, right=right):
-                return _compare(op, self._event_value(left, row), self._event_value(right, row))
+                return compare(op, self._event_value(left, row), self._event_value(right, row))
             case AllOf(args=args):
-                return all(_truth(self._event_value(a, row)) for a in args)
+                return all(truth(self._event_value(a, row)) for a in args)
             case AnyOf(args=args):
-                return any(_truth(self._event_value(a, row)) for a in args)
+                return any(truth(self._event_value(a, row)) for a in args)
             case Negate(arg=arg):
-                return not _truth(self._event_value(arg, row))
+                return not truth(self._event_value(arg, row))
         raise TypeError(f"{type(cond).__name__} is not an event condition")
 
     def _is_case(self, name: str) -> bool:
@@ -407,13 +404,13 @@ class _Walker:
             case FirstYear(endpoint=e):
                 return self.facts[e]["YEAR"] if self._is_case(e) else None
             case Cmp(op=op, left=left, right=right):
-                return _compare(op, self._person_value(left), self._person_value(right))
+                return compare(op, self._person_value(left), self._person_value(right))
             case AllOf(args=args):
-                return all(_truth(self._person_value(a)) for a in args)
+                return all(truth(self._person_value(a)) for a in args)
             case AnyOf(args=args):
-                return any(_truth(self._person_value(a)) for a in args)
+                return any(truth(self._person_value(a)) for a in args)
             case Negate(arg=arg):
-                return not _truth(self._person_value(arg))
+                return not truth(self._person_value(arg))
         raise TypeError(f"{type(cond).__name__} is not a person condition")
 
     def _values(self, cond) -> str:
@@ -548,16 +545,6 @@ def _note(row: Row, kept: bool, reason: str) -> EventNote:
 
 
 # -- conditions in words ------------------------------------------------------------------
-
-def _truth(value: Any) -> bool:
-    return value is not None and bool(value)
-
-
-def _compare(op: str, left: Any, right: Any) -> bool:
-    if left is None or right is None:
-        return False
-    return _COMPARE[op](left, right)
-
 
 def _fields(cond) -> tuple[str, ...]:
     found: list[str] = []

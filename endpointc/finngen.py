@@ -24,9 +24,7 @@ Principles:
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +33,7 @@ from typing import Any, Mapping, Sequence
 
 from . import ast, codes
 from .diagnostics import Diagnostic
+from .results import write_text_atomic
 from .source import Span
 
 __all__ = [
@@ -263,20 +262,9 @@ def write_library(result: ImportResult, out_dir: str | Path) -> tuple[Path, ...]
     written = []
     for file in result.files:
         target = out / file.name
-        _write_atomic(target, format_file(file))
+        write_text_atomic(target, format_file(file))
         written.append(target)
     return tuple(written)
-
-
-def _write_atomic(target: Path, text: str) -> None:
-    handle, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _span(file: str, line: int, column: int) -> Span:
@@ -1141,7 +1129,7 @@ def export_finngen(files: Sequence[ast.File], out_path: str | Path, *,
     """Write `files` as a FinnGen definition TSV (DF6 column set, plus used extras), atomically."""
     result = export_rows(files, codelists=codelists)
     lines = ["\t".join(result.header)] + ["\t".join(row) for row in result.rows]
-    _write_atomic(Path(out_path), "\n".join(lines) + "\n")
+    write_text_atomic(Path(out_path), "\n".join(lines) + "\n")
     return result
 
 

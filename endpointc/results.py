@@ -44,6 +44,7 @@ __all__ = [
     "mask_counts",
     "wide_table",
     "write_results",
+    "write_text_atomic",
 ]
 
 LONG_SCHEMA: dict[str, pl.DataType] = {
@@ -217,6 +218,29 @@ def write_results(long: pl.LazyFrame, counts: pl.LazyFrame, out_dir: str | os.Pa
 
 def _long_frame(long: pl.LazyFrame) -> pl.LazyFrame:
     return long.select(pl.col(c).cast(t) for c, t in LONG_SCHEMA.items())
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
+    """Replace `path` with `text` all at once (temporary file + rename); on any failure the
+    old file stays as it was. A replaced file keeps its permissions; a new one gets the
+    usual ones (0666 less the umask), unlike the owner-only result tables."""
+    target = Path(path)
+    if target.exists():
+        mode = target.stat().st_mode & 0o777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
 
 
 def _write_tsv(df: pl.DataFrame, path: Path, *, float_precision: int | None = None) -> None:

@@ -120,7 +120,7 @@ def _evaluate_endpoint(endpoint: EndpointPlan, rows: list[Row], population: dict
     def when_holds(row: Row) -> bool:
         if endpoint.when is None:
             return True
-        return _truth(_event_value(endpoint.when, row, emergency))
+        return truth(_event_value(endpoint.when, row, emergency))
 
     # Step 1: own candidate events of each rule (patterns, except, main, with atc, mode),
     # then filtered by `when`.
@@ -168,7 +168,7 @@ def _evaluate_endpoint(endpoint: EndpointPlan, rows: list[Row], population: dict
         person = population[person_id]
         if not _sex_allowed(endpoint, person):
             continue
-        if endpoint.require is not None and not _truth(_person_value(endpoint.require, person_id, cases)):
+        if endpoint.require is not None and not truth(_person_value(endpoint.require, person_id, cases)):
             continue
         # Step 5: AGE, YEAR and NEVT come from the event set (computed in _Case).
         result[person_id] = _Case(list(events.values()))
@@ -183,7 +183,7 @@ def _is_excluded_control(endpoint: EndpointPlan, person: Row, cases: dict[str, d
     if any(person_id in cases[name] for name in endpoint.control_exclude):
         return True
     if endpoint.control_require is not None:
-        return not _truth(_person_value(endpoint.control_require, person_id, cases))
+        return not truth(_person_value(endpoint.control_require, person_id, cases))
     return False
 
 
@@ -228,11 +228,12 @@ def _keep_mode(selected: list[Row]) -> list[Row]:
 
 # -- conditions ------------------------------------------------------------------------
 
-def _truth(value: Any) -> bool:
+def truth(value: Any) -> bool:
+    """A condition's value as a yes/no: missing is no (shared with explain)."""
     return value is not None and bool(value)
 
 
-def _compare(op: str, left: Any, right: Any) -> bool:
+def compare(op: str, left: Any, right: Any) -> bool:
     # A comparison with a missing side is false.
     if left is None or right is None:
         return False
@@ -251,13 +252,13 @@ def _event_value(cond, row: Row, emergency) -> Any:
             return day.year if day is not None else None
         return emergency(row)
     if isinstance(cond, Cmp):
-        return _compare(cond.op, _event_value(cond.left, row, emergency), _event_value(cond.right, row, emergency))
+        return compare(cond.op, _event_value(cond.left, row, emergency), _event_value(cond.right, row, emergency))
     if isinstance(cond, AllOf):
-        return all(_truth(_event_value(a, row, emergency)) for a in cond.args)
+        return all(truth(_event_value(a, row, emergency)) for a in cond.args)
     if isinstance(cond, AnyOf):
-        return any(_truth(_event_value(a, row, emergency)) for a in cond.args)
+        return any(truth(_event_value(a, row, emergency)) for a in cond.args)
     if isinstance(cond, Negate):
-        return not _truth(_event_value(cond.arg, row, emergency))
+        return not truth(_event_value(cond.arg, row, emergency))
     raise TypeError(f"{type(cond).__name__} is not an event condition")
 
 
@@ -277,14 +278,14 @@ def _person_value(cond, person_id: str, cases: dict[str, dict[str, _Case]]) -> A
         case = cases[cond.endpoint].get(person_id)
         return case.year if case is not None else None
     if isinstance(cond, Cmp):
-        return _compare(cond.op, _person_value(cond.left, person_id, cases),
+        return compare(cond.op, _person_value(cond.left, person_id, cases),
                         _person_value(cond.right, person_id, cases))
     if isinstance(cond, AllOf):
-        return all(_truth(_person_value(a, person_id, cases)) for a in cond.args)
+        return all(truth(_person_value(a, person_id, cases)) for a in cond.args)
     if isinstance(cond, AnyOf):
-        return any(_truth(_person_value(a, person_id, cases)) for a in cond.args)
+        return any(truth(_person_value(a, person_id, cases)) for a in cond.args)
     if isinstance(cond, Negate):
-        return not _truth(_person_value(cond.arg, person_id, cases))
+        return not truth(_person_value(cond.arg, person_id, cases))
     raise TypeError(f"{type(cond).__name__} is not a person condition")
 
 

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 import polars as pl
 
-from .background import DAYS_PER_YEAR, People, Rows, background, make_people, within
+from .background import DAYS_PER_YEAR, People, Rows, background, make_people
 from .frequencies import read_code_frequencies
 from .model import SRC, Model, attach_frequencies
 from .recipes import as_recipes
