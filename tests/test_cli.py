@@ -1,0 +1,164 @@
+"""The command line as a user meets it: exit codes, positioned errors, files written."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from endpointc.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFINITIONS = ROOT / "definitions"
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory) -> Path:
+    """A small definition-aware synthetic registry, as TSV (the FinnGen text layout)."""
+    out = tmp_path_factory.mktemp("registry")
+    result = invoke("synth", "--people", "400", "--seed", "3", "--out", out,
+                    "--definitions", DEFINITIONS, "--format", "tsv", "--prevalence", "0.1")
+    assert result.exit_code == 0, result.output
+    assert "events of 400 people" in result.output
+    return out
+
+
+def test_check_clean_library_exits_0():
+    result = invoke("check", DEFINITIONS, "--strict")
+    assert result.exit_code == 0, result.output
+    assert "0 error(s), 0 warning(s)" in result.output
+
+
+def test_check_broken_file_names_file_line_and_column(tmp_path):
+    bad = tmp_path / "bad.ep"
+    bad.write_text('endpoint A {\n  title "x"\n  purchase icd10 E11\n}\n')
+    result = invoke("check", bad)
+    assert result.exit_code == 1
+    assert f"{bad}:3:12" in result.output
+    assert "purchase icd10 E11" in result.output and "^" in result.output
+
+
+def test_check_warning_fails_only_with_strict(tmp_path):
+    warn = tmp_path / "warn.ep"
+    warn.write_text("endpoint A { hospital icd10 4109A }\n")
+    assert invoke("check", warn).exit_code == 0
+    assert invoke("check", warn, "--strict").exit_code == 1
+
+
+def test_check_json(tmp_path):
+    bad = tmp_path / "bad.ep"
+    bad.write_text("endpoint A { include B }\n")
+    result = invoke("check", bad, "--json")
+    assert result.exit_code == 1
+    payload = json.loads(result.stdout)
+    assert payload["ok"] is False
+    assert payload["diagnostics"][0]["span"]["line"] == 1
+
+
+def test_check_usage_problems_exit_2(tmp_path):
+    assert invoke("check", tmp_path / "missing.ep").exit_code == 2
+    assert invoke("check", tmp_path).exit_code == 2  # a folder without .ep files
+    assert invoke("check").exit_code == 2
+
+
+def test_fmt_check_rewrite_and_mode(tmp_path):
+    path = tmp_path / "a.ep"
+    path.write_text("endpoint A {hospital icd10 I21|I22  # MI\n}\n")
+    path.chmod(0o644)
+    assert invoke("fmt", path, "--check").exit_code == 1
+    assert invoke("fmt", path).exit_code == 0
+    assert path.read_text() == "endpoint A {\n  hospital icd10 I21 | I22  # MI\n}\n"
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)
+    assert invoke("fmt", path, "--check").exit_code == 0
+
+
+def test_fmt_reports_syntax_error_and_keeps_file(tmp_path):
+    path = tmp_path / "a.ep"
+    text = "endpoint A { hospital icd10 I21 I22 }\n"
+    path.write_text(text)
+    result = invoke("fmt", path)
+    assert result.exit_code == 1
+    assert "EP105" in result.output
+    assert path.read_text() == text
+
+
+def test_run_writes_results(registry, tmp_path):
+    out = tmp_path / "out"
+    result = invoke("run", DEFINITIONS, "--events", registry / "events.tsv",
+                    "--people", registry / "people.tsv", "--out", out, "--wide")
+    assert result.exit_code == 0, result.output
+    long = pl.read_parquet(out / "endpoints.parquet")
+    assert long.columns == ["FINNGENID", "ENDPOINT", "STATUS", "AGE", "YEAR", "NEVT"]
+    counts = pl.read_csv(out / "counts.tsv", separator="\t", infer_schema=False)
+    assert counts.columns == ["ENDPOINT", "N_CASES", "N_CONTROLS", "N_EXCLUDED"]
+    # every starter endpoint gets cases on a definition-aware registry
+    cases = long.filter(pl.col("STATUS") == "case").group_by("ENDPOINT").len()
+    assert cases.height == counts.height
+    wide = pl.read_csv(out / "endpoints_wide.tsv", separator="\t", infer_schema=False)
+    assert wide.height == 400 and "I9_MI_NEVT" in wide.columns
+    # masked aggregate: no count of 1 to 4 in counts.tsv
+    values = counts.select(pl.exclude("ENDPOINT")).to_numpy().ravel()
+    assert not any(v in {"1", "2", "3", "4"} for v in values)
+
+
+def test_run_selected_endpoints_and_unknown_name(registry, tmp_path):
+    out = tmp_path / "out"
+    args = ("run", DEFINITIONS, "--events", registry / "events.tsv", "--people", registry / "people.tsv",
+            "--out", out)
+    result = invoke(*args, "--endpoints", "I9_CHD")
+    assert result.exit_code == 0, result.output
+    assert pl.read_parquet(out / "endpoints.parquet")["ENDPOINT"].unique().to_list() == ["I9_CHD"]
+    assert invoke(*args, "--endpoints", "NO_SUCH").exit_code == 2
+
+
+def test_run_bad_data_names_file_and_column(registry, tmp_path):
+    events = pl.read_csv(registry / "events.tsv", separator="\t", infer_schema=False).drop("EVENT_AGE")
+    broken = tmp_path / "events.tsv"
+    events.write_csv(broken, separator="\t")
+    result = invoke("run", DEFINITIONS, "--events", broken, "--people", registry / "people.tsv",
+                    "--out", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "EVENT_AGE" in result.output and str(broken) in result.output
+    assert not (tmp_path / "out" / "endpoints.parquet").exists()
+
+
+def test_compile_explain_and_codes(registry):
+    result = invoke("compile", DEFINITIONS, "--explain", "I9_CHD", "--codes", registry / "events.tsv")
+    assert result.exit_code == 0, result.output
+    assert "plus the case events of: I9_MI" in result.output
+    assert "dependency chain:" in result.output
+    assert "I25" in result.output  # a code of the registry the rule matches
+    assert invoke("compile", DEFINITIONS, "--explain", "I9_CHX").exit_code == 2
+
+
+def test_demo_prints_counts():
+    result = invoke("demo", "--people", "300")
+    assert result.exit_code == 0, result.output
+    assert "I9_MI" in result.output and "N_CASES" in result.output
+
+
+def test_import_and_export_finngen(tmp_path):
+    sheet = tmp_path / "endpoints.tsv"
+    sheet.write_text(
+        "NAME\tLONGNAME\tTAGS\tHD_ICD_10\tCOD_ICD_10\tKELA_ATC\tINCLUDE\n"
+        "I9_MI\tMyocardial infarction\t#I9\tI21|I22\tI21|I22\t\t\n"
+        "I9_CHD\tCoronary heart disease\t#I9\tI25\t\t\tI9_MI\n"
+        "STATIN\tStatins\t#DRUG\t\t\tC10AA\t\n")
+    out = tmp_path / "imported"
+    result = invoke("import-finngen", sheet, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert invoke("check", out, "--strict").exit_code == 0
+    exported = tmp_path / "back.tsv"
+    assert invoke("export-finngen", out, "--out", exported).exit_code == 0
+    back = pl.read_csv(exported, separator="\t", infer_schema=False).sort("NAME")
+    assert back.filter(pl.col("NAME") == "I9_MI")["HD_ICD_10"].item() in {"I21|I22", "I22|I21"}
+    assert back.filter(pl.col("NAME") == "I9_CHD")["INCLUDE"].item() == "I9_MI"
