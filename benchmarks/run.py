@@ -51,7 +51,7 @@ __all__ = ["SIZES", "compile_skipping", "resolve_library", "main"]
 # Target events per size; the people count is calibrated per library (a definition-aware
 # registry has more events per person the more endpoints give people cases).
 SIZES: dict[str, int] = {"small": 1_000_000, "medium": 10_000_000, "big": 250_000_000}
-BUCKET_EVENTS = 50_000_000  # --buckets auto: one bucket per this many events
+BUCKET_EVENTS = 20_000_000  # --buckets auto: one bucket per this many events (~6 GB peak at 2e7)
 COMPILER_SOURCES = ("ast.py", "build.py", "check.py", "codes.py", "finngen.py", "lower.py",
                     "parser.py", "plan.py", "compiler.py", "grammar/endpoint.lark")
 SAMPLE_SEED = 20240601

@@ -151,46 +151,18 @@ def _source_counts(program: Program, events: pl.LazyFrame, people: pl.LazyFrame,
                    ) -> tuple[dict[str, dict[str, int]], dict[str, dict[str, int]]]:
     """Per endpoint and SOURCE: cases whose first case event is from it, and cases with any.
 
-    Rebuilds each endpoint's case event rows from the engine's own steps (see the module
-    docstring), so the rows per case are exactly those NEVT counts.
+    Reads each endpoint's case event rows from the engine (`case_events`), so the rows per
+    case are exactly those NEVT counts.
     """
-    # The engine's internals: a public "case rows" API would make this independent of them.
-    from .engine.polars import _matched_rows, _own_rows, _when_filter, prepare
+    from .engine.polars import case_events
 
-    prep = prepare(program, events)
-    indexed = events.with_row_index("ROW").with_columns(pl.col("ROW").cast(pl.UInt64))
-    ppl = people.select("FINNGENID", "SEX").sort("FINNGENID").with_row_index("PID").collect()
-    matched = _matched_rows(prep, indexed, ppl)
-    own = _own_rows(prep, matched)
-    fields = matched.select("ROW", "AGE", "DAY", "YEAR", *(["EMERG"] if prep.uses_emergency else [])).unique("ROW")
-    case_pids = (long.filter(pl.col("STATUS") == "case").select("ENDPOINT", "FINNGENID").collect()
-                 .join(ppl.select("FINNGENID", "PID"), on="FINNGENID").select("ENDPOINT", "PID"))
-    by_name = case_pids.partition_by("ENDPOINT", as_dict=True, include_key=False)
-    own_by_ep = own.partition_by("EP", as_dict=True, include_key=False)
-    empty = pl.DataFrame(schema={"ROW": pl.UInt64, "PID": pl.UInt32})
-    rows: dict[str, pl.DataFrame] = {}
-    for i, ep in enumerate(program.endpoints):
-        parts = [own_by_ep.get((i,), empty).select("ROW", "PID")]
-        if ep.includes:
-            included = pl.concat([rows[name] for name in ep.includes])
-            when = _when_filter(program, [i])
-            if when is not None:
-                included = (included.join(fields, on="ROW").with_columns(pl.lit(i, pl.UInt32).alias("EP"))
-                            .filter(when).select("ROW", "PID"))
-            parts.append(included)
-        mine = by_name.get((ep.name,), pl.DataFrame(schema={"PID": pl.UInt32}))
-        rows[ep.name] = pl.concat(parts).unique().join(mine, on="PID", how="semi")
-    if not rows:
+    joined = case_events(program, events, people).collect()
+    if joined.is_empty():
         return {}, {}
-    every = pl.concat([r.with_columns(pl.lit(name).alias("ENDPOINT")) for name, r in rows.items()])
-    needed = every.select("ROW").unique()
-    meta = (indexed.select("ROW", "SOURCE", "EVENT_AGE", "APPROX_EVENT_DAY")
-            .join(needed.lazy(), on="ROW", how="semi").collect())
-    joined = every.join(meta, on="ROW")
     first = (joined.sort("EVENT_AGE", "APPROX_EVENT_DAY", "SOURCE", nulls_last=True)
-             .group_by("ENDPOINT", "PID", maintain_order=True).first()
+             .group_by("ENDPOINT", "FINNGENID", maintain_order=True).first()
              .group_by("ENDPOINT", "SOURCE").agg(pl.len()))
-    any_ = joined.select("ENDPOINT", "PID", "SOURCE").unique().group_by("ENDPOINT", "SOURCE").agg(pl.len())
+    any_ = joined.select("ENDPOINT", "FINNGENID", "SOURCE").unique().group_by("ENDPOINT", "SOURCE").agg(pl.len())
 
     def nest(frame: pl.DataFrame) -> dict[str, dict[str, int]]:
         found: dict[str, dict[str, int]] = {}

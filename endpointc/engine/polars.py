@@ -50,7 +50,7 @@ from .matching import KeyMapping, match_keys
 
 __all__ = [
     "MissingColumnError", "Results", "Prepared", "BucketResult", "evaluate", "prepare", "evaluate_bucket",
-    "combine_buckets", "bucket_filter", "LONG_SCHEMA", "COUNTS_SCHEMA",
+    "combine_buckets", "bucket_filter", "case_events", "LONG_SCHEMA", "COUNTS_SCHEMA",
 ]
 
 LONG_SCHEMA = {
@@ -289,6 +289,15 @@ def _matched_rows(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) ->
     return lf.select(keep).collect()
 
 
+def _ordered(matched: pl.DataFrame) -> pl.DataFrame:
+    """Renumber ROW in (AGE, DAY) order, nulls last. Within a bucket the new number is as
+    good a row identity as the old one, and the earliest event of any row set (Step 5)
+    becomes its smallest ROW: a plain min per group instead of a filtered aggregation."""
+    return (matched.sort("AGE", "DAY", nulls_last=True, multithreaded=True)
+            .with_columns(pl.col("ROW").alias("ORIG"),
+                          pl.int_range(pl.len(), dtype=pl.UInt64).alias("ROW")))
+
+
 def _own_rows(prep: Prepared, matched: pl.DataFrame) -> pl.DataFrame:
     """(ROW, EP, PID) of each endpoint's own events after mode, when, min and needs-other."""
     program = prep.program
@@ -365,6 +374,13 @@ def _person_frame(base: pl.LazyFrame, cond, cases: dict[int, pl.DataFrame],
 def evaluate_bucket(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame) -> BucketResult:
     """Evaluate every endpoint of `prep` for one bucket of people (the caller filters both
     tables with `bucket_filter`; `events` must already carry the global row index ROW)."""
+    return _evaluate_levels(prep, events, people)[0]
+
+
+def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame, *,
+                     keep_rows: Sequence[int] = ()) -> tuple[BucketResult, pl.DataFrame]:
+    """`evaluate_bucket`, plus the case event rows (EP, ROW, PID; ROW as in `events`) of
+    the endpoints at positions `keep_rows`."""
     program = prep.program
     eps = program.endpoints
     pos = {ep.name: i for i, ep in enumerate(eps)}
@@ -375,9 +391,10 @@ def evaluate_bucket(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame) 
         events.select("FINNGENID").join(ppl.lazy().select("FINNGENID"), on="FINNGENID", how="anti")
         .select(pl.len().alias("n"), pl.col("FINNGENID").n_unique().alias("m")).collect()
     )
-    matched = _matched_rows(prep, events, ppl)
+    matched = _ordered(_matched_rows(prep, events, ppl))
     own = _own_rows(prep, matched)
-    fields = matched.select("ROW", "AGE", "DAY", "YEAR", *(["EMERG"] if prep.uses_emergency else []))
+    fields = matched.select("ROW", "ORIG", "AGE", "DAY", "YEAR",
+                            *(["EMERG"] if prep.uses_emergency else []))
 
     # which levels still need an endpoint's case rows (for includes)
     level_of = {i: lv for lv, members in enumerate(prep.levels) for i in members}
@@ -386,14 +403,19 @@ def evaluate_bucket(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame) 
         for name in ep.includes:
             last_use[pos[name]] = max(last_use.get(pos[name], -1), level_of[i])
 
-    own_by_ep = own.partition_by("EP", as_dict=True, include_key=True)
+    level_table = pl.DataFrame([(i, lv) for lv, members in enumerate(prep.levels) for i in members],
+                               schema={"EP": _U32, "_LV": _U32}, orient="row")
+    own_by_level = (own.join(level_table, on="EP")
+                    .partition_by("_LV", as_dict=True, include_key=False))
     case_rows: dict[int, pl.DataFrame] = {}
     cases: dict[int, pl.DataFrame] = {}
     empty_rows = pl.DataFrame(schema=_ROWS_SCHEMA)
     sex_table = [(i, ep.sex) for i, ep in enumerate(eps) if ep.sex is not None]
+    keep = set(keep_rows)
+    kept_rows: list[pl.DataFrame] = []
 
     for lv, members in enumerate(prep.levels):
-        parts = [own_by_ep.get((i,), empty_rows).lazy() for i in members]
+        parts = [own_by_level.get((lv,), empty_rows).lazy()]
         edges = [(i, pos[x]) for i in members for x in eps[i].includes]
         if edges:
             inc = pl.concat([
@@ -404,20 +426,18 @@ def evaluate_bucket(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame) 
             if when is not None:
                 inc = inc.join(fields.lazy(), on="ROW").filter(when)
             parts.append(inc.select("ROW", "EP", "PID"))
-        level_rows = pl.concat(parts).unique(["ROW", "EP"])
-        summary = (
-            level_rows.join(fields.lazy().select("ROW", "AGE", "DAY", "YEAR"), on="ROW")
-            .group_by("EP", "PID")
-            # the earliest event by (AGE, DAY), nulls last, without sorting each group:
-            # min ignores nulls, and the first DAY is the min DAY among rows at the min AGE
-            .agg(
-                pl.col("AGE").min(),
-                pl.col("DAY").filter(pl.col("AGE").min().is_null()
-                                     | (pl.col("AGE") == pl.col("AGE").min()).fill_null(False))
-                .min().dt.year().cast(pl.Int32).alias("YEAR"),
-                pl.len().cast(pl.Int64).alias("NEVT"),
-            )
+        # own rows are unique per (ROW, EP) already; only included rows can repeat them
+        level_rows = pl.concat(parts).unique(["ROW", "EP"]) if len(parts) > 1 else parts[0]
+        first = (
+            level_rows.group_by("EP", "PID")
+            # rows are numbered in (AGE, DAY) order: the earliest event is the smallest ROW
+            .agg(pl.col("ROW").min(), pl.len().cast(pl.Int64).alias("NEVT"))
+            .collect()
         )
+        summary = first.with_columns(
+            fields["AGE"].gather(first["ROW"]).alias("AGE"),
+            fields["YEAR"].gather(first["ROW"]).alias("YEAR"),
+        ).lazy()
         sexes = [(i, s) for i, s in sex_table if i in members]
         if sexes:
             st = pl.LazyFrame(sexes, schema={"EP": _U32, "_SEX": pl.String}, orient="row")
@@ -439,6 +459,14 @@ def evaluate_bucket(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame) 
             summary = pl.concat([plain, *pl.collect_all(checks)])
         for (i,), part in summary.partition_by("EP", as_dict=True).items():
             cases[i] = part
+        wanted = [i for i in members if i in keep]
+        if wanted:
+            got = (
+                level_rows.filter(pl.col("EP").is_in(wanted))
+                .join(summary.lazy().select("EP", "PID"), on=["EP", "PID"], how="semi")
+                .collect()
+            )
+            kept_rows.append(got.with_columns(fields["ORIG"].gather(got["ROW"]).alias("ROW")))
         needed = [i for i in members if last_use.get(i, -1) > lv]
         if needed:
             kept = (
@@ -451,7 +479,9 @@ def evaluate_bucket(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame) 
         for x in [x for x in case_rows if last_use.get(x, -1) <= lv]:
             del case_rows[x]
 
-    return _bucket_outputs(prep, ppl, cases, pos, int(absent["n"][0]), int(absent["m"][0]))
+    out = _bucket_outputs(prep, ppl, cases, pos, int(absent["n"][0]), int(absent["m"][0]))
+    rows = (pl.concat(kept_rows) if kept_rows else pl.DataFrame(schema=_ROWS_SCHEMA))
+    return out, rows.select("EP", "ROW", "PID").join(ppl.select("PID", "FINNGENID"), on="PID")
 
 
 def _bucket_outputs(prep: Prepared, ppl: pl.DataFrame, cases: dict[int, pl.DataFrame],
@@ -559,3 +589,43 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
             ev, pp = indexed.filter(bucket_filter(b, buckets)), people.filter(bucket_filter(b, buckets))
         parts.append(evaluate_bucket(prep, ev, pp))
     return combine_buckets(prep, parts)
+
+
+def case_events(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
+                endpoints: Sequence[str] | None = None) -> pl.LazyFrame:
+    """The case events of each endpoint: exactly the rows its NEVT counts (own events after
+    mode, `when`, min and needs-other, plus included case events), for its cases only.
+
+    Columns: ROW (position in `events`), FINNGENID, ENDPOINT, SOURCE, EVENT_AGE,
+    APPROX_EVENT_DAY; one row per (ROW, ENDPOINT), sorted by ENDPOINT, FINNGENID, ROW.
+    `endpoints` selects endpoints by name (default: all).
+
+    >>> import polars as pl
+    >>> from endpointc.plan import Program, EndpointPlan, RulePlan, Branch, ColumnTest, CodeSet
+    >>> rule = RulePlan(index=0, source="hospital", branches=(Branch(sources=("INPAT",),
+    ...     tests=(ColumnTest(column="CODE1", codes=CodeSet(prefixes=("E11",))),)),))
+    >>> program = Program(endpoints=(EndpointPlan(name="T2D", rules=(rule,)),))
+    >>> events = pl.LazyFrame({"FINNGENID": ["A", "A", "B"], "SOURCE": ["INPAT"] * 3,
+    ...     "EVENT_AGE": [50.0, 40.0, 30.0], "APPROX_EVENT_DAY": [None] * 3,
+    ...     "CODE1": ["E119", "I10", "E110"], "CODE2": [None] * 3, "CODE3": [None] * 3,
+    ...     "CODE4": [None] * 3, "ICDVER": ["10"] * 3, "CATEGORY": ["0"] * 3, "INDEX": ["1", "2", "3"]},
+    ...     schema_overrides={"APPROX_EVENT_DAY": pl.Date, "CODE2": pl.String, "CODE3": pl.String,
+    ...                       "CODE4": pl.String})
+    >>> people = pl.LazyFrame({"FINNGENID": ["A", "B"], "SEX": ["male", "female"]})
+    >>> case_events(program, events, people).select("ROW", "FINNGENID", "EVENT_AGE").collect().rows()
+    [(0, 'A', 50.0), (2, 'B', 30.0)]
+    """
+    events = events.lazy()
+    prep = prepare(program, events, endpoints=endpoints)
+    indexed = events.with_row_index("ROW").with_columns(pl.col("ROW").cast(pl.UInt64))
+    _, rows = _evaluate_levels(prep, indexed, people.lazy(), keep_rows=prep.selected)
+    names = pl.DataFrame({"EP": list(range(len(prep.program.endpoints))),
+                          "ENDPOINT": [ep.name for ep in prep.program.endpoints]},
+                         schema={"EP": _U32, "ENDPOINT": pl.String})
+    meta = (indexed.select("ROW", "SOURCE", "EVENT_AGE", "APPROX_EVENT_DAY")
+            .join(rows.lazy().select("ROW").unique(), on="ROW", how="semi"))
+    return (
+        rows.lazy().join(names.lazy(), on="EP").join(meta, on="ROW")
+        .select("ROW", "FINNGENID", "ENDPOINT", "SOURCE", "EVENT_AGE", "APPROX_EVENT_DAY")
+        .sort("ENDPOINT", "FINNGENID", "ROW")
+    )
