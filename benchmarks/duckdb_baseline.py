@@ -11,7 +11,7 @@ would write, not a clever one:
   ``AND NOT (...)`` for excepts; one scan of the events per rule;
 * FinnGen ``%`` (mode) is a GROUP BY with a window sum, ``min`` a GROUP BY ... HAVING,
   ``needs other`` an IN over the other rules' people, ``when`` a WHERE on EVENT_AGE /
-  year(APPROX_EVENT_DAY) / the urgency of the visit;
+  year(APPROX_EVENT_DAY) / the urgency of the visit (person + INDEX);
 * ``include`` is a UNION with the included endpoints' case events, each computed by its
   own CTEs (so a chain of includes is re-evaluated inside every query that needs it);
 * sex, ``require`` and the control rules are joins with the people table and with the
@@ -188,10 +188,10 @@ class _Writer:
         self.cols = "_row, FINNGENID, EVENT_AGE, APPROX_EVENT_DAY" + (", EMERG" if self.emergency else "")
         self.ctes: list[tuple[str, str]] = []
         if self.emergency:
-            # A visit is urgent when any of its rows says so (CODE9 == "1"); a row without
-            # INDEX is its own visit.
+            # A visit (person and INDEX, whatever the SOURCE) is urgent when any of its rows
+            # says so (CODE9 == "1"); a row without INDEX is its own visit.
             self.ctes.append(("urgent", (
-                'SELECT DISTINCT FINNGENID, SOURCE, "INDEX" FROM ev '
+                'SELECT DISTINCT FINNGENID, "INDEX" FROM ev '
                 "WHERE CODE9 = '1' AND \"INDEX\" IS NOT NULL")))
 
     def add(self, name: str, body: str) -> str:
@@ -211,8 +211,7 @@ class _Writer:
             wanted += ", e.CODE1"
         if self.emergency:
             wanted += (", (coalesce(e.CODE9 = '1', false) OR u.FINNGENID IS NOT NULL) AS EMERG")
-            source += (' LEFT JOIN urgent u ON u.FINNGENID = e.FINNGENID AND u.SOURCE = e.SOURCE'
-                       ' AND u."INDEX" = e."INDEX"')
+            source += ' LEFT JOIN urgent u ON u.FINNGENID = e.FINNGENID AND u."INDEX" = e."INDEX"'
         where = " OR ".join(_branch(b) for b in rule.branches) or "false"
         sel = self.add(f"{r}_s", f"SELECT {wanted} FROM {source} WHERE {where}")
         if rule.mode:

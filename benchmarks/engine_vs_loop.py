@@ -2,12 +2,12 @@
 
     /tmp/venv/bin/python benchmarks/engine_vs_loop.py                       # 2,000 people (~1e6 events)
     /tmp/venv/bin/python benchmarks/engine_vs_loop.py --people 20000        # ~1e7 events
-    /tmp/venv/bin/python benchmarks/engine_vs_loop.py --finngen --loop-sample 40
+    /tmp/venv/bin/python benchmarks/engine_vs_loop.py --finngen --limit 200 --loop-sample 20
 
 The registry is `endpointc.synth.generate` (definition-aware: every endpoint gets cases)
-for the starter library definitions/ (99 endpoints) or, with `--finngen`, for the starter
-library plus the imported FinnGen DF6 library (read from ../shared/reference/finngen/,
-never copied). The loop is what a user would write by hand: per endpoint, one filter over
+for the starter library definitions/ (99 endpoints) or, with `--finngen`, for the imported
+FinnGen DF6 library instead (read from ../shared/reference/finngen/, never copied);
+`--limit N` keeps its first N endpoints (plus their dependencies). The loop is what a user would write by hand: per endpoint, one filter over
 the whole event table (its rules' sources and code tests) and a group-by person. It ignores
 include/require/when/min/mode, so its case counts are checked only on the endpoints that
 have none of those; it is timed on every endpoint (or on a sample, extrapolated).
@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--people", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--finngen", action="store_true", help="use the imported FinnGen DF6 library")
+    ap.add_argument("--limit", type=int, default=0, help="first N endpoints only (0: all)")
     ap.add_argument("--buckets", type=int, default=1)
     ap.add_argument("--loop-sample", type=int, default=0,
                     help="time the loop on this many endpoints and extrapolate (0: all)")
@@ -99,6 +100,8 @@ def main() -> None:
 
     t = time.perf_counter()
     program = load_program(args.finngen)
+    if args.limit:
+        program = program.subset([ep.name for ep in program.endpoints[: args.limit]])
     ev, pp = generate(people=args.people, seed=args.seed, definitions=program)
     events, people = ev.collect(), pp.collect()
     t_gen = time.perf_counter() - t

@@ -89,6 +89,9 @@ def _hand_registry():
         ("P4", "INPAT", None, d(2012, 2, 1), "E1490", None, "10", "9", None),
         ("P5", "INPAT", 30.0, d(2000, 1, 1), "250B", None, "9", "10", None),
         ("P5", "INPAT", 30.0, d(2000, 1, 1), "250A", None, "9", "11", None),
+        # urgency is per visit (person + INDEX), whatever the SOURCE of the urgent row
+        ("P5", "INPAT", 31.0, d(2001, 1, 1), "E111", None, "10", "13", None),
+        ("P5", "PRIM_OUT", 31.0, d(2001, 1, 1), "R07", None, "10", "13", "1"),
         ("X9", "INPAT", 30.0, d(2000, 1, 1), "E11", None, "10", "12", None),  # not in people
     ]
     cols = ("FINNGENID", "SOURCE", "EVENT_AGE", "APPROX_EVENT_DAY", "CODE1", "CODE2", "ICDVER",
