@@ -9,8 +9,8 @@ for the starter library definitions/ (99 endpoints) or, with `--finngen`, for th
 FinnGen DF6 library instead (read from ../shared/reference/finngen/, never copied);
 `--limit N` keeps its first N endpoints (plus their dependencies). The loop is what a user would write by hand: per endpoint, one filter over
 the whole event table (its rules' sources and code tests) and a group-by person. It ignores
-include/require/when/min/mode, so its case counts are checked only on the endpoints that
-have none of those; it is timed on every endpoint (or on a sample, extrapolated).
+include/require/when/sex/min/needs-other/mode, so its case counts are checked only on the
+endpoints that have none of those; it is timed on every endpoint (or on a sample, extrapolated).
 """
 
 from __future__ import annotations
@@ -63,10 +63,9 @@ def _branch(b: Branch) -> pl.Expr:
 
 
 def is_plain(ep: EndpointPlan) -> bool:
-    """One rule, no option: the loop computes exactly the engine's cases."""
-    return (len(ep.rules) == 1 and not ep.includes and ep.when is None and ep.require is None
-            and ep.sex is None and all(r.min_events == 1 and not r.needs_other and not r.mode
-                                       for r in ep.rules))
+    """Rules without options and nothing else: the loop computes exactly the engine's cases."""
+    return (not ep.includes and ep.when is None and ep.require is None and ep.sex is None
+            and all(r.min_events == 1 and not r.needs_other and not r.mode for r in ep.rules))
 
 
 def naive_loop(events: pl.DataFrame, people: pl.DataFrame, eps: list[EndpointPlan]) -> dict[str, int]:
@@ -126,10 +125,10 @@ def main() -> None:
     extrapolated = f", extrapolated from {len(sample)}" if len(sample) < len(eps) else ""
     print(f"registry: {n:,} events, {people.height:,} people (generated in {t_gen:.1f} s)")
     print(f"program: {len(eps)} endpoints, {long.height:,} result rows")
-    print(f"{'':34}{'seconds':>10}{'events/s':>16}")
-    print(f"{'engine (all endpoints, buckets=' + str(args.buckets) + ')':34}{t_engine:10.2f}"
+    print(f"{'':44}{'seconds':>10}{'events/s':>16}")
+    print(f"{'engine (all endpoints, buckets=' + str(args.buckets) + ')':44}{t_engine:10.2f}"
           f"{n / t_engine:16,.0f}")
-    print(f"{'loop (' + str(len(eps)) + ' endpoints' + extrapolated + ')':34}{t_loop:10.2f}"
+    print(f"{'loop (' + str(len(eps)) + ' endpoints' + extrapolated + ')':44}{t_loop:10.2f}"
           f"{n / t_loop:16,.0f}")
     print(f"ratio loop/engine: {t_loop / t_engine:.1f}x; case counts agree on "
           f"{len(checked) - len(mismatched)}/{len(checked)} plain endpoints")

@@ -40,6 +40,9 @@ class KeyMapping:
     columns: tuple[str, ...]
     keys: pl.DataFrame
     rules: pl.DataFrame
+    # necessary conditions on single key columns (`is_in` the matched keys' values), only
+    # for columns where they drop many rows: cheap filters before the multi-column join
+    row_filters: tuple[pl.Expr, ...] = ()
 
 
 def _branch_tests(branch: Branch) -> list[ColumnTest]:
@@ -117,15 +120,14 @@ def match_keys(program: Program, keys: pl.LazyFrame | pl.DataFrame) -> KeyMappin
     keys_lf = keys.lazy() if isinstance(keys, pl.DataFrame) else keys
     sources = sorted({s for ep in program.endpoints for r in ep.rules for b in r.branches
                       for s in b.sources})
-    kdf = (
+    counted = (
         keys_lf.select(columns)
-        .filter(pl.col("SOURCE").is_in(sources))
-        .unique()
+        .group_by(columns).agg(pl.len().alias("_ROWS"))
         .sort(columns, nulls_last=True)  # KEYIDs independent of input order
-        .with_row_index("KEYID")
         .collect()
     )
-    kdf = kdf.with_columns(pl.col("KEYID").cast(pl.UInt32))
+    kdf = (counted.filter(pl.col("SOURCE").is_in(sources)).drop("_ROWS")
+           .with_row_index("KEYID").with_columns(pl.col("KEYID").cast(pl.UInt32)))
 
     # -- tests: one id per distinct (column, CodeSet)
     test_ids: dict[tuple[str, CodeSet], int] = {}
@@ -233,4 +235,24 @@ def match_keys(program: Program, keys: pl.LazyFrame | pl.DataFrame) -> KeyMappin
         .collect()
     )
     matched = kdf.join(rules.select("KEYID").unique(), on="KEYID", how="semi")
-    return KeyMapping(columns=columns, keys=matched, rules=rules)
+    return KeyMapping(columns=columns, keys=matched, rules=rules,
+                      row_filters=_row_filters(counted, matched, columns))
+
+
+def _row_filters(counted: pl.DataFrame, matched: pl.DataFrame, columns: tuple[str, ...],
+                 *, worth: float = 0.7) -> tuple[pl.Expr, ...]:
+    """`column.is_in(values of matched keys)` for the columns where it keeps < `worth` of
+    the rows (known exactly from the per-key row counts)."""
+    total = int(counted["_ROWS"].sum() or 0)
+    out = []
+    for column in columns:
+        values = matched.select(column).unique()
+        kept = int(counted.join(values, on=column, nulls_equal=True)["_ROWS"].sum() or 0)
+        if kept >= worth * total:
+            continue
+        present = values[column].drop_nulls().to_list()
+        test = pl.col(column).is_in(present)
+        if values[column].null_count():
+            test = test | pl.col(column).is_null()
+        out.append(test)
+    return tuple(out)

@@ -11,6 +11,13 @@ Design (issue 3; memory bounded for issue 6):
   `require`, sex and controls level by level on (row, endpoint) membership and on the
   person x endpoint case table. Row sets of an endpoint are dropped as soon as no later
   endpoint includes them.
+* Cost: the events are read by one grouped pass (distinct keys with row counts, in
+  `prepare`) and one filtered join (single-column `is_in` pre-filters chosen from those
+  counts, then the matched-key join). Everything after runs on matched rows only: each
+  row gets a u64 order key (AGE rank, DAY) so the first event of any (endpoint, person)
+  is a plain group min, per-level work is one group_by over all endpoints of the level,
+  and the emergency visit lookup only touches rows an emergency `when` can read.
+* `case_events` exposes each endpoint's case event rows (what NEVT counts) for reports.
 * `evaluate` loops over buckets and concatenates. Every step is per person, and row ids
   are assigned before bucketing, so results do not depend on the bucket count.
 
@@ -43,7 +50,7 @@ import polars as pl
 
 from ..plan import (
     AllOf, AnyOf, Cmp, Const, Count, EndpointPlan, Field_, FirstAge, FirstYear, IsCase, Negate,
-    Program, cond_endpoints, cond_fields,
+    Program, cond_endpoints,
 )
 from ..diagnostics import Diagnostic, DiagnosticError
 from .matching import KeyMapping, match_keys
@@ -259,8 +266,9 @@ def _matched_rows(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) ->
         extra.append("CODE1")
     if prep.uses_emergency:
         extra += ["INDEX", "CODE9"]
+    selected = events.filter(*prep.mapping.row_filters) if prep.mapping.row_filters else events
     lf = (
-        events.select("ROW", "FINNGENID", "EVENT_AGE", "APPROX_EVENT_DAY", *cols, *extra)
+        selected.select("ROW", "FINNGENID", "EVENT_AGE", "APPROX_EVENT_DAY", *cols, *extra)
         .join(prep.mapping.keys.lazy(), on=cols, nulls_equal=True)
         .join(people.lazy().select("FINNGENID", "PID"), on="FINNGENID")
         .with_columns(
@@ -272,30 +280,78 @@ def _matched_rows(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) ->
     keep = ["ROW", "PID", "KEYID", "AGE", "DAY", "YEAR"]
     if prep.uses_mode:
         keep.append("CODE1")
-    if prep.uses_emergency:
-        visits = (
-            events.filter(pl.col("CODE9") == "1")
-            .select("FINNGENID", "INDEX").unique()
-            .with_columns(pl.lit(True).alias("_EV"))
-        )
-        # LANGUAGE.md: "the same INDEX" -- one visit's rows (e.g. INPAT and its OPER_IN
-        # operations) share an INDEX whatever their SOURCE.
-        lf = lf.join(visits, on=["FINNGENID", "INDEX"], how="left",
-                     nulls_equal=_EMERGENCY_NULL_INDEX_EQUAL).with_columns(
-            ((pl.col("CODE9") == "1").fill_null(False) | pl.col("_EV").fill_null(False))
-            .alias("EMERG")
-        )
-        keep.append("EMERG")
-    return lf.select(keep).collect()
+    if not prep.uses_emergency:
+        return lf.select(keep).collect()
+    matched = lf.select(*keep, "FINNGENID", "INDEX", "CODE9").collect()
+    visits = (
+        events.filter(pl.col("CODE9") == "1")
+        .select("FINNGENID", "INDEX").unique()
+        .with_columns(pl.lit(True).alias("_EV"))
+    )
+    # EMERG is only ever read on rows of endpoints whose `when` uses it (own or included
+    # rows): the visit lookup is done for those rows' keys only, the rest stay False
+    wanted = _emergency_keys(prep)
+    # LANGUAGE.md: "the same INDEX" -- one visit's rows (e.g. INPAT and its OPER_IN
+    # operations) share an INDEX whatever their SOURCE.
+    emerg = (
+        matched.lazy().filter(pl.col("KEYID").is_in(wanted))
+        .join(visits, on=["FINNGENID", "INDEX"], how="left",
+              nulls_equal=_EMERGENCY_NULL_INDEX_EQUAL)
+        .select("ROW", ((pl.col("CODE9") == "1").fill_null(False) | pl.col("_EV").fill_null(False))
+                .alias("EMERG"))
+    )
+    return (
+        matched.lazy().select(keep).join(emerg, on="ROW", how="left")
+        .with_columns(pl.col("EMERG").fill_null(False)).collect()
+    )
 
 
-def _ordered(matched: pl.DataFrame) -> pl.DataFrame:
-    """Renumber ROW in (AGE, DAY) order, nulls last. Within a bucket the new number is as
-    good a row identity as the old one, and the earliest event of any row set (Step 5)
-    becomes its smallest ROW: a plain min per group instead of a filtered aggregation."""
-    return (matched.sort("AGE", "DAY", nulls_last=True, multithreaded=True)
-            .with_columns(pl.col("ROW").alias("ORIG"),
-                          pl.int_range(pl.len(), dtype=pl.UInt64).alias("ROW")))
+def _emergency_keys(prep: Prepared) -> list[int]:
+    """KEYIDs of rows whose emergency flag can be read: keys of the endpoints whose `when`
+    uses it and of every endpoint they include, directly or not."""
+    eps = prep.program.endpoints
+    pos = {ep.name: i for i, ep in enumerate(eps)}
+    todo = [i for i, ep in enumerate(eps) if ep.uses_emergency]
+    seen: set[int] = set()
+    while todo:
+        i = todo.pop()
+        if i not in seen:
+            seen.add(i)
+            todo.extend(pos[name] for name in eps[i].includes)
+    rules = prep.mapping.rules
+    return rules.filter(pl.col("EP").is_in(sorted(seen)))["KEYID"].unique().to_list()
+
+
+_NO_PART = 2**32 - 1  # a missing AGE rank or DAY: after every real one (nulls last)
+
+
+def _ordered(matched: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Number rows 0..n-1 (ROW; the events' row number moves to ORIG) and give each row
+    an order key _K = (dense rank of AGE, DAY) packed in a u64, missing parts last: the
+    earliest event of any row set (Step 5) is then its smallest _K, a plain min per group
+    instead of a sort or a filtered aggregation. Also returns the rank -> AGE table."""
+    out = matched.with_columns(
+        pl.col("ROW").alias("ORIG"),
+        pl.int_range(pl.len(), dtype=pl.UInt64).alias("ROW"),
+        pl.col("AGE").rank("dense").cast(pl.UInt64).alias("_R"),
+    ).with_columns(
+        (pl.col("_R").fill_null(_NO_PART) * 2**32
+         + (pl.col("DAY").cast(pl.Int64) + 2**31).fill_null(_NO_PART).cast(pl.UInt64)).alias("_K"),
+    )
+    ages = out.select("_R", "AGE").drop_nulls("_R").unique("_R")
+    return out.drop("_R"), ages
+
+
+def _decode_first(first: pl.DataFrame, ages: pl.DataFrame) -> pl.DataFrame:
+    """AGE and YEAR of the earliest event from its order key _K (see `_ordered`)."""
+    day = pl.col("_K") % 2**32
+    return (
+        first.with_columns((pl.col("_K") // 2**32).alias("_R"))
+        .join(ages, on="_R", how="left")
+        .with_columns(
+            pl.when(day == _NO_PART).then(None).otherwise(day.cast(pl.Int64) - 2**31)
+            .cast(pl.Int32).cast(pl.Date).dt.year().cast(pl.Int32).alias("YEAR"))
+    )
 
 
 def _own_rows(prep: Prepared, matched: pl.DataFrame) -> pl.DataFrame:
@@ -330,6 +386,11 @@ def _own_rows(prep: Prepared, matched: pl.DataFrame) -> pl.DataFrame:
              for r, rule in enumerate(ep.rules) if rule.needs_other]
     rows = rows.select("ROW", "PID", "EP", "RULE")
     if mins or needs:
+        # only endpoints with a min or needs-other rule are counted (needs-other looks at
+        # every rule of its endpoint); the others pass through untouched
+        counted_eps = sorted({e for e, *_ in mins} | {e for e, _ in needs})
+        plain = rows.filter(~pl.col("EP").is_in(counted_eps))
+        rows = rows.filter(pl.col("EP").is_in(counted_eps))
         kept = rows.group_by("PID", "EP", "RULE").agg(pl.len().alias("_N"))
         if mins:
             mt = pl.LazyFrame(mins, schema={"EP": _U32, "RULE": _U32, "_MIN": pl.UInt32},
@@ -344,8 +405,14 @@ def _own_rows(prep: Prepared, matched: pl.DataFrame) -> pl.DataFrame:
                 .join(nt, on=["EP", "RULE"], how="left")
                 .filter(pl.col("_NO").is_null() | (pl.col("_R") >= 2))
             )
-        rows = rows.join(kept.select("PID", "EP", "RULE"), on=["PID", "EP", "RULE"], how="semi")
-    return rows.select("ROW", "EP", "PID").unique().collect()
+        rows = pl.concat([
+            plain,
+            rows.join(kept.select("PID", "EP", "RULE"), on=["PID", "EP", "RULE"], how="semi"),
+        ])
+    rows = rows.select("ROW", "EP", "PID")
+    # a row repeats for an endpoint only if its key is selected by two of the endpoint's rules
+    repeats = prep.mapping.rules.select(pl.struct("KEYID", "EP").is_duplicated().any()).item()
+    return (rows.unique() if repeats else rows).collect()
 
 
 def _person_frame(base: pl.LazyFrame, cond, cases: dict[int, pl.DataFrame],
@@ -391,9 +458,10 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
         events.select("FINNGENID").join(ppl.lazy().select("FINNGENID"), on="FINNGENID", how="anti")
         .select(pl.len().alias("n"), pl.col("FINNGENID").n_unique().alias("m")).collect()
     )
-    matched = _ordered(_matched_rows(prep, events, ppl))
+    matched, ages = _ordered(_matched_rows(prep, events, ppl))
     own = _own_rows(prep, matched)
-    fields = matched.select("ROW", "ORIG", "AGE", "DAY", "YEAR",
+    # fields[ROW] is row ROW's: a gather, never a join
+    fields = matched.select("ROW", "ORIG", "_K", "AGE", "DAY", "YEAR",
                             *(["EMERG"] if prep.uses_emergency else []))
 
     # which levels still need an endpoint's case rows (for includes)
@@ -427,17 +495,14 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
                 inc = inc.join(fields.lazy(), on="ROW").filter(when)
             parts.append(inc.select("ROW", "EP", "PID"))
         # own rows are unique per (ROW, EP) already; only included rows can repeat them
-        level_rows = pl.concat(parts).unique(["ROW", "EP"]) if len(parts) > 1 else parts[0]
+        lr = (pl.concat(parts).unique(["ROW", "EP"]) if len(parts) > 1 else parts[0]).collect()
+        level_rows = lr.lazy()
         first = (
-            level_rows.group_by("EP", "PID")
-            # rows are numbered in (AGE, DAY) order: the earliest event is the smallest ROW
-            .agg(pl.col("ROW").min(), pl.len().cast(pl.Int64).alias("NEVT"))
-            .collect()
+            lr.select("EP", "PID", fields["_K"].gather(lr["ROW"]).alias("_K"))
+            .group_by("EP", "PID")
+            .agg(pl.col("_K").min(), pl.len().cast(pl.Int64).alias("NEVT"))
         )
-        summary = first.with_columns(
-            fields["AGE"].gather(first["ROW"]).alias("AGE"),
-            fields["YEAR"].gather(first["ROW"]).alias("YEAR"),
-        ).lazy()
+        summary = _decode_first(first, ages).lazy()
         sexes = [(i, s) for i, s in sex_table if i in members]
         if sexes:
             st = pl.LazyFrame(sexes, schema={"EP": _U32, "_SEX": pl.String}, orient="row")
