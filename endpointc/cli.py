@@ -242,16 +242,19 @@ def compile_(
         _usage(f"unknown endpoint {explain}" + _did_you_mean(explain, program.names))
     out.print(describe_endpoint(program, explain))
     out.print()
-    out.print("[bold]Polars plan[/] (on an empty table of the registry's schema):")
-    out.print(_polars_plan(program, explain), markup=False)
+    events = None
     if codes is not None:
         from .registry import RegistryError, scan_events
 
         try:
-            table = matched_codes(program, explain, scan_events(codes))
+            events = scan_events(codes)
+            table = matched_codes(program, explain, events)
         except RegistryError as error:
             _usage(str(error))
         out.print(_counts_table(table, f"Codes of {codes} matched by {explain} (event counts, not masked)"))
+    where = f"on {codes}" if codes is not None else "on an empty table of the registry's schema"
+    out.print(f"[bold]Polars plan[/] of the pass over the events ({where}):")
+    out.print(_polars_plan(program, explain, events), markup=False)
 
 
 def _did_you_mean(name: str, names: Sequence[str]) -> str:
@@ -261,15 +264,15 @@ def _did_you_mean(name: str, names: Sequence[str]) -> str:
     return f"; did you mean {close[0]}?" if close else ""
 
 
-def _polars_plan(program, name: str) -> str:
+def _polars_plan(program, name: str, events=None) -> str:
     import polars as pl
 
-    from .engine.polars import evaluate
-    from .registry import EVENTS_SCHEMA, PEOPLE_SCHEMA
+    from .engine.polars import event_pass_plan
+    from .registry import EVENTS_SCHEMA
 
-    events = pl.LazyFrame(schema=EVENTS_SCHEMA)
-    people = pl.LazyFrame(schema=PEOPLE_SCHEMA)
-    return evaluate(program, events, people, endpoints=[name]).long.explain()
+    if events is None:
+        events = pl.LazyFrame(schema=EVENTS_SCHEMA)
+    return event_pass_plan(program, events, endpoints=[name])
 
 
 @app.command()

@@ -291,9 +291,8 @@ def test_trailing_whitespace_of_comments_is_dropped():
     assert fmt("endpoint A { sex male # why   \r\n}") == "endpoint A {\n  sex male  # why\n}\n"
 
 
-def test_fractional_min_round_trips_although_the_ast_drops_its_text():
-    # The builder records `min 2.5` as value -1 (check reports it); fmt must still print
-    # something that parses back to the same tree.
+def test_fractional_min_is_printed_as_written():
+    # `min 2.5` is an error for check (EP401), but fmt must not change what was written.
     out = fmt("endpoint A { hospital min 2.5 icd10 I21 }")
-    assert "min 0.5" in out
+    assert "min 2.5" in out
     assert_round_trip(out)

@@ -57,7 +57,7 @@ from .matching import KeyMapping, match_keys
 
 __all__ = [
     "MissingColumnError", "Results", "Prepared", "BucketResult", "evaluate", "prepare", "evaluate_bucket",
-    "combine_buckets", "bucket_filter", "case_events", "LONG_SCHEMA", "COUNTS_SCHEMA",
+    "combine_buckets", "bucket_filter", "case_events", "event_pass_plan", "LONG_SCHEMA", "COUNTS_SCHEMA",
 ]
 
 LONG_SCHEMA = {
@@ -257,9 +257,9 @@ def _when_filter(program: Program, eps: Sequence[int] | None = None) -> pl.Expr 
     return chain.otherwise(True)
 
 
-def _matched_rows(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) -> pl.DataFrame:
-    """Event rows selected by some rule of some endpoint, for people of the population:
-    ROW, PID, KEYID, AGE, DAY, YEAR (+ EMERG, CODE1 when the program needs them)."""
+def _matched_query(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) -> pl.LazyFrame:
+    """The one pass over the events: every rule of every endpoint matched by a join of the
+    events with the table of matched code keys."""
     cols = list(prep.mapping.columns)
     extra = []
     if prep.uses_mode and "CODE1" not in cols:
@@ -277,6 +277,13 @@ def _matched_rows(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) ->
             pl.col("APPROX_EVENT_DAY").dt.year().cast(pl.Int32).alias("YEAR"),
         )
     )
+    return lf
+
+
+def _matched_rows(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) -> pl.DataFrame:
+    """Event rows selected by some rule of some endpoint, for people of the population:
+    ROW, PID, KEYID, AGE, DAY, YEAR (+ EMERG, CODE1 when the program needs them)."""
+    lf = _matched_query(prep, events, people)
     keep = ["ROW", "PID", "KEYID", "AGE", "DAY", "YEAR"]
     if prep.uses_mode:
         keep.append("CODE1")
@@ -654,6 +661,16 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
             ev, pp = indexed.filter(bucket_filter(b, buckets)), people.filter(bucket_filter(b, buckets))
         parts.append(evaluate_bucket(prep, ev, pp))
     return combine_buckets(prep, parts)
+
+
+def event_pass_plan(program: Program, events: pl.LazyFrame, *,
+                    endpoints: Sequence[str] | None = None) -> str:
+    """The optimised Polars plan of the pass over the events for `endpoints` (what
+    `endpointc compile --explain` shows); the code keys are matched on `events`."""
+    prep = prepare(program, events, endpoints=endpoints)
+    indexed = events.with_row_index("ROW").with_columns(pl.col("ROW").cast(pl.UInt64))
+    people = pl.DataFrame(schema={"FINNGENID": pl.String, "PID": pl.UInt32})
+    return _matched_query(prep, indexed, people).explain()
 
 
 def case_events(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
