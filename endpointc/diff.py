@@ -40,7 +40,7 @@ import polars as pl
 from . import ast
 from .diagnostics import DiagnosticError, has_errors
 # fmt's item printers are private; diff speaks exactly the text fmt writes.
-from .fmt import _clause, _expr, _meta, _option, _pattern, _quote, strip_spans
+from .fmt import clause_text, expr_text, meta_text, option_text, pattern_text, quote, strip_spans
 
 __all__ = ["Diff", "EndpointChange", "CodelistChange", "CountChange", "diff_libraries", "format_diff",
            "read_library"]
@@ -206,23 +206,23 @@ def _changed(what: str, old: str | None, new: str | None) -> str | None:
 
 
 def _rule_text(rule: ast.Rule) -> str:
-    return " ".join([rule.source, *(_option(o) for o in rule.options), *(_clause(c) for c in rule.clauses)])
+    return " ".join([rule.source, *(option_text(o) for o in rule.options), *(clause_text(c) for c in rule.clauses)])
 
 
 def _rule_lines(label: str, old: ast.Rule, new: ast.Rule) -> list[str]:
     lines = []
     old_min, new_min = old.option("min"), new.option("min")
     if old_min is not None and new_min is not None and old_min.value != new_min.value:
-        lines.append(f"{label}: min changed from {_option(old_min)[4:]} to {_option(new_min)[4:]}")
-    options = _added_removed((_option(o) for o in old.options if o.name != "min" or new_min is None),
-                             (_option(o) for o in new.options if o.name != "min" or old_min is None))
+        lines.append(f"{label}: min changed from {option_text(old_min)[4:]} to {option_text(new_min)[4:]}")
+    options = _added_removed((option_text(o) for o in old.options if o.name != "min" or new_min is None),
+                             (option_text(o) for o in new.options if o.name != "min" or old_min is None))
     if options:
         lines.append(f"{label}: options: {options}")
 
     def by_vocab(rule: ast.Rule, attr: str) -> dict[str, list[str]]:
         found: dict[str, list[str]] = defaultdict(list)
         for clause in rule.clauses:
-            found[clause.vocab].extend(_pattern(p) for p in getattr(clause, attr))
+            found[clause.vocab].extend(pattern_text(p) for p in getattr(clause, attr))
         return found
 
     for attr, suffix in (("patterns", ""), ("excepts", " except")):
@@ -276,7 +276,7 @@ def _conditions(endpoint: ast.Endpoint, cls) -> str | None:
     found = [i for i in endpoint.items if isinstance(i, cls)]
     if not found:
         return None
-    return " and ".join(_expr(i.condition, 3 if len(found) > 1 else 0) for i in found)
+    return " and ".join(expr_text(i.condition, 3 if len(found) > 1 else 0) for i in found)
 
 
 def _control_items(endpoint: ast.Endpoint):
@@ -291,7 +291,7 @@ def _control_require(endpoint: ast.Endpoint) -> str | None:
     found = [c for c in _control_items(endpoint) if isinstance(c, ast.ControlRequire)]
     if not found:
         return None
-    return " and ".join(_expr(c.condition, 3 if len(found) > 1 else 0) for c in found)
+    return " and ".join(expr_text(c.condition, 3 if len(found) > 1 else 0) for c in found)
 
 
 def _meta_lines(old: ast.Endpoint, new: ast.Endpoint) -> list[str]:
@@ -325,9 +325,9 @@ def _meta_value(meta: ast.Meta | None) -> str | None:
     if meta is None:
         return None
     if meta.custom:
-        return _quote(str(meta.value))
+        return quote(str(meta.value))
     # The printed item minus its key: quoted text stays quoted, so the sentence reads.
-    return _meta(meta).split(" ", 1)[-1]
+    return meta_text(meta).split(" ", 1)[-1]
 
 
 def _codelist_refs(endpoint: ast.Endpoint) -> set[str]:
@@ -350,7 +350,7 @@ def _codelist_lines(old: ast.Codelist, new: ast.Codelist) -> tuple[str, ...]:
     lines = []
     if old.vocab != new.vocab:
         lines.append(f"vocabulary changed from {old.vocab} to {new.vocab}")
-    change = _added_removed((_pattern(p) for p in old.patterns), (_pattern(p) for p in new.patterns))
+    change = _added_removed((pattern_text(p) for p in old.patterns), (pattern_text(p) for p in new.patterns))
     if change:
         lines.append(f"{new.vocab}: {change}")
     return tuple(lines)

@@ -30,7 +30,11 @@ from .diagnostics import Diagnostic
 from .parser import parse
 from .source import Span
 
-__all__ = ["format_file", "format_text", "strip_spans", "ast_equal", "MAX_WIDTH", "INDENT"]
+__all__ = [
+    "format_file", "format_text", "strip_spans", "ast_equal", "MAX_WIDTH", "INDENT",
+    # one item in its canonical spelling (diff words its changes with them)
+    "quote", "meta_text", "option_text", "clause_text", "pattern_text", "expr_text",
+]
 
 MAX_WIDTH = 100
 INDENT = 2
@@ -278,7 +282,7 @@ class _Printer:
     def _control(self, item: Any, notes: list[_Note], indent: int) -> list[_Line]:
         if isinstance(item, ast.ControlExclude):
             return self._one_line(indent, "exclude " + ", ".join(n.name for n in item.names), notes)
-        return self._one_line(indent, "require " + _expr(item.condition), notes)
+        return self._one_line(indent, "require " + expr_text(item.condition), notes)
 
     @staticmethod
     def _needs_wrap(span: Span, notes: list[_Note], width: int) -> bool:
@@ -286,8 +290,8 @@ class _Printer:
         return width > MAX_WIDTH or any(n.offset < span.end_offset for n in notes)
 
     def _rule(self, rule: ast.Rule, notes: list[_Note], indent: int) -> list[_Line]:
-        head = " ".join([rule.source, *(_option(o) for o in rule.options)])
-        one = head + " " + "  ".join(_clause(c) for c in rule.clauses)
+        head = " ".join([rule.source, *(option_text(o) for o in rule.options)])
+        one = head + " " + "  ".join(clause_text(c) for c in rule.clauses)
         if not self._needs_wrap(rule.span, notes, indent + len(one)):
             lines = self._one_line(indent, one, notes)
             lines[-1].head, lines[-1].text = rule.source, one[len(rule.source):]
@@ -310,7 +314,7 @@ class _Printer:
         return lines + above
 
     def _clause_lines(self, clause: ast.VocabClause, notes: list[_Note], indent: int) -> list[_Line]:
-        one = _clause(clause)
+        one = clause_text(clause)
         if not self._needs_wrap(clause.span, notes, indent + len(one)):
             return self._one_line(indent, one, notes)
         lists = [clause.patterns, *([clause.excepts] if clause.excepts else [])]
@@ -338,7 +342,7 @@ class _Printer:
                 for n in before:
                     standing.remove(n)
                     lines.append(_Line(indent + INDENT, "", note=n))
-                lines.extend(self._one_line(indent + INDENT, _pattern(pattern), pattern_notes[id(pattern)]))
+                lines.extend(self._one_line(indent + INDENT, pattern_text(pattern), pattern_notes[id(pattern)]))
             if index == len(lists) - 1:
                 lines.extend(_Line(indent + INDENT, "", note=n) for n in standing)
             lines.append(fixed[index + 1])
@@ -363,33 +367,33 @@ def _align(lines: list[_Line]) -> None:
 
 # -- text of leaves -----------------------------------------------------------------------
 
-def _quote(value: str) -> str:
+def quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _item_text(item: Any) -> str:
     if isinstance(item, ast.Meta):
-        return _meta(item)
+        return meta_text(item)
     if isinstance(item, ast.Include):
         return "include " + ", ".join(n.name for n in item.names)
     if isinstance(item, ast.When):
-        return "when " + _expr(item.condition)
+        return "when " + expr_text(item.condition)
     if isinstance(item, ast.Require):
-        return "require " + _expr(item.condition)
+        return "require " + expr_text(item.condition)
     if isinstance(item, ast.Sex):
         return f"sex {item.value}"
     raise ValueError(f"cannot print {type(item).__name__}")
 
 
-def _meta(meta: ast.Meta) -> str:
+def meta_text(meta: ast.Meta) -> str:
     value = meta.value
     if meta.custom:
-        return f"meta {_quote(meta.key)} {_quote(str(value))}"
+        return f"meta {quote(meta.key)} {quote(str(value))}"
     if meta.key == "tags":
         tags = value if isinstance(value, tuple) else (value,)
-        return "tags " + ", ".join(t if _NAME.match(t) else _quote(t) for t in tags)
+        return "tags " + ", ".join(t if _NAME.match(t) else quote(t) for t in tags)
     if meta.key in _TEXT_KEYS:
-        return f"{meta.key} {_quote(str(value))}"
+        return f"{meta.key} {quote(str(value))}"
     word_ok = {"level": lambda v: _NUMBER.match(v) or _NAME.match(v), "omit": _NUMBER.match,
                "parent": _NAME.match}
     if meta.key in word_ok and isinstance(value, str) and word_ok[meta.key](value):
@@ -397,7 +401,7 @@ def _meta(meta: ast.Meta) -> str:
     raise ValueError(f"cannot print metadata {meta.key} {value!r}")
 
 
-def _option(option: ast.Option) -> str:
+def option_text(option: ast.Option) -> str:
     if option.name == "min":
         return f"min {option.text if option.text is not None else option.value}"
     if option.name == "needs_other":
@@ -407,7 +411,7 @@ def _option(option: ast.Option) -> str:
     return option.name
 
 
-def _clause(clause: ast.VocabClause) -> str:
+def clause_text(clause: ast.VocabClause) -> str:
     text = f"{clause.vocab} {_patterns(clause.patterns)}"
     if clause.excepts:
         text += f" except {_patterns(clause.excepts)}"
@@ -415,10 +419,10 @@ def _clause(clause: ast.VocabClause) -> str:
 
 
 def _patterns(patterns: Sequence[Any]) -> str:
-    return " | ".join(_pattern(p) for p in patterns)
+    return " | ".join(pattern_text(p) for p in patterns)
 
 
-def _pattern(pattern: Any) -> str:
+def pattern_text(pattern: Any) -> str:
     if isinstance(pattern, ast.Code):
         return pattern.text
     if isinstance(pattern, ast.Range):
@@ -435,11 +439,11 @@ def _pattern(pattern: Any) -> str:
     if isinstance(pattern, ast.CodelistRef):
         return "@" + pattern.name
     if isinstance(pattern, ast.Combination):
-        return f"{_pattern(pattern.first)}&{_pattern(pattern.second)}"
+        return f"{pattern_text(pattern.first)}&{pattern_text(pattern.second)}"
     raise ValueError(f"cannot print pattern {type(pattern).__name__}")
 
 
-def _expr(expr: Any, context: int = 0) -> str:
+def expr_text(expr: Any, context: int = 0) -> str:
     """`context` is the binding strength the surrounding syntax requires of this operand."""
     kind = expr.kind
     if kind == "number":
@@ -451,16 +455,16 @@ def _expr(expr: Any, context: int = 0) -> str:
     if kind == "attr":
         return f"{expr.name}.{expr.attr}"
     if kind == "or":
-        text = " or ".join(_expr(a, _PREC["or"] + 1) for a in expr.args)
+        text = " or ".join(expr_text(a, _PREC["or"] + 1) for a in expr.args)
     elif kind == "and":
-        text = " and ".join(_expr(a, _PREC["and"] + 1) for a in expr.args)
+        text = " and ".join(expr_text(a, _PREC["and"] + 1) for a in expr.args)
     elif kind == "not":
         # `not not X` needs no parentheses: negation nests in the grammar.
-        text = "not " + _expr(expr.arg, _PREC["not"])
+        text = "not " + expr_text(expr.arg, _PREC["not"])
     elif kind == "compare":
-        parts = [_expr(expr.operands[0], _PREC["compare"] + 1)]
+        parts = [expr_text(expr.operands[0], _PREC["compare"] + 1)]
         for op, operand in zip(expr.ops, expr.operands[1:]):
-            parts += [op, _expr(operand, _PREC["compare"] + 1)]
+            parts += [op, expr_text(operand, _PREC["compare"] + 1)]
         text = " ".join(parts)
     else:
         raise ValueError(f"cannot print expression {kind}")
