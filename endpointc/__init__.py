@@ -15,24 +15,43 @@ What a pipeline may import. The stages behind these are described in ARCHITECTUR
 ('I9_MI', 1, 1, 0)
 """
 
-from .compiler import compile_paths, compile_program, compile_text
-from .diagnostics import Diagnostic, DiagnosticError, Severity
-from .engine import Results, evaluate, evaluate_reference
-from .parser import parse, parse_file
-from .plan import Program
-from .registry import Registry, RegistryError, load_registry
-from .results import write_results
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "compile_paths", "compile_program", "compile_text", "compile_program_text",
-    "Program", "evaluate", "evaluate_reference", "Results",
-    "load_registry", "Registry", "RegistryError", "write_results",
-    "parse", "parse_file", "Diagnostic", "DiagnosticError", "Severity",
-]
+# Where each public name lives. Loaded on first use, so `import endpointc` (and the CLI)
+# does not import polars: the CLI must set POLARS_MAX_THREADS before polars starts.
+_EXPORTS = {
+    "compile_paths": "compiler", "compile_program": "compiler", "compile_text": "compiler",
+    "Diagnostic": "diagnostics", "DiagnosticError": "diagnostics", "Severity": "diagnostics",
+    "Results": "engine", "evaluate": "engine", "evaluate_reference": "engine",
+    "parse": "parser", "parse_file": "parser", "Program": "plan",
+    "Registry": "registry", "RegistryError": "registry", "load_registry": "registry",
+    "write_results": "results",
+}
+
+__all__ = [*_EXPORTS, "compile_program_text"]
+
+if TYPE_CHECKING:
+    from .compiler import compile_paths, compile_program, compile_text
+    from .diagnostics import Diagnostic, DiagnosticError, Severity
+    from .engine import Results, evaluate, evaluate_reference
+    from .parser import parse, parse_file
+    from .plan import Program
+    from .registry import Registry, RegistryError, load_registry
+    from .results import write_results
 
 
-def compile_program_text(text: str, *, name: str = "<string>") -> Program:
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module 'endpointc' has no attribute {name!r}")
+
+
+def compile_program_text(text: str, *, name: str = "<string>") -> "Program":
     """Compile definitions given as text; raise DiagnosticError on any error."""
+    from .compiler import compile_text
+    from .diagnostics import DiagnosticError
+
     program, diagnostics = compile_text(text, name=name)
     if program is None:
         raise DiagnosticError(diagnostics)

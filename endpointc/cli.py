@@ -83,15 +83,31 @@ def _summary(diagnostics: Sequence[Diagnostic], files: int) -> str:
     return f"{files} file(s) checked: {n_err} error(s), {n_warn} warning(s)"
 
 
-def _compile(paths: list[Path], *, strict: bool = False):
-    """Parse, check and lower; print diagnostics and exit 1 on errors."""
+def _parse_and_check(files: Sequence[Path]):
+    """Every file parsed and the lot checked: the trees that parsed, all diagnostics sorted."""
+    from .check import check as check_files
+    from .parser import parse_file
+
+    trees, diagnostics = [], []
+    for path in files:
+        tree, found = parse_file(path)
+        diagnostics.extend(found)
+        if tree is not None:
+            trees.append(tree)
+    diagnostics.extend(check_files(trees)[1])
+    return trees, sort_diagnostics(diagnostics)
+
+
+def _compile(paths: list[Path]):
+    """Parse, check and lower; print diagnostics (warnings too) and exit 1 on errors."""
     from .compiler import compile_paths
 
-    program, diagnostics = compile_paths(_ep_files(paths))
+    files = _ep_files(paths)
+    program, diagnostics = compile_paths(files)
     if diagnostics:
         _print_diagnostics(diagnostics)
-    if program is None or has_errors(diagnostics) or (strict and diagnostics):
-        err.print(f"[red]{_summary(diagnostics, len(_ep_files(paths)))}[/]")
+    if program is None or has_errors(diagnostics):
+        err.print(f"[red]{_summary(diagnostics, len(files))}[/]")
         raise typer.Exit(1)
     return program
 
@@ -103,19 +119,8 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print diagnostics as JSON.")] = False,
 ) -> None:
     """Check definitions: syntax, names, cycles, vocabularies, patterns, options."""
-    from .check import check as check_files
-    from .parser import parse_file
-
     files = _ep_files(paths)
-    trees, diagnostics = [], []
-    for path in files:
-        tree, diags = parse_file(path)
-        diagnostics.extend(diags)
-        if tree is not None:
-            trees.append(tree)
-    _, semantic = check_files(trees)
-    diagnostics.extend(semantic)
-    diagnostics = sort_diagnostics(diagnostics)
+    _, diagnostics = _parse_and_check(files)
     failed = has_errors(diagnostics) or (strict and bool(diagnostics))
     if as_json:
         out.print_json(json.dumps({
@@ -182,18 +187,24 @@ def run(
     endpoints: Annotated[Optional[str], typer.Option(help="Comma-separated endpoint names (their dependencies are evaluated too).")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="Also write the FinnGen-style wide table.")] = False,
     no_mask: Annotated[bool, typer.Option("--no-mask", help="Show counts under 5 in counts.tsv (individual-level risk).")] = False,
+    buckets: Annotated[str, typer.Option(help="Person buckets evaluated one after another (bounds memory): a number, or auto (one per 20 million events).")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Polars threads (POLARS_MAX_THREADS); default: all cores.")] = None,
 ) -> None:
     """Evaluate endpoints over a registry and write endpoints.parquet and counts.tsv."""
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    _apply_threads(threads)
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from .engine.polars import evaluate
     from .registry import RegistryError, load_registry
     from .results import mask_counts, write_results
 
     names = _split_names(endpoints)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+    n_buckets = _parse_buckets(buckets)
+    # the bucket count ("of") is a field, not MofNCompleteColumn, so the status line shows none
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.fields[of]}"), TimeElapsedColumn(),
                   console=err, transient=False) as progress:
-        task = progress.add_task("compiling definitions", total=None)
+        task = progress.add_task("compiling definitions", total=None, of="")
         program = _compile(paths)
         if names:
             unknown = [n for n in names if n not in program.names]
@@ -207,9 +218,14 @@ def run(
             raise typer.Exit(1)
         for warning in registry.warnings:
             err.print(f"[yellow]warning:[/] {warning}")
-        progress.update(task, description="evaluating")
         try:
-            results = evaluate(program, registry.events, registry.people, endpoints=names)
+            if n_buckets is None:
+                n_buckets = auto_buckets(registry.events)
+            progress.update(task, description=f"evaluating in {n_buckets} bucket(s)")
+            bar = progress.add_task("buckets", total=n_buckets, of=f"0/{n_buckets}")
+            results = evaluate(
+                program, registry.events, registry.people, endpoints=names, buckets=n_buckets,
+                on_bucket=lambda done, total: progress.update(bar, completed=done, of=f"{done}/{total}"))
             progress.update(task, description="writing results")
             if no_mask:
                 err.print("[yellow]warning:[/] --no-mask: counts under 5 are shown; do not export counts.tsv")
@@ -223,6 +239,49 @@ def run(
     for warning in results.warnings:
         err.print(f"[yellow]warning:[/] {warning}")
     out.print(_counts_table(counts, f"Endpoints ({out_dir})"))
+
+
+EVENTS_PER_BUCKET = 20_000_000  # about 2 GB of matched work per bucket at FinnGen code rates
+
+
+def auto_buckets(events) -> int:
+    """One bucket per EVENTS_PER_BUCKET events, at least one (a lazy row count: Parquet
+    answers it from metadata)."""
+    import polars as pl
+
+    n = int(events.select(pl.len()).collect().item())
+    return max(1, -(-n // EVENTS_PER_BUCKET))
+
+
+def _parse_buckets(value: str) -> Optional[int]:
+    """None for auto, else a positive count."""
+    if value.strip().lower() == "auto":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        _usage(f"--buckets: expected a positive number or auto, got {value!r}")
+    return n
+
+
+def _apply_threads(threads: Optional[int]) -> None:
+    """Polars sizes its thread pool once, when first imported, from POLARS_MAX_THREADS.
+    The CLI imports polars only inside commands, so setting the variable here works; a
+    caller that already imported polars (driving `app` in-process) gets a warning."""
+    import os
+
+    if threads is None:
+        return
+    if "polars" not in sys.modules:
+        os.environ["POLARS_MAX_THREADS"] = str(threads)
+        return
+    import polars as pl
+
+    if pl.thread_pool_size() != threads:
+        err.print(f"[yellow]warning:[/] --threads {threads}: polars already runs {pl.thread_pool_size()} "
+                  f"thread(s); set POLARS_MAX_THREADS={threads} before starting the process")
 
 
 @app.command("compile")
@@ -363,17 +422,9 @@ def export_finngen_(
     out_file: Annotated[Path, typer.Option("--out", help="The FinnGen TSV to write.")],
 ) -> None:
     """Write definitions back in the FinnGen spreadsheet layout (TSV)."""
-    from .check import check as check_files
     from .finngen import export_finngen
-    from .parser import parse_file
 
-    trees, diagnostics = [], []
-    for path in _ep_files(paths):
-        tree, diags = parse_file(path)
-        diagnostics.extend(diags)
-        if tree is not None:
-            trees.append(tree)
-    diagnostics.extend(check_files(trees)[1])
+    trees, diagnostics = _parse_and_check(_ep_files(paths))
     if has_errors(diagnostics):
         _print_diagnostics(diagnostics)
         raise typer.Exit(1)

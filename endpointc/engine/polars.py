@@ -640,12 +640,14 @@ def combine_buckets(prep: Prepared, parts: Sequence[BucketResult]) -> Results:
 
 
 def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
-             endpoints: Sequence[str] | None = None, buckets: int = 1) -> Results:
+             endpoints: Sequence[str] | None = None, buckets: int = 1,
+             on_bucket: Callable[[int, int], None] | None = None) -> Results:
     """Evaluate `program` over normalised `events` and `people` (see notes/SEMANTICS.md).
 
     `endpoints` selects endpoints by name (their dependencies are evaluated but not
     returned). `buckets` > 1 evaluates people in that many hash buckets, one at a time, to
-    bound memory; the results are the same for any bucket count.
+    bound memory; the results are the same for any bucket count. `on_bucket(done, total)`
+    is called after each bucket (e.g. to advance a progress bar).
     """
     if buckets < 1:
         raise ValueError("buckets must be at least 1")
@@ -660,6 +662,8 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
         else:
             ev, pp = indexed.filter(bucket_filter(b, buckets)), people.filter(bucket_filter(b, buckets))
         parts.append(evaluate_bucket(prep, ev, pp))
+        if on_bucket is not None:
+            on_bucket(b + 1, buckets)
     return combine_buckets(prep, parts)
 
 

@@ -1,0 +1,102 @@
+"""Bucketed execution from the command line: same bytes whatever the bucket count, a
+progress callback per bucket, and the --buckets/--threads options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from endpointc import cli
+from endpointc.cli import app, auto_buckets
+from endpointc.compiler import compile_paths
+from endpointc.engine.polars import evaluate
+from endpointc.registry import load_registry
+from endpointc.synth import write_registry
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFINITIONS = ROOT / "definitions"
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def program():
+    program, diagnostics = compile_paths(sorted(DEFINITIONS.rglob("*.ep")))
+    assert program is not None, diagnostics
+    return program
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory, program) -> Path:
+    out = tmp_path_factory.mktemp("bucket_registry")
+    write_registry(out, people=300, seed=2, fmt="parquet", definitions=program)
+    return out
+
+
+def _run(registry: Path, out: Path, *extra):
+    result = invoke("run", DEFINITIONS, "--events", registry / "events.parquet",
+                    "--people", registry / "people.parquet", "--out", out, *extra)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def test_outputs_are_byte_identical_whatever_the_bucket_count(registry, tmp_path):
+    one, three = tmp_path / "one", tmp_path / "three"
+    _run(registry, one, "--buckets", "1")
+    _run(registry, three, "--buckets", "3")
+    for name in ("endpoints.parquet", "counts.tsv"):
+        assert (one / name).read_bytes() == (three / name).read_bytes(), name
+    # the comparison means something only if there are cases to compare
+    assert pl.read_parquet(one / "endpoints.parquet").filter(pl.col("STATUS") == "case").height > 0
+
+
+def test_progress_callback_once_per_bucket(registry, program):
+    reg = load_registry(registry / "events.parquet", registry / "people.parquet")
+    calls = []
+    evaluate(program, reg.events, reg.people, buckets=4, on_bucket=lambda d, t: calls.append((d, t)))
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_auto_buckets_one_per_chunk_of_events(monkeypatch):
+    events = pl.LazyFrame({"FINNGENID": ["A"] * 25})
+    assert auto_buckets(events) == 1
+    monkeypatch.setattr(cli, "EVENTS_PER_BUCKET", 10)
+    assert auto_buckets(events) == 3
+    assert auto_buckets(events.head(0)) == 1
+
+
+def test_auto_is_the_default_and_accepted(registry, tmp_path):
+    _run(registry, tmp_path / "auto", "--buckets", "auto")
+    assert (tmp_path / "auto" / "counts.tsv").exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "many"])
+def test_bad_bucket_count_is_a_usage_error(registry, tmp_path, value):
+    result = invoke("run", DEFINITIONS, "--events", registry / "events.parquet",
+                    "--people", registry / "people.parquet", "--out", tmp_path, "--buckets", value)
+    assert result.exit_code == 2
+    assert "--buckets" in result.output
+
+
+def test_threads_matching_the_pool_runs_without_warning(registry, tmp_path):
+    result = _run(registry, tmp_path / "t", "--threads", str(pl.thread_pool_size()))
+    assert "--threads" not in result.output
+
+
+def test_threads_other_than_the_pool_warns_in_process(registry, tmp_path):
+    # polars is already running in this process, so its pool cannot be resized: say so
+    other = pl.thread_pool_size() + 1
+    result = _run(registry, tmp_path / "t", "--threads", str(other))
+    assert f"POLARS_MAX_THREADS={other}" in result.output
+
+
+def test_threads_must_be_positive(registry, tmp_path):
+    result = invoke("run", DEFINITIONS, "--events", registry / "events.parquet",
+                    "--people", registry / "people.parquet", "--out", tmp_path, "--threads", "0")
+    assert result.exit_code == 2
