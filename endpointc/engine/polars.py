@@ -300,17 +300,15 @@ def _matched_rows(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) ->
     wanted = _emergency_keys(prep)
     # LANGUAGE.md: "the same INDEX" -- one visit's rows (e.g. INPAT and its OPER_IN
     # operations) share an INDEX whatever their SOURCE.
-    emerg = (
+    emergent = (
         matched.lazy().filter(pl.col("KEYID").is_in(wanted))
         .join(visits, on=["FINNGENID", "INDEX"], how="left",
               nulls_equal=_EMERGENCY_NULL_INDEX_EQUAL)
-        .select("ROW", ((pl.col("CODE9") == "1").fill_null(False) | pl.col("_EV").fill_null(False))
-                .alias("EMERG"))
+        .filter((pl.col("CODE9") == "1").fill_null(False) | pl.col("_EV").fill_null(False))
+        .select("ROW").collect()
     )
-    return (
-        matched.lazy().select(keep).join(emerg, on="ROW", how="left")
-        .with_columns(pl.col("EMERG").fill_null(False)).collect()
-    )
+    # the emergent rows are few: a membership test, not a join of every matched row on ROW
+    return matched.select(*keep, pl.col("ROW").is_in(emergent["ROW"].implode()).alias("EMERG"))
 
 
 def _emergency_keys(prep: Prepared) -> list[int]:
