@@ -376,7 +376,7 @@ def test_not_utf8_file_is_decoded_and_reported(tmp_path):
 
 
 def _expr(expr) -> str:
-    from endpointc.fmt import _expr as render
+    from endpointc.fmt import expr_text as render
     return render(expr)
 
 
