@@ -32,6 +32,8 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 Paths = Annotated[list[Path], typer.Argument(help="Definition files (*.ep) or folders of them.")]
+EventsFile = Annotated[Path, typer.Option(help="Longitudinal events: TSV, TSV.gz or Parquet.")]
+PeopleFile = Annotated[Path, typer.Option(help="People table (the population): TSV, TSV.gz or Parquet.")]
 
 
 def _ep_files(paths: Iterable[Path]) -> list[Path]:
@@ -181,8 +183,8 @@ def _split_names(endpoints: Optional[str]) -> Optional[list[str]]:
 @app.command()
 def run(
     paths: Paths,
-    events: Annotated[Path, typer.Option(help="Longitudinal events: TSV, TSV.gz or Parquet.")],
-    people: Annotated[Path, typer.Option(help="People table (the population): TSV, TSV.gz or Parquet.")],
+    events: EventsFile,
+    people: PeopleFile,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the results.")],
     endpoints: Annotated[Optional[str], typer.Option(help="Comma-separated endpoint names (their dependencies are evaluated too).")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="Also write the FinnGen-style wide table.")] = False,
@@ -437,8 +439,8 @@ def export_finngen_(
 @app.command("explain")
 def explain_(
     paths: Paths,
-    events: Annotated[Path, typer.Option(help="Longitudinal events: TSV, TSV.gz or Parquet.")],
-    people: Annotated[Path, typer.Option(help="People table (the population): TSV, TSV.gz or Parquet.")],
+    events: EventsFile,
+    people: PeopleFile,
     person: Annotated[str, typer.Option(help="The FINNGENID to explain.")],
     endpoint: Annotated[str, typer.Option(help="The endpoint to explain.")],
 ) -> None:
@@ -466,8 +468,8 @@ def explain_(
 @app.command("attrition")
 def attrition_(
     paths: Paths,
-    events: Annotated[Path, typer.Option(help="Longitudinal events: TSV, TSV.gz or Parquet.")],
-    people: Annotated[Path, typer.Option(help="People table (the population): TSV, TSV.gz or Parquet.")],
+    events: EventsFile,
+    people: PeopleFile,
     endpoint: Annotated[str, typer.Option(help="The endpoint to follow step by step.")],
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Also write the table as TSV.")] = None,
     no_mask: Annotated[bool, typer.Option("--no-mask", help="Show counts under 5 (individual-level risk).")] = False,
@@ -508,8 +510,8 @@ def attrition_(
 @app.command("report")
 def report_(
     paths: Paths,
-    events: Annotated[Path, typer.Option(help="Longitudinal events: TSV, TSV.gz or Parquet.")],
-    people: Annotated[Path, typer.Option(help="People table (the population): TSV, TSV.gz or Parquet.")],
+    events: EventsFile,
+    people: PeopleFile,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the HTML report (replaced if it holds one).")],
     no_mask: Annotated[bool, typer.Option("--no-mask", help="Show counts under 5 (individual-level risk).")] = False,
 ) -> None:
