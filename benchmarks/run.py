@@ -271,9 +271,11 @@ def _worker_engine(spec: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as out:
         t0, c0 = time.perf_counter(), time.process_time()
         events, people = scan_events(spec["events"]), scan_people(spec["people"])
-        res = evaluate(program, events, people, buckets=spec["buckets"])
+        spill = Path(out) / "buckets"
+        spill.mkdir()
+        res = evaluate(program, events, people, buckets=spec["buckets"], spill_dir=spill)
         t1 = time.perf_counter()
-        write_results(res.long, res.counts, out, people=people)
+        write_results(res.long, res.counts, out, people=people, long_sorted=True)
         t2, c2 = time.perf_counter(), time.process_time()
     counts = res.counts.collect()
     result = {"wall_s": round(t2 - t0, 3), "section_cpu_s": round(c2 - c0, 3),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Annotated, Iterable, Optional, Sequence
 
@@ -225,14 +226,18 @@ def run(
                 n_buckets = auto_buckets(registry.events)
             progress.update(task, description=f"evaluating in {n_buckets} bucket(s)")
             bar = progress.add_task("buckets", total=n_buckets, of=f"0/{n_buckets}")
-            results = evaluate(
-                program, registry.events, registry.people, endpoints=names, buckets=n_buckets,
-                on_bucket=lambda done, total: progress.update(bar, completed=done, of=f"{done}/{total}"))
-            progress.update(task, description="writing results")
-            if no_mask:
-                err.print("[yellow]warning:[/] --no-mask: counts under 5 are shown; do not export counts.tsv")
-            write_results(results.long, results.counts, out_dir, people=registry.people,
-                          wide=wide, mask_threshold=None if no_mask else 5)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            # bucket results wait on disk, next to where they end up, until merged into place
+            with tempfile.TemporaryDirectory(prefix=".endpointc-buckets-", dir=out_dir) as spill:
+                results = evaluate(
+                    program, registry.events, registry.people, endpoints=names, buckets=n_buckets,
+                    spill_dir=spill,
+                    on_bucket=lambda done, total: progress.update(bar, completed=done, of=f"{done}/{total}"))
+                progress.update(task, description="writing results")
+                if no_mask:
+                    err.print("[yellow]warning:[/] --no-mask: counts under 5 are shown; do not export counts.tsv")
+                write_results(results.long, results.counts, out_dir, people=registry.people,
+                              wide=wide, mask_threshold=None if no_mask else 5, long_sorted=True)
             counts = mask_counts(results.counts.collect(), threshold=None if no_mask else 5)
         except (ValueError, RegistryError) as error:
             err.print(f"[bold red]error:[/] {error}")

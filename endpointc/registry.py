@@ -82,6 +82,8 @@ EVENTS_SCHEMA: dict[str, pl.DataType] = {n: _DTYPES[_EVENT_KINDS[n]] for n in _E
 PEOPLE_SCHEMA: dict[str, pl.DataType] = {n: _DTYPES[_PEOPLE_KINDS[n]] for n in _PEOPLE_ORDER}
 
 _NA_STRINGS = ("NA", "")
+# events keep FINNGENID as read (see `_scan`): these values are a missing id
+_missing_id = pl.col("FINNGENID").is_null() | pl.col("FINNGENID").is_in(_NA_STRINGS)
 _DATE_FORMAT = "%Y-%m-%d"
 _EXPECTED = {
     "float": "a number",
@@ -200,8 +202,8 @@ def load_registry(events_path: str | os.PathLike[str], people_path: str | os.Pat
     orphans_q = (ev.normalised.select("FINNGENID")
                  .join(ids, on="FINNGENID", how="anti", nulls_equal=False)
                  .select(pl.len().alias("rows"),
-                         pl.col("FINNGENID").null_count().alias("null_ids"),
-                         pl.col("FINNGENID").drop_nulls().n_unique().alias("people")))
+                         _missing_id.sum().alias("null_ids"),
+                         pl.col("FINNGENID").filter(~_missing_id).n_unique().alias("people")))
     try:
         ev_stats, pp_stats, orphans = pl.collect_all([events_q, people_q, orphans_q])
     except (pl.exceptions.PolarsError, OSError) as exc:
@@ -298,6 +300,12 @@ def _scan(path: str | os.PathLike[str], table: str) -> _Scan:
             if name in defaulted_cols:
                 defaulted.append(name)
                 exprs.append(pl.lit(None, dtype=_DTYPES[kind]).alias(name))
+            continue
+        if table == "events" and name == "FINNGENID" and schema[name] == pl.String:
+            # Passed through untouched ("NA" stays a string, matching no person): a filter on
+            # a plain column reaches the Parquet reader, which skips the row groups whose
+            # statistics exclude a person range (how person buckets read only their rows).
+            exprs.append(pl.col(name))
             continue
         value, bad_expr = _convert(pl.col(name), schema[name], kind, file=file, table=table, name=name)
         exprs.append(value.alias(name))

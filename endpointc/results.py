@@ -176,28 +176,38 @@ def wide_table(long: pl.LazyFrame, people: pl.LazyFrame, endpoints: Sequence[str
 
 def write_results(long: pl.LazyFrame, counts: pl.LazyFrame, out_dir: str | os.PathLike[str], *,
                   people: pl.LazyFrame, wide: bool = False, wide_endpoints: Sequence[str] | None = None,
-                  mask_threshold: int | None = 5, age_decimals: int = 2) -> tuple[Path, ...]:
+                  mask_threshold: int | None = 5, age_decimals: int = 2,
+                  long_sorted: bool = False) -> tuple[Path, ...]:
     """Write endpoints.parquet, counts.tsv and (``wide=True``) endpoints_wide.tsv into ``out_dir``.
 
     All or nothing: every file goes to a temporary file first; only when all are written are
     they renamed into place, and a failure while renaming restores the files that were there.
     ``wide_endpoints`` defaults to every endpoint of ``counts`` (sorted); names not in
     ``counts`` are an error. ``age_decimals`` fixes the AGE format of the wide table (the
-    Parquet file keeps full precision). Returns the paths written.
+    Parquet file keeps full precision). ``long_sorted`` says ``long`` is already sorted by
+    ENDPOINT, FINNGENID (as ``evaluate`` returns it): it is then streamed to disk as it is,
+    never held in memory whole. Returns the paths written.
     """
     mask_counts(pl.DataFrame({"N_CASES": [0]}), threshold=mask_threshold)  # validate early
     out = Path(out_dir)
 
-    # Everything that can fail on the data happens before the first byte is written.
-    long_df = _long_frame(long).sort("ENDPOINT", "FINNGENID").collect()
-    unexpected = long_df.filter(~pl.col("STATUS").is_in(_STATUSES))
-    if unexpected.height:
-        raise ValueError(f"long table: {unexpected.height} rows have a STATUS other than case/excluded")
+    # Everything that can fail on the data happens before a file is renamed into place.
+    long_lf = _long_frame(long) if long_sorted else _long_frame(long).sort("ENDPOINT", "FINNGENID")
     counts_df = (counts.select(pl.col("ENDPOINT").cast(pl.String), *[pl.col(c).cast(pl.Int64) for c in COUNT_COLUMNS])
                  .sort("ENDPOINT").collect())
+
+    written: dict[str, Path] = {}
+
+    def write_long(path: Path) -> None:
+        written[LONG_FILE] = path
+        long_lf.sink_parquet(path, compression="zstd", statistics=True, row_group_size=_ROW_GROUP_SIZE)
+        unexpected = (pl.scan_parquet(path).filter(~pl.col("STATUS").is_in(_STATUSES))
+                      .select(pl.len()).collect().item())
+        if unexpected:
+            raise ValueError(f"long table: {unexpected} rows have a STATUS other than case/excluded")
+
     writers: list[tuple[str, Callable[[Path], None]]] = [
-        (LONG_FILE, lambda p: long_df.write_parquet(p, compression="zstd", statistics=True,
-                                                   row_group_size=_ROW_GROUP_SIZE)),
+        (LONG_FILE, write_long),
         (COUNTS_FILE, lambda p: _write_tsv(mask_counts(counts_df, threshold=mask_threshold), p)),
     ]
     if wide:
@@ -207,8 +217,9 @@ def write_results(long: pl.LazyFrame, counts: pl.LazyFrame, out_dir: str | os.Pa
         if unknown:
             raise ValueError(f"wide table: unknown endpoint{'s' if len(unknown) > 1 else ''} "
                              f"{', '.join(unknown)} (not among the evaluated endpoints)")
-        wide_df = wide_table(long_df.lazy(), people, chosen)
-        writers.append((WIDE_FILE, lambda p: _write_tsv(wide_df, p, float_precision=age_decimals)))
+        writers.append((WIDE_FILE, lambda p: _write_tsv(
+            wide_table(pl.scan_parquet(written[LONG_FILE]), people, chosen), p,
+            float_precision=age_decimals)))
 
     out.mkdir(parents=True, exist_ok=True)
     return _write_all(out, writers)

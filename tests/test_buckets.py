@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from endpointc import cli
 from endpointc.cli import app, auto_buckets
 from endpointc.compiler import compile_paths
-from endpointc.engine.polars import evaluate
+from endpointc.engine.polars import evaluate, person_buckets
 from endpointc.registry import load_registry
 from endpointc.synth import write_registry
 
@@ -100,3 +100,40 @@ def test_threads_must_be_positive(registry, tmp_path):
     result = invoke("run", DEFINITIONS, "--events", registry / "events.parquet",
                     "--people", registry / "people.parquet", "--out", tmp_path, "--threads", "0")
     assert result.exit_code == 2
+
+
+def test_person_buckets_cover_everyone_once_in_id_order():
+    people = pl.LazyFrame({"FINNGENID": [f"P{i:03d}" for i in range(10)] + [None]})
+    filters = person_buckets(people, 3)
+    assert len(filters) == 3
+    ids = people.select("FINNGENID").collect()
+    parts = [ids.filter(f)["FINNGENID"].to_list() for f in filters]
+    assert sorted(sum(parts, []), key=str) == sorted(ids["FINNGENID"].to_list(), key=str)
+    # consecutive ranges, the missing id in the first one
+    assert None in parts[0]
+    assert max(p for p in parts[0] if p) < min(parts[1]) and max(parts[1]) < min(parts[2])
+    # never more buckets than people
+    assert len(person_buckets(people.head(2), 5)) == 2
+    assert len(person_buckets(people.head(1), 5)) == 1
+
+
+def test_spilled_buckets_merge_to_the_in_memory_result(registry, program, tmp_path):
+    reg = load_registry(registry / "events.parquet", registry / "people.parquet")
+    one = evaluate(program, reg.events, reg.people)
+    spilled = evaluate(program, reg.events, reg.people, buckets=4, spill_dir=tmp_path)
+    assert len(list(tmp_path.glob("bucket-*.parquet"))) == 4
+    assert spilled.long.collect().equals(one.long.collect())
+    assert spilled.counts.collect().equals(one.counts.collect())
+
+
+def test_a_bucket_filter_reaches_the_parquet_reader(registry):
+    # so that on a file sorted by person the reader skips the other buckets' row groups
+    reg = load_registry(registry / "events.parquet", registry / "people.parquet")
+    plan = reg.events.filter(person_buckets(reg.people, 10)[1]).explain()
+    scan = plan[plan.index("Parquet SCAN"):]
+    assert "SELECTION" in scan and "FINNGENID" in scan[scan.index("SELECTION"):]
+
+
+def test_run_leaves_no_bucket_files_behind(registry, tmp_path):
+    _run(registry, tmp_path / "out", "--buckets", "3")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["counts.tsv", "endpoints.parquet"]

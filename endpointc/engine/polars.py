@@ -4,22 +4,26 @@ Design (issue 3; memory bounded for issue 6):
 
 * `prepare` matches every code pattern of the program ONCE against the distinct event keys
   (`matching.match_keys`), giving a small table key -> (endpoint, rule).
-* `evaluate_bucket` evaluates all endpoints for the people of one bucket (hash of
-  FINNGENID; one bucket = everyone). It joins the events to the matched keys once, keeping
-  only matched rows (row id, person, age, day, emergency), fans them out to (row, endpoint,
-  rule), applies mode, `when`, min and needs-other on that table, then resolves `include`,
-  `require`, sex and controls level by level on (row, endpoint) membership and on the
-  person x endpoint case table. Row sets of an endpoint are dropped as soon as no later
-  endpoint includes them.
+* `evaluate_bucket` evaluates all endpoints for the people of one bucket (a FINNGENID
+  range, `person_buckets`; one bucket = everyone). It joins the events to the matched keys
+  once, keeping only matched rows, and folds them into *units* (`_units`): all rows of one
+  person with one key become one unit with a row count N and the earliest order key,
+  except rows some `when` can read, which stay units of their own. Units fan out to
+  (unit, endpoint) pairs; mode, `when`, min and needs-other apply there; `include`,
+  `require` and sex are then resolved level by level on (endpoint, unit) pairs packed in
+  one u64 and on the (endpoint, person) case table; controls last. Row sets of an
+  endpoint are dropped as soon as no later level includes them.
 * Cost: the events are read by one grouped pass (distinct keys with row counts, in
-  `prepare`) and one filtered join (single-column `is_in` pre-filters chosen from those
-  counts, then the matched-key join). Everything after runs on matched rows only: each
-  row gets a u64 order key (AGE rank, DAY) so the first event of any (endpoint, person)
-  is a plain group min, per-level work is one group_by over all endpoints of the level,
-  and the emergency visit lookup only touches rows an emergency `when` can read.
+  `prepare`) and, per bucket, one filtered join (single-column `is_in` pre-filters chosen
+  from those counts, then the matched-key join). Everything after runs on units: each
+  carries a u64 order key (AGE rank, DAY) so the first event of any (endpoint, person) is
+  a plain group min, per-level work is one group_by over all endpoints of the level, and
+  the emergency visit lookup only touches rows an emergency `when` can read.
 * `case_events` exposes each endpoint's case event rows (what NEVT counts) for reports.
-* `evaluate` loops over buckets and concatenates. Every step is per person, and row ids
-  are assigned before bucketing, so results do not depend on the bucket count.
+* `evaluate` loops over buckets. Every step is per person and buckets are consecutive id
+  ranges, so a bucket's sorted rows are a slice of the sorted whole: with a spill folder
+  they are written per bucket and merged by streaming, and the results do not depend on
+  the bucket count.
 
 Example:
     >>> import polars as pl
@@ -43,13 +47,16 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import polars as pl
 
 from ..plan import (
-    AllOf, AnyOf, Cmp, Const, Count, EndpointPlan, Field_, FirstAge, FirstYear, IsCase, Negate,
+    AllOf, AnyOf, Cmp, Const, Count, Field_, FirstAge, FirstYear, IsCase, Negate,
     Program, cond_endpoints,
 )
 from ..diagnostics import Diagnostic, DiagnosticError
@@ -57,7 +64,7 @@ from .matching import KeyMapping, match_keys
 
 __all__ = [
     "MissingColumnError", "Results", "Prepared", "BucketResult", "evaluate", "prepare", "evaluate_bucket",
-    "combine_buckets", "bucket_filter", "case_events", "event_pass_plan", "LONG_SCHEMA", "COUNTS_SCHEMA",
+    "combine_buckets", "person_buckets", "case_events", "event_pass_plan", "LONG_SCHEMA", "COUNTS_SCHEMA",
 ]
 
 LONG_SCHEMA = {
@@ -72,7 +79,6 @@ _CASES_SCHEMA = {"EP": _U32, "PID": _U32, "AGE": pl.Float64, "YEAR": pl.Int32, "
 _ROWS_SCHEMA = {"ROW": pl.UInt64, "EP": _U32, "PID": _U32}
 # A row with a missing INDEX is its own visit: emergency never propagates through null INDEX.
 _EMERGENCY_NULL_INDEX_EQUAL = False
-_BUCKET_SEED = 0x5EED
 
 
 class MissingColumnError(DiagnosticError, ValueError):
@@ -111,6 +117,7 @@ class BucketResult:
     counts: pl.DataFrame
     absent_events: int
     absent_people: int
+    people: int  # the bucket's population
 
 
 # -- conditions -> expressions ------------------------------------------------------------
@@ -232,11 +239,6 @@ def prepare(program: Program, events: pl.LazyFrame, *,
                     levels=_levels(program), uses_emergency=uses_emergency, uses_mode=uses_mode)
 
 
-def bucket_filter(bucket: int, buckets: int) -> pl.Expr:
-    """Rows of people in `bucket` out of `buckets` (by hash of FINNGENID)."""
-    return (pl.col("FINNGENID").hash(_BUCKET_SEED) % buckets) == bucket
-
-
 # -- one bucket -----------------------------------------------------------------------
 
 def _when_filter(program: Program, eps: Sequence[int] | None = None) -> pl.Expr | None:
@@ -311,12 +313,12 @@ def _matched_rows(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) ->
     return matched.select(*keep, pl.col("ROW").is_in(emergent["ROW"].implode()).alias("EMERG"))
 
 
-def _emergency_keys(prep: Prepared) -> list[int]:
-    """KEYIDs of rows whose emergency flag can be read: keys of the endpoints whose `when`
-    uses it and of every endpoint they include, directly or not."""
+def _closure_keys(prep: Prepared, seeds: Sequence[int]) -> list[int]:
+    """KEYIDs of the endpoints at positions `seeds` and of every endpoint they include,
+    directly or not: the keys whose rows can reach those endpoints."""
     eps = prep.program.endpoints
     pos = {ep.name: i for i, ep in enumerate(eps)}
-    todo = [i for i, ep in enumerate(eps) if ep.uses_emergency]
+    todo = list(seeds)
     seen: set[int] = set()
     while todo:
         i = todo.pop()
@@ -327,42 +329,66 @@ def _emergency_keys(prep: Prepared) -> list[int]:
     return rules.filter(pl.col("EP").is_in(sorted(seen)))["KEYID"].unique().to_list()
 
 
+def _emergency_keys(prep: Prepared) -> list[int]:
+    """KEYIDs of rows whose emergency flag can be read (by an emergency `when`)."""
+    return _closure_keys(prep, [i for i, ep in enumerate(prep.program.endpoints) if ep.uses_emergency])
+
+
 _NO_PART = 2**32 - 1  # a missing AGE rank or DAY: after every real one (nulls last)
 
 
-def _ordered(matched: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Number rows 0..n-1 (ROW; the events' row number moves to ORIG) and give each row
-    an order key _K = (dense rank of AGE, DAY) packed in a u64, missing parts last: the
-    earliest event of any row set (Step 5) is then its smallest _K, a plain min per group
-    instead of a sort or a filtered aggregation. Also returns the rank -> AGE table."""
-    out = matched.with_columns(
-        pl.col("ROW").alias("ORIG"),
-        pl.int_range(pl.len(), dtype=pl.UInt64).alias("ROW"),
+def _units(prep: Prepared, matched: pl.DataFrame, *, by_row: bool) -> tuple[pl.DataFrame, pl.Series]:
+    """Matched rows -> units, numbered UNIT 0..n-1: the unit of work of everything after.
+
+    A unit is one row when some `when` can read its fields (the row's key reaches an
+    endpoint with a `when`), or all rows of one person with one key otherwise (N rows,
+    CODE1 being part of the key). Step 5's row sets then hold whole units: nothing but a
+    `when` ever splits a person's rows of one key (mode, min and needs-other count rows
+    per person and rule, include/require/sex keep or drop whole (endpoint, person) sets),
+    so NEVT is the sum of N and the first event the smallest order key over a set's units.
+    `by_row` makes every row its own unit (for `case_events`, which returns rows).
+
+    The order key _K packs (dense rank of AGE, DAY) in a u64, missing parts last: the
+    earliest event of any set is its smallest _K, a plain min instead of a sort. Returns
+    the units (UNIT, PID, KEYID, N, _K, AGE, DAY, YEAR, [EMERG], [CODE1], [ORIG]) and AGE
+    by rank."""
+    ranked = matched.with_columns(
         pl.col("AGE").rank("dense").cast(pl.UInt64).alias("_R"),
     ).with_columns(
         (pl.col("_R").fill_null(_NO_PART) * 2**32
          + (pl.col("DAY").cast(pl.Int64) + 2**31).fill_null(_NO_PART).cast(pl.UInt64)).alias("_K"),
     )
-    ages = out.select("_R", "AGE").drop_nulls("_R").unique("_R")
-    return out.drop("_R"), ages
+    # dense ranks are 1..R: AGE of rank r at position r - 1
+    ages = ranked.select("_R", "AGE").drop_nulls("_R").unique("_R").sort("_R")["AGE"]
+    ranked = ranked.drop("_R").with_columns(pl.lit(1, dtype=pl.UInt32).alias("N"))
+    if by_row:
+        rows, grouped = ranked.rename({"ROW": "ORIG"}), None
+    else:
+        when_eps = [i for i, ep in enumerate(prep.program.endpoints) if ep.when is not None]
+        single = pl.col("KEYID").is_in(_closure_keys(prep, when_eps))
+        rows = ranked.filter(single).drop("ROW")
+        per = ["PID", "KEYID", *(["CODE1"] if prep.uses_mode else [])]
+        grouped = (ranked.lazy().filter(~single)
+                   .group_by(per).agg(pl.len().cast(pl.UInt32).alias("N"), pl.col("_K").min())
+                   .collect())
+    units = pl.concat([rows, grouped], how="diagonal") if grouped is not None else rows
+    return units.with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("UNIT")), ages
 
 
-def _decode_first(first: pl.DataFrame, ages: pl.DataFrame) -> pl.DataFrame:
-    """AGE and YEAR of the earliest event from its order key _K (see `_ordered`)."""
-    day = pl.col("_K") % 2**32
-    return (
-        first.with_columns((pl.col("_K") // 2**32).alias("_R"))
-        .join(ages, on="_R", how="left")
-        .with_columns(
-            pl.when(day == _NO_PART).then(None).otherwise(day.cast(pl.Int64) - 2**31)
-            .cast(pl.Int32).cast(pl.Date).dt.year().cast(pl.Int32).alias("YEAR"))
+def _decode_first(first: pl.DataFrame, ages: pl.Series) -> pl.DataFrame:
+    """AGE and YEAR of the earliest event from its order key _K (see `_units`)."""
+    rank, day = pl.col("_K") // 2**32, pl.col("_K") % 2**32
+    return first.with_columns(
+        pl.lit(ages).gather(pl.when(rank == _NO_PART).then(None).otherwise(rank - 1)).alias("AGE"),
+        pl.when(day == _NO_PART).then(None).otherwise(day.cast(pl.Int64) - 2**31)
+        .cast(pl.Int32).cast(pl.Date).dt.year().cast(pl.Int32).alias("YEAR"),
     )
 
 
-def _own_rows(prep: Prepared, matched: pl.DataFrame) -> pl.DataFrame:
-    """(ROW, EP, PID) of each endpoint's own events after mode, when, min and needs-other."""
+def _own_rows(prep: Prepared, units: pl.DataFrame) -> pl.DataFrame:
+    """(UNIT, EP) of each endpoint's own units after mode, when, min and needs-other."""
     program = prep.program
-    rows = matched.lazy().join(prep.mapping.rules.lazy(), on="KEYID")
+    rows = units.lazy().join(prep.mapping.rules.lazy(), on="KEYID")
     if prep.uses_mode:
         mode_rules = pl.LazyFrame(
             [(e, r) for e, ep in enumerate(program.endpoints) for r, rule in enumerate(ep.rules)
@@ -371,7 +397,7 @@ def _own_rows(prep: Prepared, matched: pl.DataFrame) -> pl.DataFrame:
         moded = rows.join(mode_rules, on=["EP", "RULE"], how="semi")
         winners = (
             moded.filter(pl.col("CODE1").is_not_null())
-            .group_by(*per, "CODE1").agg(pl.len().alias("_N"))
+            .group_by(*per, "CODE1").agg(pl.col("N").sum().alias("_N"))
             .with_columns(pl.col("CODE1").str.head(-1).alias("_G"))
             .with_columns(pl.col("_N").sum().over(*per, "_G").alias("_T"))
             .filter(pl.col("_N") * 2 > pl.col("_T"))  # share > 0.5 implies the single most frequent
@@ -389,14 +415,14 @@ def _own_rows(prep: Prepared, matched: pl.DataFrame) -> pl.DataFrame:
             for r, rule in enumerate(ep.rules) if rule.min_events > 1]
     needs = [(e, r) for e, ep in enumerate(program.endpoints)
              for r, rule in enumerate(ep.rules) if rule.needs_other]
-    rows = rows.select("ROW", "PID", "EP", "RULE")
+    rows = rows.select("UNIT", "PID", "EP", "RULE", "N")
     if mins or needs:
         # only endpoints with a min or needs-other rule are counted (needs-other looks at
         # every rule of its endpoint); the others pass through untouched
         counted_eps = sorted({e for e, *_ in mins} | {e for e, _ in needs})
         plain = rows.filter(~pl.col("EP").is_in(counted_eps))
         rows = rows.filter(pl.col("EP").is_in(counted_eps))
-        kept = rows.group_by("PID", "EP", "RULE").agg(pl.len().alias("_N"))
+        kept = rows.group_by("PID", "EP", "RULE").agg(pl.col("N").sum().alias("_N"))
         if mins:
             mt = pl.LazyFrame(mins, schema={"EP": _U32, "RULE": _U32, "_MIN": pl.UInt32},
                               orient="row")
@@ -414,8 +440,8 @@ def _own_rows(prep: Prepared, matched: pl.DataFrame) -> pl.DataFrame:
             plain,
             rows.join(kept.select("PID", "EP", "RULE"), on=["PID", "EP", "RULE"], how="semi"),
         ])
-    rows = rows.select("ROW", "EP", "PID")
-    # a row repeats for an endpoint only if its key is selected by two of the endpoint's rules
+    rows = rows.select("UNIT", "EP")
+    # a unit repeats for an endpoint only if its key is selected by two of the endpoint's rules
     repeats = prep.mapping.rules.select(pl.struct("KEYID", "EP").is_duplicated().any()).item()
     return (rows.unique() if repeats else rows).collect()
 
@@ -445,14 +471,24 @@ def _person_frame(base: pl.LazyFrame, cond, cases: dict[int, pl.DataFrame],
 
 def evaluate_bucket(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame) -> BucketResult:
     """Evaluate every endpoint of `prep` for one bucket of people (the caller filters both
-    tables with `bucket_filter`; `events` must already carry the global row index ROW)."""
+    tables with one of `person_buckets`; `events` must carry a row index ROW, unique in the
+    bucket)."""
     return _evaluate_levels(prep, events, people)[0]
+
+
+def _pack(high: str, low: pl.Expr) -> pl.Expr:
+    """Two u32 in one u64: `high` << 32 | `low`."""
+    return pl.col(high).cast(pl.UInt64) * 2**32 + low.cast(pl.UInt64)
 
 
 def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame, *,
                      keep_rows: Sequence[int] = ()) -> tuple[BucketResult, pl.DataFrame]:
     """`evaluate_bucket`, plus the case event rows (EP, ROW, PID; ROW as in `events`) of
-    the endpoints at positions `keep_rows`."""
+    the endpoints at positions `keep_rows`.
+
+    Row sets are tables of (endpoint, unit) pairs packed in one u64, _UE = EP << 32 | UNIT,
+    so that the union of a level's own and included sets is a unique over one integer
+    column, and (endpoint, person) pairs likewise as _EPID = EP << 32 | PID."""
     program = prep.program
     eps = program.endpoints
     pos = {ep.name: i for i, ep in enumerate(eps)}
@@ -463,13 +499,15 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
         events.select("FINNGENID").join(ppl.lazy().select("FINNGENID"), on="FINNGENID", how="anti")
         .select(pl.len().alias("n"), pl.col("FINNGENID").n_unique().alias("m")).collect()
     )
-    matched, ages = _ordered(_matched_rows(prep, events, ppl))
-    own = _own_rows(prep, matched)
-    # fields[ROW] is row ROW's: a gather, never a join
-    fields = matched.select("ROW", "ORIG", "_K", "AGE", "DAY", "YEAR",
-                            *(["EMERG"] if prep.uses_emergency else []))
+    units, ages = _units(prep, _matched_rows(prep, events, ppl), by_row=bool(keep_rows))
+    own = _own_rows(prep, units)
+    # per-unit columns are read by gathering at UNIT (units are numbered 0..n-1), never a join
+    unit_pid = units["PID"]
+    fields = units.select("_K", "N", "AGE", "DAY", "YEAR", *(["EMERG"] if prep.uses_emergency else []))
+    ue_unit = (pl.col("_UE") % 2**32).cast(_U32)
+    ue_ep = (pl.col("_UE") // 2**32).cast(_U32)
 
-    # which levels still need an endpoint's case rows (for includes)
+    # the last level that reads an endpoint's case rows (through an include)
     level_of = {i: lv for lv, members in enumerate(prep.levels) for i in members}
     last_use: dict[int, int] = {}
     for i, ep in enumerate(eps):
@@ -478,108 +516,126 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
 
     level_table = pl.DataFrame([(i, lv) for lv, members in enumerate(prep.levels) for i in members],
                                schema={"EP": _U32, "_LV": _U32}, orient="row")
-    own_by_level = (own.join(level_table, on="EP")
-                    .partition_by("_LV", as_dict=True, include_key=False))
-    case_rows: dict[int, pl.DataFrame] = {}
-    cases: dict[int, pl.DataFrame] = {}
-    empty_rows = pl.DataFrame(schema=_ROWS_SCHEMA)
-    sex_table = [(i, ep.sex) for i, ep in enumerate(eps) if ep.sex is not None]
+    own_by_level = (
+        own.join(level_table, on="EP")
+        .select("_LV", _pack("EP", pl.col("UNIT")).alias("_UE"))
+        .partition_by("_LV", as_dict=True, include_key=False)
+    )
+    del own
+    empty_ue = pl.DataFrame(schema={"_UE": pl.UInt64})
+    carried = empty_ue  # case rows of endpoints that a later level includes
+    summaries: list[pl.DataFrame] = []
+    cases: dict[int, pl.DataFrame] = {}  # only endpoints read by a require condition
+    read_by_require = {pos[n] for ep in eps for n in cond_endpoints(ep.require)}
+    sex_levels = {level_of[i] for i, ep in enumerate(eps) if ep.sex is not None}
+    ep_sex = pl.Series([ep.sex for ep in eps], dtype=pl.String)
+    pid_sex = ppl["SEX"]
     keep = set(keep_rows)
     kept_rows: list[pl.DataFrame] = []
 
     for lv, members in enumerate(prep.levels):
-        parts = [own_by_level.get((lv,), empty_rows).lazy()]
-        edges = [(i, pos[x]) for i in members for x in eps[i].includes]
+        level = own_by_level.get((lv,), empty_ue)
+        edges = [(pos[x], i) for i in members for x in eps[i].includes]
         if edges:
-            inc = pl.concat([
-                case_rows.get(x, empty_rows).lazy().with_columns(pl.lit(i, dtype=_U32).alias("EP"))
-                for i, x in edges
-            ])
+            et = pl.DataFrame(edges, schema={"_CHILD": _U32, "EP": _U32}, orient="row")
+            inc = (carried.lazy().with_columns(ue_ep.alias("_CHILD"))
+                   .join(et.lazy(), on="_CHILD")
+                   .select(_pack("EP", pl.col("_UE") % 2**32).alias("_UE")))
             when = _when_filter(program, members)
             if when is not None:
-                inc = inc.join(fields.lazy(), on="ROW").filter(when)
-            parts.append(inc.select("ROW", "EP", "PID"))
-        # own rows are unique per (ROW, EP) already; only included rows can repeat them
-        lr = (pl.concat(parts).unique(["ROW", "EP"]) if len(parts) > 1 else parts[0]).collect()
-        level_rows = lr.lazy()
+                inc = inc.collect()
+                unit = inc.select(ue_unit)["_UE"]
+                inc = (inc.with_columns(ue_ep.alias("EP"), *(fields[c].gather(unit) for c in fields.columns))
+                       .lazy().filter(when).select("_UE"))
+            # own sets hold each (endpoint, unit) once already; only included ones can repeat
+            level = pl.concat([level.lazy(), inc]).unique().collect()
+        per_ep = level.select(ue_ep.alias("EP"), ue_unit.alias("UNIT"))
+        per_ep = per_ep.with_columns(unit_pid.gather(per_ep["UNIT"]).alias("PID"))
         first = (
-            lr.select("EP", "PID", fields["_K"].gather(lr["ROW"]).alias("_K"))
-            .group_by("EP", "PID")
-            .agg(pl.col("_K").min(), pl.len().cast(pl.Int64).alias("NEVT"))
+            per_ep.select(_pack("EP", pl.col("PID")).alias("_EPID"),
+                          fields["_K"].gather(per_ep["UNIT"]).alias("_K"),
+                          fields["N"].gather(per_ep["UNIT"]).alias("N"))
+            .group_by("_EPID")
+            .agg(pl.col("_K").min(), pl.col("N").sum().cast(pl.Int64).alias("NEVT"))
+            .select((pl.col("_EPID") // 2**32).cast(_U32).alias("EP"),
+                    (pl.col("_EPID") % 2**32).cast(_U32).alias("PID"), "_K", "NEVT")
         )
-        summary = _decode_first(first, ages).lazy()
-        sexes = [(i, s) for i, s in sex_table if i in members]
-        if sexes:
-            st = pl.LazyFrame(sexes, schema={"EP": _U32, "_SEX": pl.String}, orient="row")
-            summary = (
-                summary.join(st, on="EP", how="left")
-                .join(ppl.lazy().select("PID", "SEX"), on="PID", how="left")
-                .filter(pl.col("_SEX").is_null() | (pl.col("SEX") == pl.col("_SEX")).fill_null(False))
-                .drop("_SEX", "SEX")
-            )
-        summary = summary.select(list(_CASES_SCHEMA)).collect()
+        if lv in sex_levels:
+            # sex per endpoint and per person by position: two gathers, no join
+            first = first.filter(pl.lit(ep_sex).gather(pl.col("EP")).is_null()
+                                 | (pl.lit(ep_sex).gather(pl.col("EP"))
+                                    == pl.lit(pid_sex).gather(pl.col("PID"))).fill_null(False))
+        summary = _decode_first(first, ages).select(list(_CASES_SCHEMA))
         with_req = [i for i in members if eps[i].require is not None]
         if with_req:
             plain = summary.filter(~pl.col("EP").is_in(with_req))
             checks = []
-            for i in with_req:
-                frame, cond = _person_frame(summary.lazy().filter(pl.col("EP") == i),
-                                            eps[i].require, cases, pos)
+            for (i,), part in summary.filter(pl.col("EP").is_in(with_req)).partition_by(
+                    "EP", as_dict=True).items():
+                frame, cond = _person_frame(part.lazy(), eps[i].require, cases, pos)
                 checks.append(frame.filter(cond).select(list(_CASES_SCHEMA)))
             summary = pl.concat([plain, *pl.collect_all(checks)])
-        for (i,), part in summary.partition_by("EP", as_dict=True).items():
-            cases[i] = part
-        wanted = [i for i in members if i in keep]
-        if wanted:
-            got = (
-                level_rows.filter(pl.col("EP").is_in(wanted))
-                .join(summary.lazy().select("EP", "PID"), on=["EP", "PID"], how="semi")
-                .collect()
-            )
-            kept_rows.append(got.with_columns(fields["ORIG"].gather(got["ROW"]).alias("ROW")))
-        needed = [i for i in members if last_use.get(i, -1) > lv]
-        if needed:
-            kept = (
-                level_rows.filter(pl.col("EP").is_in(needed))
-                .join(summary.lazy().select("EP", "PID"), on=["EP", "PID"], how="semi")
-                .collect()
-            )
-            for (i,), part in kept.partition_by("EP", as_dict=True).items():
-                case_rows[i] = part
-        for x in [x for x in case_rows if last_use.get(x, -1) <= lv]:
-            del case_rows[x]
+        summaries.append(summary)
+        if read := read_by_require & set(members):
+            cases.update({i: part for (i,), part in summary.filter(pl.col("EP").is_in(sorted(read)))
+                          .partition_by("EP", as_dict=True).items()})
 
-    out = _bucket_outputs(prep, ppl, cases, pos, int(absent["n"][0]), int(absent["m"][0]))
+        needed = [i for i in members if last_use.get(i, -1) > lv or i in keep]
+        if needed:
+            case_pairs = summary.select(_pack("EP", pl.col("PID")).alias("_EPID"))
+            kept = (
+                per_ep.with_columns(level["_UE"])
+                .filter(pl.col("EP").is_in(needed))
+                .filter(_pack("EP", pl.col("PID")).is_in(case_pairs["_EPID"].implode()))
+            )
+            wanted = [i for i in needed if i in keep]
+            if wanted:
+                got = kept.filter(pl.col("EP").is_in(wanted))
+                kept_rows.append(got.select("EP", units["ORIG"].gather(got["UNIT"]).alias("ROW"), "PID"))
+            later = [i for i in needed if last_use.get(i, -1) > lv]
+            carried = pl.concat([carried, kept.filter(pl.col("EP").is_in(later)).select("_UE")])
+        # drop the rows no later level reads
+        done = [x for x, last in last_use.items() if last <= lv]
+        if done and carried.height:
+            carried = carried.filter(~ue_ep.is_in(done))
+
+    out = _bucket_outputs(prep, ppl, summaries, pos, int(absent["n"][0]), int(absent["m"][0]))
     rows = (pl.concat(kept_rows) if kept_rows else pl.DataFrame(schema=_ROWS_SCHEMA))
     return out, rows.select("EP", "ROW", "PID").join(ppl.select("PID", "FINNGENID"), on="PID")
 
 
-def _bucket_outputs(prep: Prepared, ppl: pl.DataFrame, cases: dict[int, pl.DataFrame],
+def _bucket_outputs(prep: Prepared, ppl: pl.DataFrame, summaries: list[pl.DataFrame],
                     pos: dict[str, int], absent_events: int, absent_people: int) -> BucketResult:
     eps = prep.program.endpoints
-    empty_cases = pl.DataFrame(schema=_CASES_SCHEMA)
-    selected_cases = pl.concat([cases.get(i, empty_cases) for i in prep.selected] or [empty_cases])
+    all_cases = pl.concat(summaries) if summaries else pl.DataFrame(schema=_CASES_SCHEMA)
+    everything = len(prep.selected) == len(eps)
+    sel = pl.DataFrame({"EP": list(prep.selected)}, schema={"EP": _U32})
+    selected_cases = all_cases if everything else all_cases.join(sel, on="EP", how="semi")
     pop = ppl.lazy().select("PID", "SEX")
-    excluded: list[pl.LazyFrame] = []
+    chosen = set(prep.selected)
+    # excluded from controls: wrong sex, a case of a control_exclude endpoint, or failing
+    # control_require -- unless a case
+    parts: list[pl.LazyFrame] = []
+    sexes = [(i, eps[i].sex) for i in prep.selected if eps[i].sex is not None]
+    if sexes:
+        st = pl.LazyFrame(sexes, schema={"EP": _U32, "_SEX": pl.String}, orient="row")
+        parts.append(st.join(pop, how="cross")
+                     .filter((pl.col("SEX") != pl.col("_SEX")).fill_null(True)).select("EP", "PID"))
+    pairs = [(i, pos[name]) for i in prep.selected for name in eps[i].control_exclude]
+    if pairs:
+        pt = pl.LazyFrame(pairs, schema={"EP": _U32, "_OF": _U32}, orient="row")
+        parts.append(pt.join(all_cases.lazy().select(pl.col("EP").alias("_OF"), "PID"), on="_OF")
+                     .select("EP", "PID"))
+    case_of = {i: all_cases.filter(pl.col("EP") == i)
+               for i in {pos[n] for j in chosen for n in cond_endpoints(eps[j].control_require)}}
     for i in prep.selected:
-        ep: EndpointPlan = eps[i]
-        parts: list[pl.LazyFrame] = []
-        if ep.sex is not None:
-            parts.append(pop.filter((pl.col("SEX") != ep.sex).fill_null(True)).select("PID"))
-        for name in ep.control_exclude:
-            parts.append(cases.get(pos[name], empty_cases).lazy().select("PID"))
-        if ep.control_require is not None:
-            frame, cond = _person_frame(pop.select("PID"), ep.control_require, cases, pos)
-            parts.append(frame.filter(~cond).select("PID"))
-        if parts:
-            excluded.append(
-                pl.concat(parts).unique()
-                .join(cases.get(i, empty_cases).lazy().select("PID"), on="PID", how="anti")
-                .with_columns(pl.lit(i, dtype=_U32).alias("EP"))
-                .select("EP", "PID")
-            )
-    excl = (pl.concat(pl.collect_all(excluded)) if excluded
-            else pl.DataFrame(schema={"EP": _U32, "PID": _U32}))
+        if eps[i].control_require is not None:
+            frame, cond = _person_frame(pop.select("PID"), eps[i].control_require, case_of, pos)
+            parts.append(frame.filter(~cond).select(pl.lit(i, dtype=_U32).alias("EP"), "PID"))
+    excl = (
+        pl.concat(parts).unique().join(selected_cases.lazy().select("EP", "PID"), on=["EP", "PID"], how="anti")
+        .collect() if parts else pl.DataFrame(schema={"EP": _U32, "PID": _U32})
+    )
 
     names = pl.DataFrame({"EP": list(range(len(eps))), "ENDPOINT": [ep.name for ep in eps]},
                          schema={"EP": _U32, "ENDPOINT": pl.String})
@@ -591,24 +647,37 @@ def _bucket_outputs(prep: Prepared, ppl: pl.DataFrame, cases: dict[int, pl.DataF
             pl.lit(None, pl.Int32).alias("YEAR"), pl.lit(None, pl.Int64).alias("NEVT")),
     ], how="diagonal").join(ids, on="PID").join(names, on="EP").select(list(LONG_SCHEMA))
 
-    sel = pl.DataFrame({"EP": list(prep.selected)}, schema={"EP": _U32}).join(names, on="EP")
     n_cases = selected_cases.group_by("EP").agg(pl.len().cast(pl.Int64).alias("N_CASES"))
     n_excl = excl.group_by("EP").agg(pl.len().cast(pl.Int64).alias("N_EXCLUDED"))
     counts = (
-        sel.join(n_cases, on="EP", how="left").join(n_excl, on="EP", how="left")
+        sel.join(names, on="EP").join(n_cases, on="EP", how="left").join(n_excl, on="EP", how="left")
         .select("ENDPOINT", pl.col("N_CASES").fill_null(0), pl.col("N_EXCLUDED").fill_null(0),
                 pl.lit(ppl.height, dtype=pl.Int64).alias("N_POPULATION"))
     )
     return BucketResult(long=long, counts=counts, absent_events=absent_events,
-                        absent_people=absent_people)
+                        absent_people=absent_people, people=ppl.height)
 
 
 # -- driver ---------------------------------------------------------------------------
 
 def combine_buckets(prep: Prepared, parts: Sequence[BucketResult]) -> Results:
-    """Concatenate bucket results into sorted outputs; independent of the bucket count."""
-    long = (pl.concat([p.long for p in parts]) if parts
-            else pl.DataFrame(schema=LONG_SCHEMA)).sort("ENDPOINT", "FINNGENID")
+    """Concatenate bucket results (consecutive id ranges, in order) into sorted outputs;
+    independent of the bucket count."""
+    order = _endpoint_order(prep)
+    offsets = [0]
+    for p in parts:
+        offsets.append(offsets[-1] + p.people)
+    long = (pl.concat([_sort_key(p.long, order, off) for p, off in zip(parts, offsets)])
+            .sort("_KEY").drop("_KEY") if parts else pl.DataFrame(schema=LONG_SCHEMA))
+    return Results(long=long.lazy(), counts=_combine_counts(prep, parts).lazy(),
+                   warnings=_combine_warnings(parts))
+
+
+def _endpoint_order(prep: Prepared) -> dict[str, int]:
+    return {name: rank for rank, name in enumerate(sorted(ep.name for ep in prep.program.endpoints))}
+
+
+def _combine_counts(prep: Prepared, parts: Sequence[BucketResult]) -> pl.DataFrame:
     names = pl.DataFrame({"ENDPOINT": [prep.program.endpoints[i].name for i in prep.selected]},
                          schema={"ENDPOINT": pl.String})
     summed = (
@@ -617,7 +686,7 @@ def combine_buckets(prep: Prepared, parts: Sequence[BucketResult]) -> Results:
         if parts else pl.DataFrame(schema={"ENDPOINT": pl.String, "N_CASES": pl.Int64,
                                            "N_EXCLUDED": pl.Int64, "N_POPULATION": pl.Int64})
     )
-    counts = (
+    return (
         names.join(summed, on="ENDPOINT", how="left")
         .select(
             "ENDPOINT",
@@ -628,41 +697,100 @@ def combine_buckets(prep: Prepared, parts: Sequence[BucketResult]) -> Results:
         )
         .sort("ENDPOINT")
     )
-    warnings = []
+
+
+def _combine_warnings(parts: Sequence[BucketResult]) -> tuple[str, ...]:
     n_events = sum(p.absent_events for p in parts)
     n_people = sum(p.absent_people for p in parts)
     if n_events:
-        warnings.append(f"{n_events} events of {n_people} people absent from the people table "
-                        "were ignored")
-    return Results(long=long.lazy(), counts=counts.lazy(), warnings=tuple(warnings))
+        return (f"{n_events} events of {n_people} people absent from the people table "
+                "were ignored",)
+    return ()
+
+
+def person_buckets(people: pl.LazyFrame, buckets: int) -> tuple[pl.Expr, ...]:
+    """Filters on FINNGENID splitting the people into `buckets` contiguous id ranges of
+    (nearly) equal head count -- fewer when there are fewer people.
+
+    Ranges rather than hash classes: registry files are written sorted by person (FinnGen's
+    are), so the Parquet reader skips every row group whose FINNGENID statistics fall
+    outside a bucket's range and each bucket reads only its own share of the file. On an
+    unsorted file a bucket reads the whole file, but still keeps only its own rows. Rows
+    with a missing FINNGENID go to the first bucket (they match no person)."""
+    if buckets <= 1:
+        return (pl.lit(True),)
+    ids = people.select(pl.col("FINNGENID").drop_nulls().unique().sort()).collect()["FINNGENID"]
+    cuts = sorted({ids[k * len(ids) // buckets] for k in range(1, buckets)} - {ids[0]}) if len(ids) else []
+    if not cuts:
+        return (pl.lit(True),)
+    fid = pl.col("FINNGENID")
+    bounds = [None, *cuts, None]
+    out = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        test = (fid >= lo) if lo is not None else None
+        if hi is not None:
+            test = (fid < hi) if test is None else test & (fid < hi)
+        out.append(test | fid.is_null() if lo is None else test)
+    return tuple(out)
 
 
 def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
              endpoints: Sequence[str] | None = None, buckets: int = 1,
+             spill_dir: str | os.PathLike[str] | None = None,
              on_bucket: Callable[[int, int], None] | None = None) -> Results:
     """Evaluate `program` over normalised `events` and `people` (see notes/SEMANTICS.md).
 
     `endpoints` selects endpoints by name (their dependencies are evaluated but not
-    returned). `buckets` > 1 evaluates people in that many hash buckets, one at a time, to
-    bound memory; the results are the same for any bucket count. `on_bucket(done, total)`
-    is called after each bucket (e.g. to advance a progress bar).
+    returned). `buckets` > 1 evaluates people in that many buckets (contiguous FINNGENID
+    ranges, see `person_buckets`), one at a time, to bound memory; the results are the same
+    for any bucket count. With `spill_dir` (an existing folder the caller owns and removes
+    after using the results), each bucket's rows are written there sorted and `long` is a
+    streaming merge of those files, so no step holds more than one bucket in memory;
+    without it the buckets' rows are concatenated in memory. `on_bucket(done, total)` is
+    called after each bucket (e.g. to advance a progress bar).
     """
     if buckets < 1:
         raise ValueError("buckets must be at least 1")
     events = events.lazy()
     people = people.lazy()
     prep = prepare(program, events, endpoints=endpoints)
-    indexed = events.with_row_index("ROW").with_columns(pl.col("ROW").cast(pl.UInt64))
-    parts = []
-    for b in range(buckets):
-        if buckets == 1:
-            ev, pp = indexed, people
-        else:
-            ev, pp = indexed.filter(bucket_filter(b, buckets)), people.filter(bucket_filter(b, buckets))
-        parts.append(evaluate_bucket(prep, ev, pp))
+    filters = person_buckets(people, buckets)
+    order = _endpoint_order(prep)
+    parts: list[BucketResult] = []
+    spilled: list[Path] = []
+    offset = 0
+    for b, keep in enumerate(filters):
+        ev = events if len(filters) == 1 else events.filter(keep)
+        pp = people if len(filters) == 1 else people.filter(keep)
+        # ROW only needs to tell a bucket's rows apart: numbered after the filter, which
+        # then still reaches the reader
+        part = evaluate_bucket(prep, ev.with_row_index("ROW").with_columns(pl.col("ROW").cast(pl.UInt64)), pp)
+        if spill_dir is not None and len(filters) > 1:
+            path = Path(spill_dir) / f"bucket-{b:05d}.parquet"
+            _sort_key(part.long, order, offset).sort("_KEY").write_parquet(path, compression="lz4")
+            spilled.append(path)
+            offset += part.people
+            part = dataclasses.replace(part, long=part.long.clear())
+        parts.append(part)
         if on_bucket is not None:
-            on_bucket(b + 1, buckets)
-    return combine_buckets(prep, parts)
+            on_bucket(b + 1, len(filters))
+    if not spilled:
+        return combine_buckets(prep, parts)
+    scans = [pl.scan_parquet(p) for p in spilled]
+    while len(scans) > 1:  # a balanced tree of two-way streaming merges
+        scans = [scans[i].merge_sorted(scans[i + 1], key="_KEY") if i + 1 < len(scans) else scans[i]
+                 for i in range(0, len(scans), 2)]
+    return Results(long=scans[0].drop("_KEY"), counts=_combine_counts(prep, parts).lazy(),
+                   warnings=_combine_warnings(parts))
+
+
+def _sort_key(long: pl.DataFrame, order: dict[str, int], offset: int) -> pl.DataFrame:
+    """`long` with _KEY = rank of ENDPOINT << 32 | (offset + rank of FINNGENID in the bucket):
+    ordering by it is ordering by (ENDPOINT, FINNGENID) across buckets, since buckets are
+    consecutive id ranges and `offset` counts the people of the buckets before."""
+    ep_rank = pl.col("ENDPOINT").replace_strict(order, return_dtype=pl.UInt64)
+    person = pl.col("FINNGENID").rank("dense").cast(pl.UInt64) - 1 + offset
+    return long.with_columns((ep_rank * 2**32 + person).alias("_KEY"))
 
 
 def event_pass_plan(program: Program, events: pl.LazyFrame, *,
