@@ -137,3 +137,11 @@ def test_a_bucket_filter_reaches_the_parquet_reader(registry):
 def test_run_leaves_no_bucket_files_behind(registry, tmp_path):
     _run(registry, tmp_path / "out", "--buckets", "3")
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["counts.tsv", "endpoints.parquet"]
+
+
+@pytest.mark.parametrize("buckets", [1, 3])
+def test_long_is_sorted_by_endpoint_then_person(registry, program, tmp_path, buckets):
+    reg = load_registry(registry / "events.parquet", registry / "people.parquet")
+    long = evaluate(program, reg.events, reg.people, buckets=buckets, spill_dir=tmp_path).long.collect()
+    assert long["ENDPOINT"].n_unique() > 10
+    assert long.equals(long.sort("ENDPOINT", "FINNGENID"))

@@ -26,6 +26,12 @@ from ..plan import Branch, CodeSet, ColumnTest, Program
 
 __all__ = ["KeyMapping", "key_columns", "match_keys", "regex_filter"]
 
+# Polars' streaming engine runs the engine's group-bys, joins and uniques on morsels in
+# parallel: about 3x faster than the in-memory engine on the two cores measured
+# (benchmarks/README.md), and it reads Parquet in batches.
+ENGINE = "streaming"
+_ENGINE = ENGINE
+
 # Rust's regex crate reads these differently from Python's `re` (class set operations,
 # nested classes, \Z), so a pattern containing them is matched with Python instead.
 _RUST_DIFFERENT = ("[[", "&&", "--", "~~", "\\Z")
@@ -91,7 +97,7 @@ def _match_column(values: pl.Series, tests: list[tuple[int, CodeSet]]) -> pl.Dat
             .join(pt.lazy(), on="PREFIX")
             .select("VALUE", "TEST")
         )
-        frames.append(expanded.collect())
+        frames.append(expanded.collect(engine=_ENGINE))
 
     exact_rows = [(e, tid) for tid, cs in tests for e in cs.exact]
     if exact_rows and vals.height:
@@ -124,7 +130,7 @@ def match_keys(program: Program, keys: pl.LazyFrame | pl.DataFrame) -> KeyMappin
         keys_lf.select(columns)
         .group_by(columns).agg(pl.len().alias("_ROWS"))
         .sort(columns, nulls_last=True)  # KEYIDs independent of input order
-        .collect()
+        .collect(engine=_ENGINE)
     )
     kdf = (counted.filter(pl.col("SOURCE").is_in(sources)).drop("_ROWS")
            .with_row_index("KEYID").with_columns(pl.col("KEYID").cast(pl.UInt32)))
@@ -232,7 +238,7 @@ def match_keys(program: Program, keys: pl.LazyFrame | pl.DataFrame) -> KeyMappin
         .select("KEYID", "EP", "RULE")
         .unique()
         .sort("KEYID", "EP", "RULE")
-        .collect()
+        .collect(engine=_ENGINE)
     )
     matched = kdf.join(rules.select("KEYID").unique(), on="KEYID", how="semi")
     return KeyMapping(columns=columns, keys=matched, rules=rules,

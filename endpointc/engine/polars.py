@@ -39,9 +39,9 @@ Example:
     ...                       "CODE4": pl.String})
     >>> people = pl.LazyFrame({"FINNGENID": ["A", "B"], "SEX": ["male", "female"]})
     >>> res = evaluate(program, events, people)
-    >>> res.long.collect().select("FINNGENID", "STATUS", "AGE", "NEVT").rows()
+    >>> res.long.collect(engine=_ENGINE).select("FINNGENID", "STATUS", "AGE", "NEVT").rows()
     [('A', 'case', 40.0, 2)]
-    >>> res.counts.collect().rows()
+    >>> res.counts.collect(engine=_ENGINE).rows()
     [('T2D', 1, 1, 0)]
 """
 
@@ -60,7 +60,7 @@ from ..plan import (
     Program, cond_endpoints,
 )
 from ..diagnostics import Diagnostic, DiagnosticError
-from .matching import KeyMapping, match_keys
+from .matching import ENGINE as _ENGINE, KeyMapping, match_keys
 
 __all__ = [
     "MissingColumnError", "Results", "Prepared", "BucketResult", "evaluate", "prepare", "evaluate_bucket",
@@ -110,7 +110,7 @@ class Prepared:
 
 @dataclass(frozen=True)
 class BucketResult:
-    """One bucket's outputs: `long` unsorted with ENDPOINT names; `counts` (ENDPOINT, N_CASES,
+    """One bucket's outputs: `long` sorted by _KEY (ENDPOINT, FINNGENID as integers); `counts` (ENDPOINT, N_CASES,
     N_EXCLUDED, N_POPULATION); aggregate numbers of ignored events/people."""
 
     long: pl.DataFrame
@@ -282,16 +282,21 @@ def _matched_query(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) -
     return lf
 
 
+def _code1_of_row(prep: Prepared) -> bool:
+    """Whether mode needs CODE1 carried on each row (it is not one of the key columns)."""
+    return prep.uses_mode and "CODE1" not in prep.mapping.columns
+
+
 def _matched_rows(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) -> pl.DataFrame:
     """Event rows selected by some rule of some endpoint, for people of the population:
     ROW, PID, KEYID, AGE, DAY, YEAR (+ EMERG, CODE1 when the program needs them)."""
     lf = _matched_query(prep, events, people)
     keep = ["ROW", "PID", "KEYID", "AGE", "DAY", "YEAR"]
-    if prep.uses_mode:
+    if _code1_of_row(prep):
         keep.append("CODE1")
     if not prep.uses_emergency:
-        return lf.select(keep).collect()
-    matched = lf.select(*keep, "FINNGENID", "INDEX", "CODE9").collect()
+        return lf.select(keep).collect(engine=_ENGINE)
+    matched = lf.select(*keep, "FINNGENID", "INDEX", "CODE9").collect(engine=_ENGINE)
     visits = (
         events.filter(pl.col("CODE9") == "1")
         .select("FINNGENID", "INDEX").unique()
@@ -307,7 +312,7 @@ def _matched_rows(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) ->
         .join(visits, on=["FINNGENID", "INDEX"], how="left",
               nulls_equal=_EMERGENCY_NULL_INDEX_EQUAL)
         .filter((pl.col("CODE9") == "1").fill_null(False) | pl.col("_EV").fill_null(False))
-        .select("ROW").collect()
+        .select("ROW").collect(engine=_ENGINE)
     )
     # the emergent rows are few: a membership test, not a join of every matched row on ROW
     return matched.select(*keep, pl.col("ROW").is_in(emergent["ROW"].implode()).alias("EMERG"))
@@ -367,10 +372,10 @@ def _units(prep: Prepared, matched: pl.DataFrame, *, by_row: bool) -> tuple[pl.D
         when_eps = [i for i, ep in enumerate(prep.program.endpoints) if ep.when is not None]
         single = pl.col("KEYID").is_in(_closure_keys(prep, when_eps))
         rows = ranked.filter(single).drop("ROW")
-        per = ["PID", "KEYID", *(["CODE1"] if prep.uses_mode else [])]
+        per = ["PID", "KEYID", *(["CODE1"] if _code1_of_row(prep) else [])]
         grouped = (ranked.lazy().filter(~single)
                    .group_by(per).agg(pl.len().cast(pl.UInt32).alias("N"), pl.col("_K").min())
-                   .collect())
+                   .collect(engine=_ENGINE))
     units = pl.concat([rows, grouped], how="diagonal") if grouped is not None else rows
     return units.with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("UNIT")), ages
 
@@ -395,6 +400,8 @@ def _own_rows(prep: Prepared, units: pl.DataFrame) -> pl.DataFrame:
              if rule.mode], schema={"EP": _U32, "RULE": _U32}, orient="row")
         per = ["PID", "EP", "RULE"]
         moded = rows.join(mode_rules, on=["EP", "RULE"], how="semi")
+        if not _code1_of_row(prep):  # CODE1 is part of the key: read it from the key table
+            moded = moded.join(prep.mapping.keys.lazy().select("KEYID", "CODE1"), on="KEYID")
         winners = (
             moded.filter(pl.col("CODE1").is_not_null())
             .group_by(*per, "CODE1").agg(pl.col("N").sum().alias("_N"))
@@ -405,8 +412,8 @@ def _own_rows(prep: Prepared, units: pl.DataFrame) -> pl.DataFrame:
         )
         rows = pl.concat([
             rows.join(mode_rules, on=["EP", "RULE"], how="anti"),
-            moded.join(winners, on=[*per, "CODE1"], how="semi"),
-        ])
+            moded.join(winners, on=[*per, "CODE1"], how="semi").select(pl.exclude("CODE1")),
+        ], how="diagonal")
     when = _when_filter(program)
     if when is not None:
         rows = rows.filter(when)
@@ -443,7 +450,7 @@ def _own_rows(prep: Prepared, units: pl.DataFrame) -> pl.DataFrame:
     rows = rows.select("UNIT", "EP")
     # a unit repeats for an endpoint only if its key is selected by two of the endpoint's rules
     repeats = prep.mapping.rules.select(pl.struct("KEYID", "EP").is_duplicated().any()).item()
-    return (rows.unique() if repeats else rows).collect()
+    return (rows.unique() if repeats else rows).collect(engine=_ENGINE)
 
 
 def _person_frame(base: pl.LazyFrame, cond, cases: dict[int, pl.DataFrame],
@@ -493,11 +500,11 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
     eps = program.endpoints
     pos = {ep.name: i for i, ep in enumerate(eps)}
     ppl = (
-        people.select("FINNGENID", "SEX").sort("FINNGENID").with_row_index("PID").collect()
+        people.select("FINNGENID", "SEX").sort("FINNGENID").with_row_index("PID").collect(engine=_ENGINE)
     )
     absent = (
         events.select("FINNGENID").join(ppl.lazy().select("FINNGENID"), on="FINNGENID", how="anti")
-        .select(pl.len().alias("n"), pl.col("FINNGENID").n_unique().alias("m")).collect()
+        .select(pl.len().alias("n"), pl.col("FINNGENID").n_unique().alias("m")).collect(engine=_ENGINE)
     )
     units, ages = _units(prep, _matched_rows(prep, events, ppl), by_row=bool(keep_rows))
     own = _own_rows(prep, units)
@@ -543,22 +550,23 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
                    .select(_pack("EP", pl.col("_UE") % 2**32).alias("_UE")))
             when = _when_filter(program, members)
             if when is not None:
-                inc = inc.collect()
+                inc = inc.collect(engine=_ENGINE)
                 unit = inc.select(ue_unit)["_UE"]
                 inc = (inc.with_columns(ue_ep.alias("EP"), *(fields[c].gather(unit) for c in fields.columns))
                        .lazy().filter(when).select("_UE"))
             # own sets hold each (endpoint, unit) once already; only included ones can repeat
-            level = pl.concat([level.lazy(), inc]).unique().collect()
+            level = pl.concat([level.lazy(), inc]).unique().collect(engine=_ENGINE)
         per_ep = level.select(ue_ep.alias("EP"), ue_unit.alias("UNIT"))
         per_ep = per_ep.with_columns(unit_pid.gather(per_ep["UNIT"]).alias("PID"))
         first = (
             per_ep.select(_pack("EP", pl.col("PID")).alias("_EPID"),
                           fields["_K"].gather(per_ep["UNIT"]).alias("_K"),
                           fields["N"].gather(per_ep["UNIT"]).alias("N"))
-            .group_by("_EPID")
+            .lazy().group_by("_EPID")
             .agg(pl.col("_K").min(), pl.col("N").sum().cast(pl.Int64).alias("NEVT"))
             .select((pl.col("_EPID") // 2**32).cast(_U32).alias("EP"),
                     (pl.col("_EPID") % 2**32).cast(_U32).alias("PID"), "_K", "NEVT")
+            .collect(engine=_ENGINE)
         )
         if lv in sex_levels:
             # sex per endpoint and per person by position: two gathers, no join
@@ -574,7 +582,7 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
                     "EP", as_dict=True).items():
                 frame, cond = _person_frame(part.lazy(), eps[i].require, cases, pos)
                 checks.append(frame.filter(cond).select(list(_CASES_SCHEMA)))
-            summary = pl.concat([plain, *pl.collect_all(checks)])
+            summary = pl.concat([plain, *pl.collect_all(checks, engine=_ENGINE)])
         summaries.append(summary)
         if read := read_by_require & set(members):
             cases.update({i: part for (i,), part in summary.filter(pl.col("EP").is_in(sorted(read)))
@@ -616,11 +624,10 @@ def _bucket_outputs(prep: Prepared, ppl: pl.DataFrame, summaries: list[pl.DataFr
     # excluded from controls: wrong sex, a case of a control_exclude endpoint, or failing
     # control_require -- unless a case
     parts: list[pl.LazyFrame] = []
-    sexes = [(i, eps[i].sex) for i in prep.selected if eps[i].sex is not None]
-    if sexes:
-        st = pl.LazyFrame(sexes, schema={"EP": _U32, "_SEX": pl.String}, orient="row")
-        parts.append(st.join(pop, how="cross")
-                     .filter((pl.col("SEX") != pl.col("_SEX")).fill_null(True)).select("EP", "PID"))
+    for sex in sorted({eps[i].sex for i in prep.selected if eps[i].sex is not None}):
+        st = pl.LazyFrame({"EP": [i for i in prep.selected if eps[i].sex == sex]}, schema={"EP": _U32})
+        others = pop.filter((pl.col("SEX") != sex).fill_null(True)).select("PID")
+        parts.append(st.join(others, how="cross"))
     pairs = [(i, pos[name]) for i in prep.selected for name in eps[i].control_exclude]
     if pairs:
         pt = pl.LazyFrame(pairs, schema={"EP": _U32, "_OF": _U32}, orient="row")
@@ -634,18 +641,28 @@ def _bucket_outputs(prep: Prepared, ppl: pl.DataFrame, summaries: list[pl.DataFr
             parts.append(frame.filter(~cond).select(pl.lit(i, dtype=_U32).alias("EP"), "PID"))
     excl = (
         pl.concat(parts).unique().join(selected_cases.lazy().select("EP", "PID"), on=["EP", "PID"], how="anti")
-        .collect() if parts else pl.DataFrame(schema={"EP": _U32, "PID": _U32})
+        .collect(engine=_ENGINE) if parts else pl.DataFrame(schema={"EP": _U32, "PID": _U32})
     )
 
     names = pl.DataFrame({"EP": list(range(len(eps))), "ENDPOINT": [ep.name for ep in eps]},
                          schema={"EP": _U32, "ENDPOINT": pl.String})
-    ids = ppl.select("PID", "FINNGENID")
-    long = pl.concat([
-        selected_cases.with_columns(pl.lit("case").alias("STATUS")),
-        excl.with_columns(
-            pl.lit("excluded").alias("STATUS"), pl.lit(None, pl.Float64).alias("AGE"),
-            pl.lit(None, pl.Int32).alias("YEAR"), pl.lit(None, pl.Int64).alias("NEVT")),
-    ], how="diagonal").join(ids, on="PID").join(names, on="EP").select(list(LONG_SCHEMA))
+    # sorted by _KEY = rank of the endpoint's name << 32 | PID, i.e. by ENDPOINT then
+    # FINNGENID (PIDs number the sorted ids): integers are sorted, strings only gathered
+    by_name = sorted(range(len(eps)), key=lambda i: eps[i].name)
+    name_rank = pl.Series(sorted(range(len(eps)), key=by_name.__getitem__), dtype=pl.UInt64)
+    long = (
+        pl.concat([
+            selected_cases.with_columns(pl.lit("case").alias("STATUS")),
+            excl.with_columns(
+                pl.lit("excluded").alias("STATUS"), pl.lit(None, pl.Float64).alias("AGE"),
+                pl.lit(None, pl.Int32).alias("YEAR"), pl.lit(None, pl.Int64).alias("NEVT")),
+        ], how="diagonal")
+        .with_columns((pl.lit(name_rank).gather(pl.col("EP")) * 2**32 + pl.col("PID")).alias("_KEY"))
+        .sort("_KEY")
+    )
+    long = long.with_columns(ppl["FINNGENID"].gather(long["PID"]).alias("FINNGENID"),
+                             names["ENDPOINT"].gather(long["EP"]).alias("ENDPOINT"),
+                             ).select(*LONG_SCHEMA, "_KEY")
 
     n_cases = selected_cases.group_by("EP").agg(pl.len().cast(pl.Int64).alias("N_CASES"))
     n_excl = excl.group_by("EP").agg(pl.len().cast(pl.Int64).alias("N_EXCLUDED"))
@@ -663,18 +680,19 @@ def _bucket_outputs(prep: Prepared, ppl: pl.DataFrame, summaries: list[pl.DataFr
 def combine_buckets(prep: Prepared, parts: Sequence[BucketResult]) -> Results:
     """Concatenate bucket results (consecutive id ranges, in order) into sorted outputs;
     independent of the bucket count."""
-    order = _endpoint_order(prep)
     offsets = [0]
     for p in parts:
         offsets.append(offsets[-1] + p.people)
-    long = (pl.concat([_sort_key(p.long, order, off) for p, off in zip(parts, offsets)])
+    long = (pl.concat([_offset(p.long, off) for p, off in zip(parts, offsets)])
             .sort("_KEY").drop("_KEY") if parts else pl.DataFrame(schema=LONG_SCHEMA))
     return Results(long=long.lazy(), counts=_combine_counts(prep, parts).lazy(),
                    warnings=_combine_warnings(parts))
 
 
-def _endpoint_order(prep: Prepared) -> dict[str, int]:
-    return {name: rank for rank, name in enumerate(sorted(ep.name for ep in prep.program.endpoints))}
+def _offset(long: pl.DataFrame, people_before: int) -> pl.DataFrame:
+    """A bucket's `long` with its sort key made global: buckets are consecutive id ranges,
+    so a person's rank among everyone is their PID plus the people of earlier buckets."""
+    return long.with_columns(pl.col("_KEY") + people_before)
 
 
 def _combine_counts(prep: Prepared, parts: Sequence[BucketResult]) -> pl.DataFrame:
@@ -719,7 +737,7 @@ def person_buckets(people: pl.LazyFrame, buckets: int) -> tuple[pl.Expr, ...]:
     with a missing FINNGENID go to the first bucket (they match no person)."""
     if buckets <= 1:
         return (pl.lit(True),)
-    ids = people.select(pl.col("FINNGENID").drop_nulls().unique().sort()).collect()["FINNGENID"]
+    ids = people.select(pl.col("FINNGENID").drop_nulls().unique().sort()).collect(engine=_ENGINE)["FINNGENID"]
     cuts = sorted({ids[k * len(ids) // buckets] for k in range(1, buckets)} - {ids[0]}) if len(ids) else []
     if not cuts:
         return (pl.lit(True),)
@@ -755,7 +773,6 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
     people = people.lazy()
     prep = prepare(program, events, endpoints=endpoints)
     filters = person_buckets(people, buckets)
-    order = _endpoint_order(prep)
     parts: list[BucketResult] = []
     spilled: list[Path] = []
     offset = 0
@@ -767,7 +784,7 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
         part = evaluate_bucket(prep, ev.with_row_index("ROW").with_columns(pl.col("ROW").cast(pl.UInt64)), pp)
         if spill_dir is not None and len(filters) > 1:
             path = Path(spill_dir) / f"bucket-{b:05d}.parquet"
-            _sort_key(part.long, order, offset).sort("_KEY").write_parquet(path, compression="lz4")
+            _offset(part.long, offset).write_parquet(path, compression="lz4")
             spilled.append(path)
             offset += part.people
             part = dataclasses.replace(part, long=part.long.clear())
@@ -782,15 +799,6 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
                  for i in range(0, len(scans), 2)]
     return Results(long=scans[0].drop("_KEY"), counts=_combine_counts(prep, parts).lazy(),
                    warnings=_combine_warnings(parts))
-
-
-def _sort_key(long: pl.DataFrame, order: dict[str, int], offset: int) -> pl.DataFrame:
-    """`long` with _KEY = rank of ENDPOINT << 32 | (offset + rank of FINNGENID in the bucket):
-    ordering by it is ordering by (ENDPOINT, FINNGENID) across buckets, since buckets are
-    consecutive id ranges and `offset` counts the people of the buckets before."""
-    ep_rank = pl.col("ENDPOINT").replace_strict(order, return_dtype=pl.UInt64)
-    person = pl.col("FINNGENID").rank("dense").cast(pl.UInt64) - 1 + offset
-    return long.with_columns((ep_rank * 2**32 + person).alias("_KEY"))
 
 
 def event_pass_plan(program: Program, events: pl.LazyFrame, *,
@@ -824,7 +832,7 @@ def case_events(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
     ...     schema_overrides={"APPROX_EVENT_DAY": pl.Date, "CODE2": pl.String, "CODE3": pl.String,
     ...                       "CODE4": pl.String})
     >>> people = pl.LazyFrame({"FINNGENID": ["A", "B"], "SEX": ["male", "female"]})
-    >>> case_events(program, events, people).select("ROW", "FINNGENID", "EVENT_AGE").collect().rows()
+    >>> case_events(program, events, people).select("ROW", "FINNGENID", "EVENT_AGE").collect(engine=_ENGINE).rows()
     [(0, 'A', 50.0), (2, 'B', 30.0)]
     """
     events = events.lazy()

@@ -1,0 +1,867 @@
+"""The Polars engine: a whole program over the registry in one pass over the events.
+
+Design (issue 3; memory bounded for issue 6):
+
+* `prepare` matches every code pattern of the program ONCE against the distinct event keys
+  (`matching.match_keys`), giving a small table key -> (endpoint, rule).
+* `evaluate_bucket` evaluates all endpoints for the people of one bucket (a FINNGENID
+  range, `person_buckets`; one bucket = everyone). It joins the events to the matched keys
+  once, keeping only matched rows, and folds them into *units* (`_units`): all rows of one
+  person with one key become one unit with a row count N and the earliest order key,
+  except rows some `when` can read, which stay units of their own. Units fan out to
+  (unit, endpoint) pairs; mode, `when`, min and needs-other apply there; `include`,
+  `require` and sex are then resolved level by level on (endpoint, unit) pairs packed in
+  one u64 and on the (endpoint, person) case table; controls last. Row sets of an
+  endpoint are dropped as soon as no later level includes them.
+* Cost: the events are read by one grouped pass (distinct keys with row counts, in
+  `prepare`) and, per bucket, one filtered join (single-column `is_in` pre-filters chosen
+  from those counts, then the matched-key join). Everything after runs on units: each
+  carries a u64 order key (AGE rank, DAY) so the first event of any (endpoint, person) is
+  a plain group min, per-level work is one group_by over all endpoints of the level, and
+  the emergency visit lookup only touches rows an emergency `when` can read.
+* `case_events` exposes each endpoint's case event rows (what NEVT counts) for reports.
+* `evaluate` loops over buckets. Every step is per person and buckets are consecutive id
+  ranges, so a bucket's sorted rows are a slice of the sorted whole: with a spill folder
+  they are written per bucket and merged by streaming, and the results do not depend on
+  the bucket count.
+
+Example:
+    >>> import polars as pl
+    >>> from endpointc.plan import Program, EndpointPlan, RulePlan, Branch, ColumnTest, CodeSet
+    >>> rule = RulePlan(index=0, source="hospital", branches=(Branch(sources=("INPAT",),
+    ...     tests=(ColumnTest(column="CODE1", codes=CodeSet(prefixes=("E11",))),)),))
+    >>> program = Program(endpoints=(EndpointPlan(name="T2D", rules=(rule,)),))
+    >>> events = pl.LazyFrame({"FINNGENID": ["A", "A", "B"], "SOURCE": ["INPAT"] * 3,
+    ...     "EVENT_AGE": [50.0, 40.0, 30.0], "APPROX_EVENT_DAY": [None] * 3,
+    ...     "CODE1": ["E119", "E110", "I10"], "CODE2": [None] * 3, "CODE3": [None] * 3,
+    ...     "CODE4": [None] * 3, "ICDVER": ["10"] * 3, "CATEGORY": ["0"] * 3, "INDEX": ["1", "2", "3"]},
+    ...     schema_overrides={"APPROX_EVENT_DAY": pl.Date, "CODE2": pl.String, "CODE3": pl.String,
+    ...                       "CODE4": pl.String})
+    >>> people = pl.LazyFrame({"FINNGENID": ["A", "B"], "SEX": ["male", "female"]})
+    >>> res = evaluate(program, events, people)
+    >>> res.long.collect(engine=_ENGINE).select("FINNGENID", "STATUS", "AGE", "NEVT").rows()
+    [('A', 'case', 40.0, 2)]
+    >>> res.counts.collect(engine=_ENGINE).rows()
+    [('T2D', 1, 1, 0)]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from ..plan import (
+    AllOf, AnyOf, Cmp, Const, Count, Field_, FirstAge, FirstYear, IsCase, Negate,
+    Program, cond_endpoints,
+)
+from ..diagnostics import Diagnostic, DiagnosticError
+from .matching import ENGINE as _ENGINE, KeyMapping, match_keys
+
+_ACC = {}
+__all__ = [
+    "MissingColumnError", "Results", "Prepared", "BucketResult", "evaluate", "prepare", "evaluate_bucket",
+    "combine_buckets", "person_buckets", "case_events", "event_pass_plan", "LONG_SCHEMA", "COUNTS_SCHEMA",
+]
+
+LONG_SCHEMA = {
+    "FINNGENID": pl.String, "ENDPOINT": pl.String, "STATUS": pl.String,
+    "AGE": pl.Float64, "YEAR": pl.Int32, "NEVT": pl.Int64,
+}
+COUNTS_SCHEMA = {
+    "ENDPOINT": pl.String, "N_CASES": pl.Int64, "N_CONTROLS": pl.Int64, "N_EXCLUDED": pl.Int64,
+}
+_U32 = pl.UInt32
+_CASES_SCHEMA = {"EP": _U32, "PID": _U32, "AGE": pl.Float64, "YEAR": pl.Int32, "NEVT": pl.Int64}
+_ROWS_SCHEMA = {"ROW": pl.UInt64, "EP": _U32, "PID": _U32}
+# A row with a missing INDEX is its own visit: emergency never propagates through null INDEX.
+_EMERGENCY_NULL_INDEX_EQUAL = False
+
+
+class MissingColumnError(DiagnosticError, ValueError):
+    """A column the program needs is absent from the events table (EP502)."""
+
+
+@dataclass(frozen=True)
+class Results:
+    """`long`: FINNGENID, ENDPOINT, STATUS (case|excluded), AGE, YEAR, NEVT sorted by ENDPOINT,
+    FINNGENID; `counts`: ENDPOINT, N_CASES, N_CONTROLS, N_EXCLUDED; `warnings`: aggregate
+    notes about the data (never person-level values)."""
+
+    long: pl.LazyFrame
+    counts: pl.LazyFrame
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every bucket shares: the program, the selection, the matched keys, the levels."""
+
+    program: Program
+    selected: tuple[int, ...]  # positions in program.endpoints of the endpoints to return
+    mapping: KeyMapping
+    levels: tuple[tuple[int, ...], ...]  # endpoint positions, each level after its deps
+    uses_emergency: bool
+    uses_mode: bool
+
+
+@dataclass(frozen=True)
+class BucketResult:
+    """One bucket's outputs: `long` sorted by _KEY (ENDPOINT, FINNGENID as integers); `counts` (ENDPOINT, N_CASES,
+    N_EXCLUDED, N_POPULATION); aggregate numbers of ignored events/people."""
+
+    long: pl.DataFrame
+    counts: pl.DataFrame
+    absent_events: int
+    absent_people: int
+    people: int  # the bucket's population
+
+
+# -- conditions -> expressions ------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Ctx:
+    """How a condition reads its operands: event fields (for `when`) and endpoint columns
+    (for `require`/controls); a missing mapping means the node is not allowed there."""
+
+    field: Callable[[str], pl.Expr] | None = None
+    endpoint: Callable[[str, str], pl.Expr] | None = None
+
+
+def _value(node, ctx: _Ctx) -> pl.Expr:
+    fn = _VALUE.get(type(node))
+    if fn is None:
+        return _bool(node, ctx).cast(pl.Float64)
+    return fn(node, ctx)
+
+
+def _bool(node, ctx: _Ctx) -> pl.Expr:
+    fn = _BOOL.get(type(node))
+    if fn is None:
+        value = _value(node, ctx)
+        # a number in a boolean position: Python truthiness, missing is false
+        return (value.is_not_null() & (value != 0)).fill_null(False)
+    return fn(node, ctx)
+
+
+def _need(fn, what: str, node):
+    if fn is None:
+        raise ValueError(f"{type(node).__name__} cannot be used in {what} conditions")
+    return fn
+
+
+def _field(node: Field_, ctx: _Ctx) -> pl.Expr:
+    return _need(ctx.field, "person-level", node)(node.name).cast(pl.Float64)
+
+
+def _ep(attr: str):
+    def read(node, ctx: _Ctx) -> pl.Expr:
+        return _need(ctx.endpoint, "event-level", node)(node.endpoint, attr)
+    return read
+
+
+_CMP = {
+    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
+}
+
+_VALUE: dict[type, Callable[..., pl.Expr]] = {
+    Const: lambda n, ctx: pl.lit(float(n.value), dtype=pl.Float64),
+    Field_: _field,
+    Count: _ep("count"),
+    FirstAge: _ep("age"),
+    FirstYear: _ep("year"),
+}
+_BOOL: dict[type, Callable[..., pl.Expr]] = {
+    Field_: lambda n, ctx: (_need(ctx.field, "person-level", n)(n.name) if n.name == "emergency"
+                            else _bool_number(_field(n, ctx))),
+    IsCase: _ep("case"),
+    Cmp: lambda n, ctx: _CMP[n.op](_value(n.left, ctx), _value(n.right, ctx)).fill_null(False),
+    AllOf: lambda n, ctx: (pl.all_horizontal([_bool(a, ctx) for a in n.args]) if n.args
+                           else pl.lit(True)),
+    AnyOf: lambda n, ctx: (pl.any_horizontal([_bool(a, ctx) for a in n.args]) if n.args
+                           else pl.lit(False)),
+    Negate: lambda n, ctx: ~_bool(n.arg, ctx),
+}
+
+
+def _bool_number(value: pl.Expr) -> pl.Expr:
+    return (value.is_not_null() & (value != 0)).fill_null(False)
+
+
+_EVENT_FIELDS = {"age": "AGE", "year": "YEAR", "emergency": "EMERG"}
+_EVENT_CTX = _Ctx(field=lambda name: pl.col(_EVENT_FIELDS[name]))
+
+
+def _person_columns(index: int) -> dict[str, str]:
+    return {"case": f"_C{index}", "count": f"_N{index}", "age": f"_A{index}", "year": f"_Y{index}"}
+
+
+# -- preparation ----------------------------------------------------------------------
+
+def _levels(program: Program) -> tuple[tuple[int, ...], ...]:
+    """Group endpoints so each one's case-relevant deps (include, require) are in earlier groups."""
+    pos = {ep.name: i for i, ep in enumerate(program.endpoints)}
+    level: dict[int, int] = {}
+    for i, ep in enumerate(program.endpoints):
+        deps = [*ep.includes, *cond_endpoints(ep.require)]
+        level[i] = 1 + max((level[pos[d]] for d in deps), default=-1)
+    out: dict[int, list[int]] = {}
+    for i, lv in level.items():
+        out.setdefault(lv, []).append(i)
+    return tuple(tuple(out[lv]) for lv in sorted(out))
+
+
+def prepare(program: Program, events: pl.LazyFrame, *,
+            endpoints: Sequence[str] | None = None) -> Prepared:
+    """Select endpoints (plus dependencies), check the event columns, match all patterns."""
+    if endpoints is not None:
+        wanted = list(dict.fromkeys(endpoints))
+        program = program.subset(wanted)
+        selected = tuple(i for i, ep in enumerate(program.endpoints) if ep.name in set(wanted))
+    else:
+        selected = tuple(range(len(program.endpoints)))
+    schema = events.collect_schema()
+    uses_emergency = any(ep.uses_emergency for ep in program.endpoints)
+    if uses_emergency and "CODE9" not in schema:
+        users = [ep.name for ep in program.endpoints if ep.uses_emergency]
+        raise MissingColumnError([Diagnostic.error(
+            "EP502",
+            "the events table has no CODE9 column (urgency), needed by `when emergency` in "
+            f"{', '.join(users[:5])}{' ...' if len(users) > 5 else ''}",
+            None, "CODE9 is the service-sector urgency field of the longitudinal table")])
+    mapping = match_keys(program, events)
+    uses_mode = any(r.mode for ep in program.endpoints for r in ep.rules)
+    return Prepared(program=program, selected=selected, mapping=mapping,
+                    levels=_levels(program), uses_emergency=uses_emergency, uses_mode=uses_mode)
+
+
+# -- one bucket -----------------------------------------------------------------------
+
+def _when_filter(program: Program, eps: Sequence[int] | None = None) -> pl.Expr | None:
+    """One expression applying each endpoint's `when` to rows with an EP column."""
+    groups: dict[str, tuple[object, list[int]]] = {}
+    for i, ep in enumerate(program.endpoints):
+        if ep.when is None or (eps is not None and i not in eps):
+            continue
+        key = repr(ep.when)
+        groups.setdefault(key, (ep.when, []))[1].append(i)
+    if not groups:
+        return None
+    chain = None
+    for cond, members in groups.values():
+        test = pl.col("EP").is_in(members)
+        keep = _bool(cond, _EVENT_CTX)
+        chain = pl.when(test).then(keep) if chain is None else chain.when(test).then(keep)
+    return chain.otherwise(True)
+
+
+def _matched_query(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) -> pl.LazyFrame:
+    """The one pass over the events: every rule of every endpoint matched by a join of the
+    events with the table of matched code keys."""
+    cols = list(prep.mapping.columns)
+    extra = []
+    if prep.uses_mode and "CODE1" not in cols:
+        extra.append("CODE1")
+    if prep.uses_emergency:
+        extra += ["INDEX", "CODE9"]
+    selected = events.filter(*prep.mapping.row_filters) if prep.mapping.row_filters else events
+    lf = (
+        selected.select("ROW", "FINNGENID", "EVENT_AGE", "APPROX_EVENT_DAY", *cols, *extra)
+        .join(prep.mapping.keys.lazy(), on=cols, nulls_equal=True)
+        .join(people.lazy().select("FINNGENID", "PID"), on="FINNGENID")
+        .with_columns(
+            pl.col("EVENT_AGE").alias("AGE"),
+            pl.col("APPROX_EVENT_DAY").alias("DAY"),
+            pl.col("APPROX_EVENT_DAY").dt.year().cast(pl.Int32).alias("YEAR"),
+        )
+    )
+    return lf
+
+
+def _code1_of_row(prep: Prepared) -> bool:
+    """Whether mode needs CODE1 carried on each row (it is not one of the key columns)."""
+    return prep.uses_mode and "CODE1" not in prep.mapping.columns
+
+
+def _matched_rows(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) -> pl.DataFrame:
+    """Event rows selected by some rule of some endpoint, for people of the population:
+    ROW, PID, KEYID, AGE, DAY, YEAR (+ EMERG, CODE1 when the program needs them)."""
+    lf = _matched_query(prep, events, people)
+    keep = ["ROW", "PID", "KEYID", "AGE", "DAY", "YEAR"]
+    if _code1_of_row(prep):
+        keep.append("CODE1")
+    if not prep.uses_emergency:
+        return lf.select(keep).collect(engine=_ENGINE)
+    matched = lf.select(*keep, "FINNGENID", "INDEX", "CODE9").collect(engine=_ENGINE)
+    visits = (
+        events.filter(pl.col("CODE9") == "1")
+        .select("FINNGENID", "INDEX").unique()
+        .with_columns(pl.lit(True).alias("_EV"))
+    )
+    # EMERG is only ever read on rows of endpoints whose `when` uses it (own or included
+    # rows): the visit lookup is done for those rows' keys only, the rest stay False
+    wanted = _emergency_keys(prep)
+    # LANGUAGE.md: "the same INDEX" -- one visit's rows (e.g. INPAT and its OPER_IN
+    # operations) share an INDEX whatever their SOURCE.
+    emergent = (
+        matched.lazy().filter(pl.col("KEYID").is_in(wanted))
+        .join(visits, on=["FINNGENID", "INDEX"], how="left",
+              nulls_equal=_EMERGENCY_NULL_INDEX_EQUAL)
+        .filter((pl.col("CODE9") == "1").fill_null(False) | pl.col("_EV").fill_null(False))
+        .select("ROW").collect(engine=_ENGINE)
+    )
+    # the emergent rows are few: a membership test, not a join of every matched row on ROW
+    return matched.select(*keep, pl.col("ROW").is_in(emergent["ROW"].implode()).alias("EMERG"))
+
+
+def _closure_keys(prep: Prepared, seeds: Sequence[int]) -> list[int]:
+    """KEYIDs of the endpoints at positions `seeds` and of every endpoint they include,
+    directly or not: the keys whose rows can reach those endpoints."""
+    eps = prep.program.endpoints
+    pos = {ep.name: i for i, ep in enumerate(eps)}
+    todo = list(seeds)
+    seen: set[int] = set()
+    while todo:
+        i = todo.pop()
+        if i not in seen:
+            seen.add(i)
+            todo.extend(pos[name] for name in eps[i].includes)
+    rules = prep.mapping.rules
+    return rules.filter(pl.col("EP").is_in(sorted(seen)))["KEYID"].unique().to_list()
+
+
+def _emergency_keys(prep: Prepared) -> list[int]:
+    """KEYIDs of rows whose emergency flag can be read (by an emergency `when`)."""
+    return _closure_keys(prep, [i for i, ep in enumerate(prep.program.endpoints) if ep.uses_emergency])
+
+
+_NO_PART = 2**32 - 1  # a missing AGE rank or DAY: after every real one (nulls last)
+
+
+def _units(prep: Prepared, matched: pl.DataFrame, *, by_row: bool) -> tuple[pl.DataFrame, pl.Series]:
+    """Matched rows -> units, numbered UNIT 0..n-1: the unit of work of everything after.
+
+    A unit is one row when some `when` can read its fields (the row's key reaches an
+    endpoint with a `when`), or all rows of one person with one key otherwise (N rows,
+    CODE1 being part of the key). Step 5's row sets then hold whole units: nothing but a
+    `when` ever splits a person's rows of one key (mode, min and needs-other count rows
+    per person and rule, include/require/sex keep or drop whole (endpoint, person) sets),
+    so NEVT is the sum of N and the first event the smallest order key over a set's units.
+    `by_row` makes every row its own unit (for `case_events`, which returns rows).
+
+    The order key _K packs (dense rank of AGE, DAY) in a u64, missing parts last: the
+    earliest event of any set is its smallest _K, a plain min instead of a sort. Returns
+    the units (UNIT, PID, KEYID, N, _K, AGE, DAY, YEAR, [EMERG], [CODE1], [ORIG]) and AGE
+    by rank."""
+    ranked = matched.with_columns(
+        pl.col("AGE").rank("dense").cast(pl.UInt64).alias("_R"),
+    ).with_columns(
+        (pl.col("_R").fill_null(_NO_PART) * 2**32
+         + (pl.col("DAY").cast(pl.Int64) + 2**31).fill_null(_NO_PART).cast(pl.UInt64)).alias("_K"),
+    )
+    # dense ranks are 1..R: AGE of rank r at position r - 1
+    ages = ranked.select("_R", "AGE").drop_nulls("_R").unique("_R").sort("_R")["AGE"]
+    ranked = ranked.drop("_R").with_columns(pl.lit(1, dtype=pl.UInt32).alias("N"))
+    if by_row:
+        rows, grouped = ranked.rename({"ROW": "ORIG"}), None
+    else:
+        when_eps = [i for i, ep in enumerate(prep.program.endpoints) if ep.when is not None]
+        single = pl.col("KEYID").is_in(_closure_keys(prep, when_eps))
+        rows = ranked.filter(single).drop("ROW")
+        per = ["PID", "KEYID", *(["CODE1"] if _code1_of_row(prep) else [])]
+        grouped = (ranked.lazy().filter(~single)
+                   .group_by(per).agg(pl.len().cast(pl.UInt32).alias("N"), pl.col("_K").min())
+                   .collect(engine=_ENGINE))
+    units = pl.concat([rows, grouped], how="diagonal") if grouped is not None else rows
+    return units.with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("UNIT")), ages
+
+
+def _decode_first(first: pl.DataFrame, ages: pl.Series) -> pl.DataFrame:
+    """AGE and YEAR of the earliest event from its order key _K (see `_units`)."""
+    rank, day = pl.col("_K") // 2**32, pl.col("_K") % 2**32
+    return first.with_columns(
+        pl.lit(ages).gather(pl.when(rank == _NO_PART).then(None).otherwise(rank - 1)).alias("AGE"),
+        pl.when(day == _NO_PART).then(None).otherwise(day.cast(pl.Int64) - 2**31)
+        .cast(pl.Int32).cast(pl.Date).dt.year().cast(pl.Int32).alias("YEAR"),
+    )
+
+
+def _own_rows(prep: Prepared, units: pl.DataFrame) -> pl.DataFrame:
+    """(UNIT, EP) of each endpoint's own units after mode, when, min and needs-other."""
+    program = prep.program
+    rows = units.lazy().join(prep.mapping.rules.lazy(), on="KEYID")
+    if prep.uses_mode:
+        mode_rules = pl.LazyFrame(
+            [(e, r) for e, ep in enumerate(program.endpoints) for r, rule in enumerate(ep.rules)
+             if rule.mode], schema={"EP": _U32, "RULE": _U32}, orient="row")
+        per = ["PID", "EP", "RULE"]
+        moded = rows.join(mode_rules, on=["EP", "RULE"], how="semi")
+        if not _code1_of_row(prep):  # CODE1 is part of the key: read it from the key table
+            moded = moded.join(prep.mapping.keys.lazy().select("KEYID", "CODE1"), on="KEYID")
+        winners = (
+            moded.filter(pl.col("CODE1").is_not_null())
+            .group_by(*per, "CODE1").agg(pl.col("N").sum().alias("_N"))
+            .with_columns(pl.col("CODE1").str.head(-1).alias("_G"))
+            .with_columns(pl.col("_N").sum().over(*per, "_G").alias("_T"))
+            .filter(pl.col("_N") * 2 > pl.col("_T"))  # share > 0.5 implies the single most frequent
+            .select(*per, "CODE1")
+        )
+        rows = pl.concat([
+            rows.join(mode_rules, on=["EP", "RULE"], how="anti"),
+            moded.join(winners, on=[*per, "CODE1"], how="semi").select(pl.exclude("CODE1")),
+        ], how="diagonal")
+    when = _when_filter(program)
+    if when is not None:
+        rows = rows.filter(when)
+
+    mins = [(e, r, rule.min_events) for e, ep in enumerate(program.endpoints)
+            for r, rule in enumerate(ep.rules) if rule.min_events > 1]
+    needs = [(e, r) for e, ep in enumerate(program.endpoints)
+             for r, rule in enumerate(ep.rules) if rule.needs_other]
+    rows = rows.select("UNIT", "PID", "EP", "RULE", "N")
+    if mins or needs:
+        # only endpoints with a min or needs-other rule are counted (needs-other looks at
+        # every rule of its endpoint); the others pass through untouched
+        counted_eps = sorted({e for e, *_ in mins} | {e for e, _ in needs})
+        plain = rows.filter(~pl.col("EP").is_in(counted_eps))
+        rows = rows.filter(pl.col("EP").is_in(counted_eps))
+        kept = rows.group_by("PID", "EP", "RULE").agg(pl.col("N").sum().alias("_N"))
+        if mins:
+            mt = pl.LazyFrame(mins, schema={"EP": _U32, "RULE": _U32, "_MIN": pl.UInt32},
+                              orient="row")
+            kept = kept.join(mt, on=["EP", "RULE"], how="left").filter(
+                pl.col("_N") >= pl.col("_MIN").fill_null(1))
+        if needs:
+            nt = pl.LazyFrame(needs, schema={"EP": _U32, "RULE": _U32}, orient="row").with_columns(
+                pl.lit(True).alias("_NO"))
+            kept = (
+                kept.with_columns(pl.len().over("PID", "EP").alias("_R"))
+                .join(nt, on=["EP", "RULE"], how="left")
+                .filter(pl.col("_NO").is_null() | (pl.col("_R") >= 2))
+            )
+        rows = pl.concat([
+            plain,
+            rows.join(kept.select("PID", "EP", "RULE"), on=["PID", "EP", "RULE"], how="semi"),
+        ])
+    rows = rows.select("UNIT", "EP")
+    # a unit repeats for an endpoint only if its key is selected by two of the endpoint's rules
+    repeats = prep.mapping.rules.select(pl.struct("KEYID", "EP").is_duplicated().any()).item()
+    return (rows.unique() if repeats else rows).collect(engine=_ENGINE)
+
+
+def _person_frame(base: pl.LazyFrame, cond, cases: dict[int, pl.DataFrame],
+                  pos: dict[str, int]) -> tuple[pl.LazyFrame, pl.Expr]:
+    """`base` (with PID) joined with the case columns `cond` reads, and the condition."""
+    for name in cond_endpoints(cond):
+        x = pos[name]
+        c = _person_columns(x)
+        dep = cases.get(x)
+        if dep is None:
+            dep = pl.DataFrame(schema=_CASES_SCHEMA)
+        base = base.join(
+            dep.lazy().select(
+                "PID", pl.lit(True).alias(c["case"]), pl.col("NEVT").alias(c["count"]),
+                pl.col("AGE").alias(c["age"]), pl.col("YEAR").alias(c["year"])),
+            on="PID", how="left",
+        ).with_columns(pl.col(c["case"]).fill_null(False), pl.col(c["count"]).fill_null(0))
+
+    def endpoint(name: str, attr: str) -> pl.Expr:
+        col = pl.col(_person_columns(pos[name])[attr])
+        return col if attr == "case" else col.cast(pl.Float64)
+
+    return base, _bool(cond, _Ctx(endpoint=endpoint))
+
+
+def evaluate_bucket(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame) -> BucketResult:
+    """Evaluate every endpoint of `prep` for one bucket of people (the caller filters both
+    tables with one of `person_buckets`; `events` must carry a row index ROW, unique in the
+    bucket)."""
+    return _evaluate_levels(prep, events, people)[0]
+
+
+def _pack(high: str, low: pl.Expr) -> pl.Expr:
+    """Two u32 in one u64: `high` << 32 | `low`."""
+    return pl.col(high).cast(pl.UInt64) * 2**32 + low.cast(pl.UInt64)
+
+
+def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame, *,
+                     keep_rows: Sequence[int] = ()) -> tuple[BucketResult, pl.DataFrame]:
+    """`evaluate_bucket`, plus the case event rows (EP, ROW, PID; ROW as in `events`) of
+    the endpoints at positions `keep_rows`.
+
+    Row sets are tables of (endpoint, unit) pairs packed in one u64, _UE = EP << 32 | UNIT,
+    so that the union of a level's own and included sets is a unique over one integer
+    column, and (endpoint, person) pairs likewise as _EPID = EP << 32 | PID."""
+    program = prep.program
+    eps = program.endpoints
+    pos = {ep.name: i for i, ep in enumerate(eps)}
+    ppl = (
+        people.select("FINNGENID", "SEX").sort("FINNGENID").with_row_index("PID").collect(engine=_ENGINE)
+    )
+    absent = (
+        events.select("FINNGENID").join(ppl.lazy().select("FINNGENID"), on="FINNGENID", how="anti")
+        .select(pl.len().alias("n"), pl.col("FINNGENID").n_unique().alias("m")).collect(engine=_ENGINE)
+    )
+    import time as _t; _T=[_t.perf_counter()]
+    def _lap(m):
+        _n=_t.perf_counter(); _ACC[m]=_ACC.get(m,0)+_n-_T[0]; _T[0]=_n
+    _lap('absent')
+    _m = _matched_rows(prep, events, ppl); _lap('matched')
+    units, ages = _units(prep, _m, by_row=bool(keep_rows))
+    _lap('units')
+    own = _own_rows(prep, units)
+    _lap('own')
+    # per-unit columns are read by gathering at UNIT (units are numbered 0..n-1), never a join
+    unit_pid = units["PID"]
+    fields = units.select("_K", "N", "AGE", "DAY", "YEAR", *(["EMERG"] if prep.uses_emergency else []))
+    ue_unit = (pl.col("_UE") % 2**32).cast(_U32)
+    ue_ep = (pl.col("_UE") // 2**32).cast(_U32)
+
+    # the last level that reads an endpoint's case rows (through an include)
+    level_of = {i: lv for lv, members in enumerate(prep.levels) for i in members}
+    last_use: dict[int, int] = {}
+    for i, ep in enumerate(eps):
+        for name in ep.includes:
+            last_use[pos[name]] = max(last_use.get(pos[name], -1), level_of[i])
+
+    level_table = pl.DataFrame([(i, lv) for lv, members in enumerate(prep.levels) for i in members],
+                               schema={"EP": _U32, "_LV": _U32}, orient="row")
+    own_by_level = (
+        own.join(level_table, on="EP")
+        .select("_LV", _pack("EP", pl.col("UNIT")).alias("_UE"))
+        .partition_by("_LV", as_dict=True, include_key=False)
+    )
+    del own
+    empty_ue = pl.DataFrame(schema={"_UE": pl.UInt64})
+    carried = empty_ue  # case rows of endpoints that a later level includes
+    summaries: list[pl.DataFrame] = []
+    cases: dict[int, pl.DataFrame] = {}  # only endpoints read by a require condition
+    read_by_require = {pos[n] for ep in eps for n in cond_endpoints(ep.require)}
+    sex_levels = {level_of[i] for i, ep in enumerate(eps) if ep.sex is not None}
+    ep_sex = pl.Series([ep.sex for ep in eps], dtype=pl.String)
+    pid_sex = ppl["SEX"]
+    keep = set(keep_rows)
+    kept_rows: list[pl.DataFrame] = []
+
+    for lv, members in enumerate(prep.levels):
+        level = own_by_level.get((lv,), empty_ue)
+        edges = [(pos[x], i) for i in members for x in eps[i].includes]
+        if edges:
+            et = pl.DataFrame(edges, schema={"_CHILD": _U32, "EP": _U32}, orient="row")
+            inc = (carried.lazy().with_columns(ue_ep.alias("_CHILD"))
+                   .join(et.lazy(), on="_CHILD")
+                   .select(_pack("EP", pl.col("_UE") % 2**32).alias("_UE")))
+            when = _when_filter(program, members)
+            if when is not None:
+                inc = inc.collect(engine=_ENGINE)
+                unit = inc.select(ue_unit)["_UE"]
+                inc = (inc.with_columns(ue_ep.alias("EP"), *(fields[c].gather(unit) for c in fields.columns))
+                       .lazy().filter(when).select("_UE"))
+            # own sets hold each (endpoint, unit) once already; only included ones can repeat
+            level = pl.concat([level.lazy(), inc]).unique().collect(engine=_ENGINE)
+        _lap('build')
+        per_ep = level.select(ue_ep.alias("EP"), ue_unit.alias("UNIT"))
+        per_ep = per_ep.with_columns(unit_pid.gather(per_ep["UNIT"]).alias("PID"))
+        first = (
+            per_ep.select(_pack("EP", pl.col("PID")).alias("_EPID"),
+                          fields["_K"].gather(per_ep["UNIT"]).alias("_K"),
+                          fields["N"].gather(per_ep["UNIT"]).alias("N"))
+            .lazy().group_by("_EPID")
+            .agg(pl.col("_K").min(), pl.col("N").sum().cast(pl.Int64).alias("NEVT"))
+            .select((pl.col("_EPID") // 2**32).cast(_U32).alias("EP"),
+                    (pl.col("_EPID") % 2**32).cast(_U32).alias("PID"), "_K", "NEVT")
+            .collect(engine=_ENGINE)
+        )
+        if lv in sex_levels:
+            # sex per endpoint and per person by position: two gathers, no join
+            first = first.filter(pl.lit(ep_sex).gather(pl.col("EP")).is_null()
+                                 | (pl.lit(ep_sex).gather(pl.col("EP"))
+                                    == pl.lit(pid_sex).gather(pl.col("PID"))).fill_null(False))
+        _lap('group')
+        summary = _decode_first(first, ages).select(list(_CASES_SCHEMA))
+        _lap('decode')
+        with_req = [i for i in members if eps[i].require is not None]
+        if with_req:
+            plain = summary.filter(~pl.col("EP").is_in(with_req))
+            checks = []
+            for (i,), part in summary.filter(pl.col("EP").is_in(with_req)).partition_by(
+                    "EP", as_dict=True).items():
+                frame, cond = _person_frame(part.lazy(), eps[i].require, cases, pos)
+                checks.append(frame.filter(cond).select(list(_CASES_SCHEMA)))
+            summary = pl.concat([plain, *pl.collect_all(checks, engine=_ENGINE)])
+        summaries.append(summary)
+        if read := read_by_require & set(members):
+            cases.update({i: part for (i,), part in summary.filter(pl.col("EP").is_in(sorted(read)))
+                          .partition_by("EP", as_dict=True).items()})
+
+        _lap('require')
+        needed = [i for i in members if last_use.get(i, -1) > lv or i in keep]
+        if needed:
+            case_pairs = summary.select(_pack("EP", pl.col("PID")).alias("_EPID"))
+            kept = (
+                per_ep.with_columns(level["_UE"])
+                .filter(pl.col("EP").is_in(needed))
+                .filter(_pack("EP", pl.col("PID")).is_in(case_pairs["_EPID"].implode()))
+            )
+            wanted = [i for i in needed if i in keep]
+            if wanted:
+                got = kept.filter(pl.col("EP").is_in(wanted))
+                kept_rows.append(got.select("EP", units["ORIG"].gather(got["UNIT"]).alias("ROW"), "PID"))
+            later = [i for i in needed if last_use.get(i, -1) > lv]
+            carried = pl.concat([carried, kept.filter(pl.col("EP").is_in(later)).select("_UE")])
+        # drop the rows no later level reads
+        done = [x for x, last in last_use.items() if last <= lv]
+        if done and carried.height:
+            carried = carried.filter(~ue_ep.is_in(done))
+
+    _lap('carried')
+    out = _bucket_outputs(prep, ppl, summaries, pos, int(absent["n"][0]), int(absent["m"][0]))
+    _lap('outputs')
+    rows = (pl.concat(kept_rows) if kept_rows else pl.DataFrame(schema=_ROWS_SCHEMA))
+    return out, rows.select("EP", "ROW", "PID").join(ppl.select("PID", "FINNGENID"), on="PID")
+
+
+def _bucket_outputs(prep: Prepared, ppl: pl.DataFrame, summaries: list[pl.DataFrame],
+                    pos: dict[str, int], absent_events: int, absent_people: int) -> BucketResult:
+    eps = prep.program.endpoints
+    all_cases = pl.concat(summaries) if summaries else pl.DataFrame(schema=_CASES_SCHEMA)
+    everything = len(prep.selected) == len(eps)
+    sel = pl.DataFrame({"EP": list(prep.selected)}, schema={"EP": _U32})
+    selected_cases = all_cases if everything else all_cases.join(sel, on="EP", how="semi")
+    pop = ppl.lazy().select("PID", "SEX")
+    chosen = set(prep.selected)
+    # excluded from controls: wrong sex, a case of a control_exclude endpoint, or failing
+    # control_require -- unless a case
+    parts: list[pl.LazyFrame] = []
+    for sex in sorted({eps[i].sex for i in prep.selected if eps[i].sex is not None}):
+        st = pl.LazyFrame({"EP": [i for i in prep.selected if eps[i].sex == sex]}, schema={"EP": _U32})
+        others = pop.filter((pl.col("SEX") != sex).fill_null(True)).select("PID")
+        parts.append(st.join(others, how="cross"))
+    pairs = [(i, pos[name]) for i in prep.selected for name in eps[i].control_exclude]
+    if pairs:
+        pt = pl.LazyFrame(pairs, schema={"EP": _U32, "_OF": _U32}, orient="row")
+        parts.append(pt.join(all_cases.lazy().select(pl.col("EP").alias("_OF"), "PID"), on="_OF")
+                     .select("EP", "PID"))
+    case_of = {i: all_cases.filter(pl.col("EP") == i)
+               for i in {pos[n] for j in chosen for n in cond_endpoints(eps[j].control_require)}}
+    for i in prep.selected:
+        if eps[i].control_require is not None:
+            frame, cond = _person_frame(pop.select("PID"), eps[i].control_require, case_of, pos)
+            parts.append(frame.filter(~cond).select(pl.lit(i, dtype=_U32).alias("EP"), "PID"))
+    excl = (
+        pl.concat(parts).unique().join(selected_cases.lazy().select("EP", "PID"), on=["EP", "PID"], how="anti")
+        .collect(engine=_ENGINE) if parts else pl.DataFrame(schema={"EP": _U32, "PID": _U32})
+    )
+
+    names = pl.DataFrame({"EP": list(range(len(eps))), "ENDPOINT": [ep.name for ep in eps]},
+                         schema={"EP": _U32, "ENDPOINT": pl.String})
+    # sorted by _KEY = rank of the endpoint's name << 32 | PID, i.e. by ENDPOINT then
+    # FINNGENID (PIDs number the sorted ids): integers are sorted, strings only gathered
+    by_name = sorted(range(len(eps)), key=lambda i: eps[i].name)
+    name_rank = pl.Series(sorted(range(len(eps)), key=by_name.__getitem__), dtype=pl.UInt64)
+    long = (
+        pl.concat([
+            selected_cases.with_columns(pl.lit("case").alias("STATUS")),
+            excl.with_columns(
+                pl.lit("excluded").alias("STATUS"), pl.lit(None, pl.Float64).alias("AGE"),
+                pl.lit(None, pl.Int32).alias("YEAR"), pl.lit(None, pl.Int64).alias("NEVT")),
+        ], how="diagonal")
+        .with_columns((pl.lit(name_rank).gather(pl.col("EP")) * 2**32 + pl.col("PID")).alias("_KEY"))
+        .sort("_KEY")
+    )
+    long = long.with_columns(ppl["FINNGENID"].gather(long["PID"]).alias("FINNGENID"),
+                             names["ENDPOINT"].gather(long["EP"]).alias("ENDPOINT"),
+                             ).select(*LONG_SCHEMA, "_KEY")
+
+    n_cases = selected_cases.group_by("EP").agg(pl.len().cast(pl.Int64).alias("N_CASES"))
+    n_excl = excl.group_by("EP").agg(pl.len().cast(pl.Int64).alias("N_EXCLUDED"))
+    counts = (
+        sel.join(names, on="EP").join(n_cases, on="EP", how="left").join(n_excl, on="EP", how="left")
+        .select("ENDPOINT", pl.col("N_CASES").fill_null(0), pl.col("N_EXCLUDED").fill_null(0),
+                pl.lit(ppl.height, dtype=pl.Int64).alias("N_POPULATION"))
+    )
+    return BucketResult(long=long, counts=counts, absent_events=absent_events,
+                        absent_people=absent_people, people=ppl.height)
+
+
+# -- driver ---------------------------------------------------------------------------
+
+def combine_buckets(prep: Prepared, parts: Sequence[BucketResult]) -> Results:
+    """Concatenate bucket results (consecutive id ranges, in order) into sorted outputs;
+    independent of the bucket count."""
+    offsets = [0]
+    for p in parts:
+        offsets.append(offsets[-1] + p.people)
+    long = (pl.concat([_offset(p.long, off) for p, off in zip(parts, offsets)])
+            .sort("_KEY").drop("_KEY") if parts else pl.DataFrame(schema=LONG_SCHEMA))
+    return Results(long=long.lazy(), counts=_combine_counts(prep, parts).lazy(),
+                   warnings=_combine_warnings(parts))
+
+
+def _offset(long: pl.DataFrame, people_before: int) -> pl.DataFrame:
+    """A bucket's `long` with its sort key made global: buckets are consecutive id ranges,
+    so a person's rank among everyone is their PID plus the people of earlier buckets."""
+    return long.with_columns(pl.col("_KEY") + people_before)
+
+
+def _combine_counts(prep: Prepared, parts: Sequence[BucketResult]) -> pl.DataFrame:
+    names = pl.DataFrame({"ENDPOINT": [prep.program.endpoints[i].name for i in prep.selected]},
+                         schema={"ENDPOINT": pl.String})
+    summed = (
+        pl.concat([p.counts for p in parts]).group_by("ENDPOINT").agg(
+            pl.col("N_CASES").sum(), pl.col("N_EXCLUDED").sum(), pl.col("N_POPULATION").sum())
+        if parts else pl.DataFrame(schema={"ENDPOINT": pl.String, "N_CASES": pl.Int64,
+                                           "N_EXCLUDED": pl.Int64, "N_POPULATION": pl.Int64})
+    )
+    return (
+        names.join(summed, on="ENDPOINT", how="left")
+        .select(
+            "ENDPOINT",
+            pl.col("N_CASES").fill_null(0).cast(pl.Int64),
+            (pl.col("N_POPULATION") - pl.col("N_CASES") - pl.col("N_EXCLUDED"))
+            .fill_null(0).cast(pl.Int64).alias("N_CONTROLS"),
+            pl.col("N_EXCLUDED").fill_null(0).cast(pl.Int64),
+        )
+        .sort("ENDPOINT")
+    )
+
+
+def _combine_warnings(parts: Sequence[BucketResult]) -> tuple[str, ...]:
+    n_events = sum(p.absent_events for p in parts)
+    n_people = sum(p.absent_people for p in parts)
+    if n_events:
+        return (f"{n_events} events of {n_people} people absent from the people table "
+                "were ignored",)
+    return ()
+
+
+def person_buckets(people: pl.LazyFrame, buckets: int) -> tuple[pl.Expr, ...]:
+    """Filters on FINNGENID splitting the people into `buckets` contiguous id ranges of
+    (nearly) equal head count -- fewer when there are fewer people.
+
+    Ranges rather than hash classes: registry files are written sorted by person (FinnGen's
+    are), so the Parquet reader skips every row group whose FINNGENID statistics fall
+    outside a bucket's range and each bucket reads only its own share of the file. On an
+    unsorted file a bucket reads the whole file, but still keeps only its own rows. Rows
+    with a missing FINNGENID go to the first bucket (they match no person)."""
+    if buckets <= 1:
+        return (pl.lit(True),)
+    ids = people.select(pl.col("FINNGENID").drop_nulls().unique().sort()).collect(engine=_ENGINE)["FINNGENID"]
+    cuts = sorted({ids[k * len(ids) // buckets] for k in range(1, buckets)} - {ids[0]}) if len(ids) else []
+    if not cuts:
+        return (pl.lit(True),)
+    fid = pl.col("FINNGENID")
+    bounds = [None, *cuts, None]
+    out = []
+    for lo, hi in zip(bounds, bounds[1:]):
+        test = (fid >= lo) if lo is not None else None
+        if hi is not None:
+            test = (fid < hi) if test is None else test & (fid < hi)
+        out.append(test | fid.is_null() if lo is None else test)
+    return tuple(out)
+
+
+def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
+             endpoints: Sequence[str] | None = None, buckets: int = 1,
+             spill_dir: str | os.PathLike[str] | None = None,
+             on_bucket: Callable[[int, int], None] | None = None) -> Results:
+    """Evaluate `program` over normalised `events` and `people` (see notes/SEMANTICS.md).
+
+    `endpoints` selects endpoints by name (their dependencies are evaluated but not
+    returned). `buckets` > 1 evaluates people in that many buckets (contiguous FINNGENID
+    ranges, see `person_buckets`), one at a time, to bound memory; the results are the same
+    for any bucket count. With `spill_dir` (an existing folder the caller owns and removes
+    after using the results), each bucket's rows are written there sorted and `long` is a
+    streaming merge of those files, so no step holds more than one bucket in memory;
+    without it the buckets' rows are concatenated in memory. `on_bucket(done, total)` is
+    called after each bucket (e.g. to advance a progress bar).
+    """
+    if buckets < 1:
+        raise ValueError("buckets must be at least 1")
+    events = events.lazy()
+    people = people.lazy()
+    import time as _t; _t0=_t.perf_counter()
+    prep = prepare(program, events, endpoints=endpoints)
+    _ACC['prepare'] = _t.perf_counter()-_t0
+    filters = person_buckets(people, buckets)
+    parts: list[BucketResult] = []
+    spilled: list[Path] = []
+    offset = 0
+    for b, keep in enumerate(filters):
+        ev = events if len(filters) == 1 else events.filter(keep)
+        pp = people if len(filters) == 1 else people.filter(keep)
+        # ROW only needs to tell a bucket's rows apart: numbered after the filter, which
+        # then still reaches the reader
+        part = evaluate_bucket(prep, ev.with_row_index("ROW").with_columns(pl.col("ROW").cast(pl.UInt64)), pp)
+        if spill_dir is not None and len(filters) > 1:
+            path = Path(spill_dir) / f"bucket-{b:05d}.parquet"
+            _offset(part.long, offset).write_parquet(path, compression="lz4")
+            spilled.append(path)
+            offset += part.people
+            part = dataclasses.replace(part, long=part.long.clear())
+        parts.append(part)
+        if on_bucket is not None:
+            on_bucket(b + 1, len(filters))
+    if not spilled:
+        _t0=_t.perf_counter(); r = combine_buckets(prep, parts); _ACC['combine']=_t.perf_counter()-_t0; return r
+    scans = [pl.scan_parquet(p) for p in spilled]
+    while len(scans) > 1:  # a balanced tree of two-way streaming merges
+        scans = [scans[i].merge_sorted(scans[i + 1], key="_KEY") if i + 1 < len(scans) else scans[i]
+                 for i in range(0, len(scans), 2)]
+    return Results(long=scans[0].drop("_KEY"), counts=_combine_counts(prep, parts).lazy(),
+                   warnings=_combine_warnings(parts))
+
+
+def event_pass_plan(program: Program, events: pl.LazyFrame, *,
+                    endpoints: Sequence[str] | None = None) -> str:
+    """The optimised Polars plan of the pass over the events for `endpoints` (what
+    `endpointc compile --explain` shows); the code keys are matched on `events`."""
+    prep = prepare(program, events, endpoints=endpoints)
+    indexed = events.with_row_index("ROW").with_columns(pl.col("ROW").cast(pl.UInt64))
+    people = pl.DataFrame(schema={"FINNGENID": pl.String, "PID": pl.UInt32})
+    return _matched_query(prep, indexed, people).explain()
+
+
+def case_events(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
+                endpoints: Sequence[str] | None = None) -> pl.LazyFrame:
+    """The case events of each endpoint: exactly the rows its NEVT counts (own events after
+    mode, `when`, min and needs-other, plus included case events), for its cases only.
+
+    Columns: ROW (position in `events`), FINNGENID, ENDPOINT, SOURCE, EVENT_AGE,
+    APPROX_EVENT_DAY; one row per (ROW, ENDPOINT), sorted by ENDPOINT, FINNGENID, ROW.
+    `endpoints` selects endpoints by name (default: all).
+
+    >>> import polars as pl
+    >>> from endpointc.plan import Program, EndpointPlan, RulePlan, Branch, ColumnTest, CodeSet
+    >>> rule = RulePlan(index=0, source="hospital", branches=(Branch(sources=("INPAT",),
+    ...     tests=(ColumnTest(column="CODE1", codes=CodeSet(prefixes=("E11",))),)),))
+    >>> program = Program(endpoints=(EndpointPlan(name="T2D", rules=(rule,)),))
+    >>> events = pl.LazyFrame({"FINNGENID": ["A", "A", "B"], "SOURCE": ["INPAT"] * 3,
+    ...     "EVENT_AGE": [50.0, 40.0, 30.0], "APPROX_EVENT_DAY": [None] * 3,
+    ...     "CODE1": ["E119", "I10", "E110"], "CODE2": [None] * 3, "CODE3": [None] * 3,
+    ...     "CODE4": [None] * 3, "ICDVER": ["10"] * 3, "CATEGORY": ["0"] * 3, "INDEX": ["1", "2", "3"]},
+    ...     schema_overrides={"APPROX_EVENT_DAY": pl.Date, "CODE2": pl.String, "CODE3": pl.String,
+    ...                       "CODE4": pl.String})
+    >>> people = pl.LazyFrame({"FINNGENID": ["A", "B"], "SEX": ["male", "female"]})
+    >>> case_events(program, events, people).select("ROW", "FINNGENID", "EVENT_AGE").collect(engine=_ENGINE).rows()
+    [(0, 'A', 50.0), (2, 'B', 30.0)]
+    """
+    events = events.lazy()
+    prep = prepare(program, events, endpoints=endpoints)
+    indexed = events.with_row_index("ROW").with_columns(pl.col("ROW").cast(pl.UInt64))
+    _, rows = _evaluate_levels(prep, indexed, people.lazy(), keep_rows=prep.selected)
+    names = pl.DataFrame({"EP": list(range(len(prep.program.endpoints))),
+                          "ENDPOINT": [ep.name for ep in prep.program.endpoints]},
+                         schema={"EP": _U32, "ENDPOINT": pl.String})
+    meta = (indexed.select("ROW", "SOURCE", "EVENT_AGE", "APPROX_EVENT_DAY")
+            .join(rows.lazy().select("ROW").unique(), on="ROW", how="semi"))
+    return (
+        rows.lazy().join(names.lazy(), on="EP").join(meta, on="ROW")
+        .select("ROW", "FINNGENID", "ENDPOINT", "SOURCE", "EVENT_AGE", "APPROX_EVENT_DAY")
+        .sort("ENDPOINT", "FINNGENID", "ROW")
+    )
