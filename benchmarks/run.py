@@ -51,7 +51,6 @@ __all__ = ["SIZES", "compile_skipping", "resolve_library", "main"]
 # Target events per size; the people count is calibrated per library (a definition-aware
 # registry has more events per person the more endpoints give people cases).
 SIZES: dict[str, int] = {"small": 1_000_000, "medium": 10_000_000, "big": 250_000_000}
-BUCKET_EVENTS = 20_000_000  # --buckets auto: one bucket per this many events (~6 GB peak at 2e7)
 COMPILER_SOURCES = ("ast.py", "build.py", "check.py", "codes.py", "finngen.py", "lower.py",
                     "parser.py", "plan.py", "compiler.py", "grammar/endpoint.lark")
 SAMPLE_SEED = 20240601
@@ -412,9 +411,11 @@ def registry_for(size: str, library: dict[str, Any], args, log) -> dict[str, Any
 
 
 def _buckets(args, events: int) -> int:
+    from endpointc.cli import EVENTS_PER_BUCKET  # the CLI's `--buckets auto`
+
     if args.buckets != "auto":
         return int(args.buckets)
-    return max(1, math.ceil(events / BUCKET_EVENTS))
+    return max(1, math.ceil(events / EVENTS_PER_BUCKET))
 
 
 def _contender(res: dict[str, Any], events: int) -> dict[str, Any]:
@@ -590,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     help="where compiled libraries and registries are cached")
     ap.add_argument("--json", type=Path, default=HERE / "results" / "run.json")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--buckets", default="auto", help=f"person buckets; auto = one per {BUCKET_EVENTS:,} events")
+    ap.add_argument("--buckets", default="auto", help="person buckets; auto = as `endpointc run` (one per 5e6 events)")
     ap.add_argument("--seed", type=int, default=1, help="registry seed")
     ap.add_argument("--duckdb-sample", type=int, default=50, help="endpoints run in DuckDB (K)")
     ap.add_argument("--duckdb-timeout", type=float, default=300.0, help="seconds per DuckDB query")
