@@ -39,9 +39,9 @@ Example:
     ...                       "CODE4": pl.String})
     >>> people = pl.LazyFrame({"FINNGENID": ["A", "B"], "SEX": ["male", "female"]})
     >>> res = evaluate(program, events, people)
-    >>> res.long.collect(engine=_ENGINE).select("FINNGENID", "STATUS", "AGE", "NEVT").rows()
+    >>> res.long.collect().select("FINNGENID", "STATUS", "AGE", "NEVT").rows()
     [('A', 'case', 40.0, 2)]
-    >>> res.counts.collect(engine=_ENGINE).rows()
+    >>> res.counts.collect().rows()
     [('T2D', 1, 1, 0)]
 """
 
@@ -110,14 +110,17 @@ class Prepared:
 
 @dataclass(frozen=True)
 class BucketResult:
-    """One bucket's outputs: `long` sorted by _KEY (ENDPOINT, FINNGENID as integers); `counts` (ENDPOINT, N_CASES,
-    N_EXCLUDED, N_POPULATION); aggregate numbers of ignored events/people."""
+    """One bucket's outputs. `long`: _KEY, CASE, AGE, YEAR, NEVT sorted by _KEY = rank of
+    the endpoint's name << 32 | rank of the person's id in the bucket, so integers are
+    sorted and the names are put in by `long_table` while writing; `ids`: the bucket's
+    FINNGENIDs by rank; `counts`: ENDPOINT, N_CASES, N_EXCLUDED, N_POPULATION; aggregate
+    numbers of ignored events/people."""
 
     long: pl.DataFrame
+    ids: pl.Series
     counts: pl.DataFrame
     absent_events: int
     absent_people: int
-    people: int  # the bucket's population
 
 
 # -- conditions -> expressions ------------------------------------------------------------
@@ -590,12 +593,14 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
 
         needed = [i for i in members if last_use.get(i, -1) > lv or i in keep]
         if needed:
-            case_pairs = summary.select(_pack("EP", pl.col("PID")).alias("_EPID"))
-            kept = (
-                per_ep.with_columns(level["_UE"])
-                .filter(pl.col("EP").is_in(needed))
-                .filter(_pack("EP", pl.col("PID")).is_in(case_pairs["_EPID"].implode()))
-            )
+            kept = per_ep.with_columns(level["_UE"]).filter(pl.col("EP").is_in(needed))
+            # only sex and require make a person with rows a non-case
+            narrowed = [i for i in needed if eps[i].sex is not None or eps[i].require is not None]
+            if narrowed:
+                case_pairs = (summary.filter(pl.col("EP").is_in(narrowed))
+                              .select(_pack("EP", pl.col("PID")).alias("_EPID")))
+                kept = kept.filter(~pl.col("EP").is_in(narrowed)
+                                   | _pack("EP", pl.col("PID")).is_in(case_pairs["_EPID"].implode()))
             wanted = [i for i in needed if i in keep]
             if wanted:
                 got = kept.filter(pl.col("EP").is_in(wanted))
@@ -603,7 +608,7 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
             later = [i for i in needed if last_use.get(i, -1) > lv]
             carried = pl.concat([carried, kept.filter(pl.col("EP").is_in(later)).select("_UE")])
         # drop the rows no later level reads
-        done = [x for x, last in last_use.items() if last <= lv]
+        done = [x for x, last in last_use.items() if last == lv]
         if done and carried.height:
             carried = carried.filter(~ue_ep.is_in(done))
 
@@ -646,23 +651,18 @@ def _bucket_outputs(prep: Prepared, ppl: pl.DataFrame, summaries: list[pl.DataFr
 
     names = pl.DataFrame({"EP": list(range(len(eps))), "ENDPOINT": [ep.name for ep in eps]},
                          schema={"EP": _U32, "ENDPOINT": pl.String})
-    # sorted by _KEY = rank of the endpoint's name << 32 | PID, i.e. by ENDPOINT then
-    # FINNGENID (PIDs number the sorted ids): integers are sorted, strings only gathered
+    # PIDs number the sorted ids, so _KEY orders by ENDPOINT then FINNGENID
     by_name = sorted(range(len(eps)), key=lambda i: eps[i].name)
     name_rank = pl.Series(sorted(range(len(eps)), key=by_name.__getitem__), dtype=pl.UInt64)
     long = (
         pl.concat([
-            selected_cases.with_columns(pl.lit("case").alias("STATUS")),
-            excl.with_columns(
-                pl.lit("excluded").alias("STATUS"), pl.lit(None, pl.Float64).alias("AGE"),
-                pl.lit(None, pl.Int32).alias("YEAR"), pl.lit(None, pl.Int64).alias("NEVT")),
+            selected_cases.with_columns(pl.lit(True).alias("CASE")),
+            excl.with_columns(pl.lit(False).alias("CASE")),
         ], how="diagonal")
-        .with_columns((pl.lit(name_rank).gather(pl.col("EP")) * 2**32 + pl.col("PID")).alias("_KEY"))
+        .select((pl.lit(name_rank).gather(pl.col("EP")) * 2**32 + pl.col("PID")).alias("_KEY"),
+                "CASE", "AGE", "YEAR", "NEVT")
         .sort("_KEY")
     )
-    long = long.with_columns(ppl["FINNGENID"].gather(long["PID"]).alias("FINNGENID"),
-                             names["ENDPOINT"].gather(long["EP"]).alias("ENDPOINT"),
-                             ).select(*LONG_SCHEMA, "_KEY")
 
     n_cases = selected_cases.group_by("EP").agg(pl.len().cast(pl.Int64).alias("N_CASES"))
     n_excl = excl.group_by("EP").agg(pl.len().cast(pl.Int64).alias("N_EXCLUDED"))
@@ -671,8 +671,8 @@ def _bucket_outputs(prep: Prepared, ppl: pl.DataFrame, summaries: list[pl.DataFr
         .select("ENDPOINT", pl.col("N_CASES").fill_null(0), pl.col("N_EXCLUDED").fill_null(0),
                 pl.lit(ppl.height, dtype=pl.Int64).alias("N_POPULATION"))
     )
-    return BucketResult(long=long, counts=counts, absent_events=absent_events,
-                        absent_people=absent_people, people=ppl.height)
+    return BucketResult(long=long, ids=ppl["FINNGENID"], counts=counts,
+                        absent_events=absent_events, absent_people=absent_people)
 
 
 # -- driver ---------------------------------------------------------------------------
@@ -682,17 +682,38 @@ def combine_buckets(prep: Prepared, parts: Sequence[BucketResult]) -> Results:
     independent of the bucket count."""
     offsets = [0]
     for p in parts:
-        offsets.append(offsets[-1] + p.people)
-    long = (pl.concat([_offset(p.long, off) for p, off in zip(parts, offsets)])
-            .sort("_KEY").drop("_KEY") if parts else pl.DataFrame(schema=LONG_SCHEMA))
-    return Results(long=long.lazy(), counts=_combine_counts(prep, parts).lazy(),
-                   warnings=_combine_warnings(parts))
+        offsets.append(offsets[-1] + p.ids.len())
+    long = pl.concat([_offset(p.long, off) for p, off in zip(parts, offsets)]
+                     or [pl.DataFrame(schema=_LONG_CODED)]).sort("_KEY")
+    return Results(long=_long_table(long.lazy(), prep, _ids(parts)),
+                   counts=_combine_counts(prep, parts).lazy(), warnings=_combine_warnings(parts))
+
+
+_LONG_CODED = {"_KEY": pl.UInt64, "CASE": pl.Boolean, "AGE": pl.Float64, "YEAR": pl.Int32,
+               "NEVT": pl.Int64}
 
 
 def _offset(long: pl.DataFrame, people_before: int) -> pl.DataFrame:
     """A bucket's `long` with its sort key made global: buckets are consecutive id ranges,
-    so a person's rank among everyone is their PID plus the people of earlier buckets."""
+    so a person's rank among everyone is their rank in the bucket plus the people of
+    earlier buckets."""
     return long.with_columns(pl.col("_KEY") + people_before)
+
+
+def _ids(parts: Sequence[BucketResult]) -> pl.Series:
+    return pl.concat([p.ids for p in parts]) if parts else pl.Series("FINNGENID", [], pl.String)
+
+
+def _long_table(coded: pl.LazyFrame, prep: Prepared, ids: pl.Series) -> pl.LazyFrame:
+    """Integer-coded rows (sorted _KEY with global person ranks, CASE, ...) as the long
+    table (LONG_SCHEMA): names are gathered by rank, which streams."""
+    names = pl.Series(sorted(ep.name for ep in prep.program.endpoints), dtype=pl.String)
+    return coded.select(
+        pl.lit(ids).gather(pl.col("_KEY") % 2**32).alias("FINNGENID"),
+        pl.lit(names).gather(pl.col("_KEY") // 2**32).alias("ENDPOINT"),
+        pl.when(pl.col("CASE")).then(pl.lit("case")).otherwise(pl.lit("excluded")).alias("STATUS"),
+        "AGE", "YEAR", "NEVT",
+    )
 
 
 def _combine_counts(prep: Prepared, parts: Sequence[BucketResult]) -> pl.DataFrame:
@@ -786,7 +807,7 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
             path = Path(spill_dir) / f"bucket-{b:05d}.parquet"
             _offset(part.long, offset).write_parquet(path, compression="lz4")
             spilled.append(path)
-            offset += part.people
+            offset += part.ids.len()
             part = dataclasses.replace(part, long=part.long.clear())
         parts.append(part)
         if on_bucket is not None:
@@ -797,8 +818,8 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
     while len(scans) > 1:  # a balanced tree of two-way streaming merges
         scans = [scans[i].merge_sorted(scans[i + 1], key="_KEY") if i + 1 < len(scans) else scans[i]
                  for i in range(0, len(scans), 2)]
-    return Results(long=scans[0].drop("_KEY"), counts=_combine_counts(prep, parts).lazy(),
-                   warnings=_combine_warnings(parts))
+    return Results(long=_long_table(scans[0], prep, _ids(parts)),
+                   counts=_combine_counts(prep, parts).lazy(), warnings=_combine_warnings(parts))
 
 
 def event_pass_plan(program: Program, events: pl.LazyFrame, *,
@@ -832,7 +853,7 @@ def case_events(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
     ...     schema_overrides={"APPROX_EVENT_DAY": pl.Date, "CODE2": pl.String, "CODE3": pl.String,
     ...                       "CODE4": pl.String})
     >>> people = pl.LazyFrame({"FINNGENID": ["A", "B"], "SEX": ["male", "female"]})
-    >>> case_events(program, events, people).select("ROW", "FINNGENID", "EVENT_AGE").collect(engine=_ENGINE).rows()
+    >>> case_events(program, events, people).select("ROW", "FINNGENID", "EVENT_AGE").collect().rows()
     [(0, 'A', 50.0), (2, 'B', 30.0)]
     """
     events = events.lazy()
