@@ -190,7 +190,7 @@ def run(
     endpoints: Annotated[Optional[str], typer.Option(help="Comma-separated endpoint names (their dependencies are evaluated too).")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="Also write the FinnGen-style wide table.")] = False,
     no_mask: Annotated[bool, typer.Option("--no-mask", help="Show counts under 5 in counts.tsv (individual-level risk).")] = False,
-    buckets: Annotated[str, typer.Option(help="Person buckets evaluated one after another (bounds memory): a number, or auto (one per 20 million events).")] = "auto",
+    buckets: Annotated[str, typer.Option(help="Person buckets evaluated one after another (bounds memory): a number, or auto (one per 5 million events). Buckets are consecutive FINNGENID ranges: on a file sorted by person each reads only its own row groups.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(min=1, help="Polars threads (POLARS_MAX_THREADS); default: all cores.")] = None,
 ) -> None:
     """Evaluate endpoints over a registry and write endpoints.parquet and counts.tsv."""

@@ -50,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,7 @@ COUNTS_SCHEMA = {
     "ENDPOINT": pl.String, "N_CASES": pl.Int64, "N_CONTROLS": pl.Int64, "N_EXCLUDED": pl.Int64,
 }
 _U32 = pl.UInt32
+_CONCURRENT_BUCKETS = 2
 _CASES_SCHEMA = {"EP": _U32, "PID": _U32, "AGE": pl.Float64, "YEAR": pl.Int32, "NEVT": pl.Int64}
 _ROWS_SCHEMA = {"ROW": pl.UInt64, "EP": _U32, "PID": _U32}
 # A row with a missing INDEX is its own visit: emergency never propagates through null INDEX.
@@ -106,6 +108,8 @@ class Prepared:
     levels: tuple[tuple[int, ...], ...]  # endpoint positions, each level after its deps
     uses_emergency: bool
     uses_mode: bool
+    # some key is selected by two rules of one endpoint, so its rows can repeat
+    rules_repeat: bool = False
 
 
 @dataclass(frozen=True)
@@ -238,8 +242,10 @@ def prepare(program: Program, events: pl.LazyFrame, *,
             None, "CODE9 is the service-sector urgency field of the longitudinal table")])
     mapping = match_keys(program, events)
     uses_mode = any(r.mode for ep in program.endpoints for r in ep.rules)
+    repeat = mapping.rules.select(pl.struct("KEYID", "EP").is_duplicated().any()).item()
     return Prepared(program=program, selected=selected, mapping=mapping,
-                    levels=_levels(program), uses_emergency=uses_emergency, uses_mode=uses_mode)
+                    levels=_levels(program), uses_emergency=uses_emergency, uses_mode=uses_mode,
+                    rules_repeat=bool(repeat))
 
 
 # -- one bucket -----------------------------------------------------------------------
@@ -451,9 +457,7 @@ def _own_rows(prep: Prepared, units: pl.DataFrame) -> pl.DataFrame:
             rows.join(kept.select("PID", "EP", "RULE"), on=["PID", "EP", "RULE"], how="semi"),
         ])
     rows = rows.select("UNIT", "EP")
-    # a unit repeats for an endpoint only if its key is selected by two of the endpoint's rules
-    repeats = prep.mapping.rules.select(pl.struct("KEYID", "EP").is_duplicated().any()).item()
-    return (rows.unique() if repeats else rows).collect(engine=_ENGINE)
+    return (rows.unique() if prep.rules_repeat else rows).collect(engine=_ENGINE)
 
 
 def _person_frame(base: pl.LazyFrame, cond, cases: dict[int, pl.DataFrame],
@@ -794,27 +798,33 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
     people = people.lazy()
     prep = prepare(program, events, endpoints=endpoints)
     filters = person_buckets(people, buckets)
-    parts: list[BucketResult] = []
-    spilled: list[Path] = []
-    offset = 0
-    for b, keep in enumerate(filters):
-        ev = events if len(filters) == 1 else events.filter(keep)
-        pp = people if len(filters) == 1 else people.filter(keep)
+    spill = Path(spill_dir) if spill_dir is not None and len(filters) > 1 else None
+
+    def run(b: int) -> BucketResult:
+        ev, pp = (events, people) if len(filters) == 1 else (events.filter(filters[b]), people.filter(filters[b]))
         # ROW only needs to tell a bucket's rows apart: numbered after the filter, which
         # then still reaches the reader
         part = evaluate_bucket(prep, ev.with_row_index("ROW").with_columns(pl.col("ROW").cast(pl.UInt64)), pp)
-        if spill_dir is not None and len(filters) > 1:
-            path = Path(spill_dir) / f"bucket-{b:05d}.parquet"
-            _offset(part.long, offset).write_parquet(path, compression="lz4")
-            spilled.append(path)
-            offset += part.ids.len()
+        if spill is not None:
+            part.long.write_parquet(spill / f"bucket-{b:05d}.parquet", compression="lz4")
             part = dataclasses.replace(part, long=part.long.clear())
-        parts.append(part)
-        if on_bucket is not None:
-            on_bucket(b + 1, len(filters))
-    if not spilled:
+        return part
+
+    # Two buckets at a time: one bucket's single-threaded stretches (Python, small
+    # collects) leave cores idle that the other's joins use.
+    with ThreadPoolExecutor(max_workers=min(_CONCURRENT_BUCKETS, len(filters))) as pool:
+        futures = [pool.submit(run, b) for b in range(len(filters))]
+        for done, _ in enumerate(as_completed(futures), 1):
+            if on_bucket is not None:
+                on_bucket(done, len(filters))
+        parts = [f.result() for f in futures]
+    if spill is None:
         return combine_buckets(prep, parts)
-    scans = [pl.scan_parquet(p) for p in spilled]
+    offsets = [0]
+    for p in parts:
+        offsets.append(offsets[-1] + p.ids.len())
+    scans = [pl.scan_parquet(spill / f"bucket-{b:05d}.parquet").with_columns(pl.col("_KEY") + off)
+             for b, off in enumerate(offsets[:-1])]
     while len(scans) > 1:  # a balanced tree of two-way streaming merges
         scans = [scans[i].merge_sorted(scans[i + 1], key="_KEY") if i + 1 < len(scans) else scans[i]
                  for i in range(0, len(scans), 2)]
