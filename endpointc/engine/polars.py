@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+from polars.io.plugins import register_io_source
 
 from ..plan import (
     AllOf, AnyOf, Cmp, Const, Count, Field_, FirstAge, FirstYear, IsCase, Negate,
@@ -806,7 +807,9 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
         # then still reaches the reader
         part = evaluate_bucket(prep, ev.with_row_index("ROW").with_columns(pl.col("ROW").cast(pl.UInt64)), pp)
         if spill is not None:
-            part.long.write_parquet(spill / f"bucket-{b:05d}.parquet", compression="lz4")
+            # small row groups: the merge reads a few endpoints' rows at a time
+            part.long.write_parquet(spill / f"bucket-{b:05d}.parquet", compression="lz4",
+                                    row_group_size=65_536)
             part = dataclasses.replace(part, long=part.long.clear())
         return part
 
@@ -823,13 +826,45 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
     offsets = [0]
     for p in parts:
         offsets.append(offsets[-1] + p.ids.len())
-    scans = [pl.scan_parquet(spill / f"bucket-{b:05d}.parquet").with_columns(pl.col("_KEY") + off)
-             for b, off in enumerate(offsets[:-1])]
-    while len(scans) > 1:  # a balanced tree of two-way streaming merges
-        scans = [scans[i].merge_sorted(scans[i + 1], key="_KEY") if i + 1 < len(scans) else scans[i]
-                 for i in range(0, len(scans), 2)]
-    return Results(long=_long_table(scans[0], prep, _ids(parts)),
-                   counts=_combine_counts(prep, parts).lazy(), warnings=_combine_warnings(parts))
+    files = [spill / f"bucket-{b:05d}.parquet" for b in range(len(filters))]
+    counts = _combine_counts(prep, parts)
+    return Results(long=_long_table(_merged(files, offsets[:-1], counts), prep, _ids(parts)),
+                   counts=counts.lazy(), warnings=_combine_warnings(parts))
+
+
+_MERGE_ROWS = 2_000_000  # rows per merged slice: a slice is all that is ever in memory
+
+
+def _merged(files: Sequence[Path], offsets: Sequence[int], counts: pl.DataFrame) -> pl.LazyFrame:
+    """The spilled buckets' rows as one stream sorted by the global _KEY, in slices of whole
+    endpoints (about _MERGE_ROWS rows, sized from the counts).
+
+    A slice reads from every bucket file only the row groups of its endpoints (the files
+    are sorted by _KEY, so their statistics say which) and sorts them in memory. Polars'
+    merge_sorted and a concat of sorted slices both hold about the whole output at once
+    (measured: memory grows with total rows), hence a Python source that yields one slice
+    at a time."""
+    sizes = counts.sort("ENDPOINT").select(pl.col("N_CASES") + pl.col("N_EXCLUDED")).to_series().to_list()
+    bounds, rows = [0], 0
+    for rank, n in enumerate(sizes):
+        if rows and rows + n > _MERGE_ROWS:
+            bounds.append(rank)
+            rows = 0
+        rows += n
+    bounds.append(max(len(sizes), 1))
+
+    def slices(with_columns, predicate, n_rows, batch_size):
+        for lo, hi in zip(bounds, bounds[1:]):
+            keep = pl.col("_KEY").is_between(lo * 2**32, hi * 2**32, closed="left")
+            df = pl.concat([pl.scan_parquet(f).filter(keep).with_columns(pl.col("_KEY") + off)
+                            for f, off in zip(files, offsets)]).collect(engine=_ENGINE).sort("_KEY")
+            if predicate is not None:
+                df = df.filter(predicate)
+            if with_columns is not None:
+                df = df.select(with_columns)
+            yield df
+
+    return register_io_source(slices, schema=_LONG_CODED)
 
 
 def event_pass_plan(program: Program, events: pl.LazyFrame, *,
