@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from endpointc import cli
 from endpointc.cli import app, auto_buckets
 from endpointc.compiler import compile_paths
+from endpointc.engine import polars as engine_polars
 from endpointc.engine.polars import evaluate, person_buckets
 from endpointc.registry import load_registry
 from endpointc.synth import write_registry
@@ -117,7 +118,11 @@ def test_person_buckets_cover_everyone_once_in_id_order():
     assert len(person_buckets(people.head(1), 5)) == 1
 
 
-def test_spilled_buckets_merge_to_the_in_memory_result(registry, program, tmp_path):
+@pytest.mark.parametrize("slice_rows", [2_000_000, 50])
+def test_spilled_buckets_merge_to_the_in_memory_result(registry, program, tmp_path, monkeypatch,
+                                                       slice_rows):
+    # 50 rows per merged slice: many slices, some of a single endpoint larger than that
+    monkeypatch.setattr(engine_polars, "_MERGE_ROWS", slice_rows)
     reg = load_registry(registry / "events.parquet", registry / "people.parquet")
     one = evaluate(program, reg.events, reg.people)
     spilled = evaluate(program, reg.events, reg.people, buckets=4, spill_dir=tmp_path)
