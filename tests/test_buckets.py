@@ -150,3 +150,15 @@ def test_long_is_sorted_by_endpoint_then_person(registry, program, tmp_path, buc
     long = evaluate(program, reg.events, reg.people, buckets=buckets, spill_dir=tmp_path).long.collect()
     assert long["ENDPOINT"].n_unique() > 10
     assert long.equals(long.sort("ENDPOINT", "FINNGENID"))
+
+
+def test_spilled_buckets_with_selected_endpoints(registry, program, tmp_path, monkeypatch):
+    # selected endpoints pull in dependencies that are evaluated but not returned
+    monkeypatch.setattr(engine_polars, "_MERGE_ROWS", 20)
+    reg = load_registry(registry / "events.parquet", registry / "people.parquet")
+    wanted = [ep.name for ep in program.endpoints if ep.includes][:3]
+    wanted += [program.endpoints[-1].name]
+    one = evaluate(program, reg.events, reg.people, endpoints=wanted)
+    spilled = evaluate(program, reg.events, reg.people, endpoints=wanted, buckets=3, spill_dir=tmp_path)
+    assert one.long.collect().height > 0
+    assert spilled.long.collect().equals(one.long.collect())

@@ -828,23 +828,25 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
         offsets.append(offsets[-1] + p.ids.len())
     files = [spill / f"bucket-{b:05d}.parquet" for b in range(len(filters))]
     counts = _combine_counts(prep, parts)
-    return Results(long=_long_table(_merged(files, offsets[:-1], counts), prep, _ids(parts)),
+    # rows per endpoint in name order, the order of _KEY's high half (unselected: none)
+    per_name = dict(counts.select("ENDPOINT", pl.col("N_CASES") + pl.col("N_EXCLUDED")).iter_rows())
+    sizes = [per_name.get(name, 0) for name in sorted(ep.name for ep in prep.program.endpoints)]
+    return Results(long=_long_table(_merged(files, offsets[:-1], sizes), prep, _ids(parts)),
                    counts=counts.lazy(), warnings=_combine_warnings(parts))
 
 
 _MERGE_ROWS = 2_000_000  # rows per merged slice: a slice is all that is ever in memory
 
 
-def _merged(files: Sequence[Path], offsets: Sequence[int], counts: pl.DataFrame) -> pl.LazyFrame:
+def _merged(files: Sequence[Path], offsets: Sequence[int], sizes: Sequence[int]) -> pl.LazyFrame:
     """The spilled buckets' rows as one stream sorted by the global _KEY, in slices of whole
-    endpoints (about _MERGE_ROWS rows, sized from the counts).
+    endpoints (about _MERGE_ROWS rows; `sizes` are the rows of each endpoint by name rank).
 
     A slice reads from every bucket file only the row groups of its endpoints (the files
     are sorted by _KEY, so their statistics say which) and sorts them in memory. Polars'
     merge_sorted and a concat of sorted slices both hold about the whole output at once
     (measured: memory grows with total rows), hence a Python source that yields one slice
     at a time."""
-    sizes = counts.sort("ENDPOINT").select(pl.col("N_CASES") + pl.col("N_EXCLUDED")).to_series().to_list()
     bounds, rows = [0], 0
     for rank, n in enumerate(sizes):
         if rows and rows + n > _MERGE_ROWS:
