@@ -33,6 +33,16 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 Paths = Annotated[list[Path], typer.Argument(help="Definition files (*.ep) or folders of them.")]
+def _read_registry(events: Path, people: Path):
+    """Load and check the registry, printing its warnings (RegistryError is the caller's)."""
+    from .registry import load_registry
+
+    registry = load_registry(events, people)
+    for warning in registry.warnings:
+        err.print(f"[yellow]warning:[/] {warning}")
+    return registry
+
+
 EventsFile = Annotated[Path, typer.Option(help="Longitudinal events: TSV, TSV.gz or Parquet.")]
 PeopleFile = Annotated[Path, typer.Option(help="People table (the population): TSV, TSV.gz or Parquet.")]
 
@@ -198,7 +208,7 @@ def run(
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from .engine.polars import evaluate
-    from .registry import RegistryError, load_registry
+    from .registry import RegistryError
     from .results import mask_counts, write_results
 
     names = _split_names(endpoints)
@@ -215,12 +225,10 @@ def run(
                 _usage(f"unknown endpoint(s): {', '.join(unknown)}")
         progress.update(task, description=f"compiled {len(program.endpoints)} endpoint(s); reading registry")
         try:
-            registry = load_registry(events, people)
+            registry = _read_registry(events, people)
         except RegistryError as error:
             err.print(f"[bold red]error:[/] {error}")
             raise typer.Exit(1)
-        for warning in registry.warnings:
-            err.print(f"[yellow]warning:[/] {warning}")
         try:
             if n_buckets is None:
                 n_buckets = auto_buckets(registry.events)
@@ -485,7 +493,7 @@ def attrition_(
     """People remaining after each step of one endpoint, for cases and controls (aggregate counts)."""
     from .attrition import attrition, write_attrition
     from .diagnostics import DiagnosticError
-    from .registry import RegistryError, load_registry
+    from .registry import RegistryError
 
     program = _compile(paths)
     if endpoint not in program.names:
@@ -493,9 +501,7 @@ def attrition_(
     if no_mask:
         err.print("[yellow]warning:[/] --no-mask: counts under 5 are shown; do not share this output")
     try:
-        registry = load_registry(events, people)
-        for warning in registry.warnings:
-            err.print(f"[yellow]warning:[/] {warning}")
+        registry = _read_registry(events, people)
         with err.status(f"evaluating the steps of {endpoint}"):
             table = attrition(program, registry.events, registry.people, endpoint=endpoint,
                               mask_threshold=None if no_mask else 5)
@@ -527,7 +533,7 @@ def report_(
     from .compiler import compile_files
     from .diagnostics import DiagnosticError
     from .parser import parse_file
-    from .registry import RegistryError, load_registry
+    from .registry import RegistryError
     from .report import ReportError, build_report
 
     trees, diagnostics = [], []
@@ -544,9 +550,7 @@ def report_(
     if no_mask:
         err.print("[yellow]warning:[/] --no-mask: counts under 5 are shown; do not share this report")
     try:
-        registry = load_registry(events, people)
-        for warning in registry.warnings:
-            err.print(f"[yellow]warning:[/] {warning}")
+        registry = _read_registry(events, people)
         with err.status(f"building the report of {len(program.endpoints)} endpoint(s)"):
             build_report(program, registry.events, registry.people, out_dir, files=trees,
                          mask_threshold=None if no_mask else 5)
@@ -569,7 +573,7 @@ def diff_(
     """What changed between two libraries, in words; with a registry, the change in counts."""
     from .diagnostics import DiagnosticError
     from .diff import diff_libraries, format_diff
-    from .registry import RegistryError, load_registry
+    from .registry import RegistryError
 
     if (events is None) != (people is None):
         _usage("give both --events and --people, or neither")
@@ -579,9 +583,7 @@ def diff_(
     try:
         data = {}
         if events is not None:
-            registry = load_registry(events, people)
-            for warning in registry.warnings:
-                err.print(f"[yellow]warning:[/] {warning}")
+            registry = _read_registry(events, people)
             data = {"events": registry.events, "people": registry.people}
         with err.status("comparing"):
             diff = diff_libraries(old_files, new_files, **data)
