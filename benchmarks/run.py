@@ -51,6 +51,9 @@ __all__ = ["SIZES", "compile_skipping", "resolve_library", "main"]
 # Target events per size; the people count is calibrated per library (a definition-aware
 # registry has more events per person the more endpoints give people cases).
 SIZES: dict[str, int] = {"small": 1_000_000, "medium": 10_000_000, "big": 250_000_000}
+# Bumped when the generated files change form (not content): 2 = Parquet row groups carry
+# statistics, which person buckets read to skip other people's rows.
+REGISTRY_FORMAT = 2
 COMPILER_SOURCES = ("ast.py", "build.py", "check.py", "codes.py", "finngen.py", "lower.py",
                     "parser.py", "plan.py", "compiler.py", "grammar/endpoint.lark")
 SAMPLE_SEED = 20240601
@@ -390,7 +393,7 @@ def registry_for(size: str, library: dict[str, Any], args, log) -> dict[str, Any
         per_person = cal["events_per_person"]
         cal_path.write_text(json.dumps({"events_per_person": per_person}))
     people = max(100, round(SIZES[size] / per_person))
-    folder = data / f"{size}-seed{args.seed}-{library['hash']}"
+    folder = data / f"{size}-seed{args.seed}-{library['hash']}-f{REGISTRY_FORMAT}"
     manifest = folder / "manifest.json"
     if manifest.exists() and not args.regenerate:
         info = json.loads(manifest.read_text())

@@ -168,6 +168,21 @@ def test_patterns_are_matched_once_on_distinct_keys():
     assert mapping.rules.select("EP").unique().height == 2
 
 
+def test_events_join_the_keys_on_one_hash_and_on_the_columns_after_a_collision(monkeypatch):
+    from endpointc.engine import matching, polars as engine
+
+    mapping = match_keys(PROGRAM, EVENTS)
+    assert mapping.hash_unique and "_HASH" in mapping.keys.columns
+    hashed = _run().long.collect()
+    # a hash that maps every key to one of two values: collisions, so the columns are joined
+    degenerate = lambda columns: (pl.col("SOURCE") == "INPAT").cast(pl.UInt64).alias("_HASH")
+    monkeypatch.setattr(matching, "key_hash", degenerate)
+    monkeypatch.setattr(engine, "key_hash", degenerate)
+    assert not match_keys(PROGRAM, EVENTS).hash_unique
+    assert _run().long.collect().equals(hashed)
+    assert hashed.height > 0
+
+
 def test_regex_fallback_for_patterns_rust_cannot_run():
     values = pl.Series(["A1", "A2", "B1", None])
     assert regex_filter(values, "A(?=1)").to_list() == [True, False, False, False]

@@ -48,6 +48,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -62,7 +63,7 @@ from ..plan import (
     Program, cond_endpoints,
 )
 from ..diagnostics import Diagnostic, DiagnosticError
-from .matching import ENGINE as _ENGINE, KeyMapping, match_keys
+from .matching import ENGINE as _ENGINE, KeyMapping, key_hash, match_keys
 
 __all__ = [
     "MissingColumnError", "Results", "Prepared", "BucketResult", "evaluate", "prepare", "evaluate_bucket",
@@ -279,10 +280,15 @@ def _matched_query(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) -
     if prep.uses_emergency:
         extra += ["INDEX", "CODE9"]
     selected = events.filter(*prep.mapping.row_filters) if prep.mapping.row_filters else events
+    keys = prep.mapping.keys.lazy()
+    if prep.mapping.hash_unique:
+        lf = (selected.select("ROW", "FINNGENID", "EVENT_AGE", "APPROX_EVENT_DAY", *extra, key_hash(cols))
+              .join(keys.select("_HASH", "KEYID"), on="_HASH"))
+    else:
+        lf = (selected.select("ROW", "FINNGENID", "EVENT_AGE", "APPROX_EVENT_DAY", *cols, *extra)
+              .join(keys, on=cols, nulls_equal=True))
     lf = (
-        selected.select("ROW", "FINNGENID", "EVENT_AGE", "APPROX_EVENT_DAY", *cols, *extra)
-        .join(prep.mapping.keys.lazy(), on=cols, nulls_equal=True)
-        .join(people.lazy().select("FINNGENID", "PID"), on="FINNGENID")
+        lf.join(people.lazy().select("FINNGENID", "PID"), on="FINNGENID")
         .with_columns(
             pl.col("EVENT_AGE").alias("AGE"),
             pl.col("APPROX_EVENT_DAY").alias("DAY"),
@@ -800,6 +806,12 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
     prep = prepare(program, events, endpoints=endpoints)
     filters = person_buckets(people, buckets)
     spill = Path(spill_dir) if spill_dir is not None and len(filters) > 1 else None
+    if spill is not None:
+        # each bucket's people come after all earlier buckets' (consecutive id ranges): a
+        # spilled _KEY carries the person's rank among everyone, so the merge reads all
+        # bucket files in one scan
+        heads = people.select(*(f.sum().alias(str(b)) for b, f in enumerate(filters))).collect().row(0)
+        starts = list(itertools.accumulate(heads, initial=0))
 
     def run(b: int) -> BucketResult:
         ev, pp = (events, people) if len(filters) == 1 else (events.filter(filters[b]), people.filter(filters[b]))
@@ -808,8 +820,8 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
         part = evaluate_bucket(prep, ev.with_row_index("ROW").with_columns(pl.col("ROW").cast(pl.UInt64)), pp)
         if spill is not None:
             # small row groups: the merge reads a few endpoints' rows at a time
-            part.long.write_parquet(spill / f"bucket-{b:05d}.parquet", compression="lz4",
-                                    row_group_size=65_536)
+            _offset(part.long, starts[b]).write_parquet(spill / f"bucket-{b:05d}.parquet",
+                                                        compression="lz4", row_group_size=65_536)
             part = dataclasses.replace(part, long=part.long.clear())
         return part
 
@@ -823,24 +835,24 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
         parts = [f.result() for f in futures]
     if spill is None:
         return combine_buckets(prep, parts)
-    offsets = [0]
-    for p in parts:
-        offsets.append(offsets[-1] + p.ids.len())
+    if [p.ids.len() for p in parts] != list(heads):
+        raise RuntimeError("person buckets changed size between counting and evaluating")
     files = [spill / f"bucket-{b:05d}.parquet" for b in range(len(filters))]
     counts = _combine_counts(prep, parts)
     # rows per endpoint in name order, the order of _KEY's high half (unselected: none)
     per_name = dict(counts.select("ENDPOINT", pl.col("N_CASES") + pl.col("N_EXCLUDED")).iter_rows())
     sizes = [per_name.get(name, 0) for name in sorted(ep.name for ep in prep.program.endpoints)]
-    return Results(long=_long_table(_merged(files, offsets[:-1], sizes), prep, _ids(parts)),
+    return Results(long=_long_table(_merged(files, sizes), prep, _ids(parts)),
                    counts=counts.lazy(), warnings=_combine_warnings(parts))
 
 
 _MERGE_ROWS = 2_000_000  # rows per merged slice: a slice is all that is ever in memory
 
 
-def _merged(files: Sequence[Path], offsets: Sequence[int], sizes: Sequence[int]) -> pl.LazyFrame:
-    """The spilled buckets' rows as one stream sorted by the global _KEY, in slices of whole
-    endpoints (about _MERGE_ROWS rows; `sizes` are the rows of each endpoint by name rank).
+def _merged(files: Sequence[Path], sizes: Sequence[int]) -> pl.LazyFrame:
+    """The spilled buckets' rows (_KEY with global person ranks) as one stream sorted by
+    _KEY, in slices of whole endpoints (about _MERGE_ROWS rows; `sizes` are the rows of
+    each endpoint by name rank).
 
     A slice reads from every bucket file only the row groups of its endpoints (the files
     are sorted by _KEY, so their statistics say which) and sorts them in memory. Polars'
@@ -858,8 +870,7 @@ def _merged(files: Sequence[Path], offsets: Sequence[int], sizes: Sequence[int])
     def slices(with_columns, predicate, n_rows, batch_size):
         for lo, hi in zip(bounds, bounds[1:]):
             keep = pl.col("_KEY").is_between(lo * 2**32, hi * 2**32, closed="left")
-            df = pl.concat([pl.scan_parquet(f).filter(keep).with_columns(pl.col("_KEY") + off)
-                            for f, off in zip(files, offsets)]).collect(engine=_ENGINE).sort("_KEY")
+            df = pl.scan_parquet(files).filter(keep).sort("_KEY").collect(engine=_ENGINE)
             if predicate is not None:
                 df = df.filter(predicate)
             if with_columns is not None:
