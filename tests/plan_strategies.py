@@ -37,7 +37,8 @@ PATTERN_CODES = ("", "A", "A", "A1", "A1", "B", "B1", "A11", "A2", "1")
 # differently, so the engine's Python fallback is exercised too
 REGEXES = ("A[12]", "B.?1", "A1|B", "[AB]2$", "A1{2}", "1", ".*2", "A(?=1)", "(?!A)", "$",
            "[^A]", "ICD|IC", "1?0", "[89]")
-AGES = (None, 10.0, 20.5, 20.5, 35.0, 40.0, 60.25)
+# 47.123456789 is no whole number of hundredths: such a table orders events by AGE rank
+AGES = (None, 10.0, 20.5, 20.5, 35.0, 40.0, 60.25, 47.123456789)
 DAYS = (None, dt.date(1999, 12, 31), dt.date(2000, 1, 1), dt.date(2005, 6, 1), dt.date(2010, 3, 3))
 PEOPLE_IDS = tuple(f"P{i}" for i in range(4))
 EVENT_IDS = PEOPLE_IDS + ("X1",)  # X*: absent from the people table

@@ -183,6 +183,17 @@ def test_events_join_the_keys_on_one_hash_and_on_the_columns_after_a_collision(m
     assert hashed.height > 0
 
 
+@pytest.mark.parametrize("ages", [(30.25, 40.5), (30.123456789, 40.5), (1e-9, 40.5)])
+def test_first_age_is_the_exact_float_with_or_without_whole_hundredths(ages):
+    # whole hundredths order events by AGE * 100, any other age by AGE's rank: both give
+    # back the first event's AGE bit for bit
+    events = _events([("P1", "INPAT", ages[1], "E11"), ("P1", "INPAT", ages[0], "E11"),
+                      ("P2", "INPAT", None, "E11")])
+    long = _run(events=events).long.collect()
+    assert long.filter(pl.col("ENDPOINT") == "B_DIAB").select("FINNGENID", "AGE", "NEVT").rows() == [
+        ("P1", ages[0], 2), ("P2", None, 1)]
+
+
 def test_regex_fallback_for_patterns_rust_cannot_run():
     values = pl.Series(["A1", "A2", "B1", None])
     assert regex_filter(values, "A(?=1)").to_list() == [True, False, False, False]

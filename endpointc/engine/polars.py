@@ -355,7 +355,7 @@ def _emergency_keys(prep: Prepared) -> list[int]:
     return _closure_keys(prep, [i for i, ep in enumerate(prep.program.endpoints) if ep.uses_emergency])
 
 
-_NO_PART = 2**32 - 1  # a missing AGE rank or DAY: after every real one (nulls last)
+_NO_PART = 2**32 - 1  # a missing AGE part or DAY: after every real one (nulls last)
 
 
 def _units(prep: Prepared, matched: pl.DataFrame, *, by_row: bool) -> tuple[pl.DataFrame, pl.Series]:
@@ -369,19 +369,16 @@ def _units(prep: Prepared, matched: pl.DataFrame, *, by_row: bool) -> tuple[pl.D
     so NEVT is the sum of N and the first event the smallest order key over a set's units.
     `by_row` makes every row its own unit (for `case_events`, which returns rows).
 
-    The order key _K packs (dense rank of AGE, DAY) in a u64, missing parts last: the
-    earliest event of any set is its smallest _K, a plain min instead of a sort. Returns
-    the units (UNIT, PID, KEYID, N, _K, AGE, DAY, YEAR, [EMERG], [CODE1], [ORIG]) and AGE
-    by rank."""
+    The order key _K packs (AGE part, DAY) in a u64, missing parts last: the earliest
+    event of any set is its smallest _K, a plain min instead of a sort (see `_age_parts`).
+    Returns the units (UNIT, PID, KEYID, N, _K, AGE, DAY, YEAR, [EMERG], [CODE1], [ORIG])
+    and AGE by part - 1."""
+    part, ages = _age_parts(matched)
     ranked = matched.with_columns(
-        pl.col("AGE").rank("dense").cast(pl.UInt64).alias("_R"),
-    ).with_columns(
-        (pl.col("_R").fill_null(_NO_PART) * 2**32
+        (part.fill_null(_NO_PART) * 2**32
          + (pl.col("DAY").cast(pl.Int64) + 2**31).fill_null(_NO_PART).cast(pl.UInt64)).alias("_K"),
+        pl.lit(1, dtype=pl.UInt32).alias("N"),
     )
-    # dense ranks are 1..R: AGE of rank r at position r - 1
-    ages = ranked.select("_R", "AGE").drop_nulls("_R").unique("_R").sort("_R")["AGE"]
-    ranked = ranked.drop("_R").with_columns(pl.lit(1, dtype=pl.UInt32).alias("N"))
     if by_row:
         rows, grouped = ranked.rename({"ROW": "ORIG"}), None
     else:
@@ -396,11 +393,37 @@ def _units(prep: Prepared, matched: pl.DataFrame, *, by_row: bool) -> tuple[pl.D
     return units.with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("UNIT")), ages
 
 
+_MAX_HUNDREDTHS = 2**22  # widest AGE range (in hundredths) decoded by a table, not a rank
+
+
+def _age_parts(matched: pl.DataFrame) -> tuple[pl.Expr, pl.Series]:
+    """An AGE part for the order key: a u64 from 1 that orders like AGE (null when AGE is),
+    and AGE by part - 1 to decode it.
+
+    The part is AGE in hundredths, shifted to start at 1, when no two ages share a number
+    of hundredths (FinnGen's EVENT_AGE has two decimals) and their range is narrow: one
+    hash pass over the rows. Otherwise it is AGE's dense rank, a sort of every row."""
+    age = pl.col("AGE")
+    hundredths = (age * 100).round()
+    pairs = (matched.lazy().filter(age.is_not_null())
+             .select(hundredths.alias("_H"), age).unique().collect(engine=_ENGINE))
+    if pairs.height and pairs["AGE"].is_finite().all() and pairs["_H"].n_unique() == pairs.height:
+        low, high = int(pairs["_H"].min()), int(pairs["_H"].max())
+        if high - low < _MAX_HUNDREDTHS:
+            index = (pairs["_H"] - low).cast(pl.Int64)
+            ages = pl.repeat(None, high - low + 1, dtype=pl.Float64, eager=True).scatter(index, pairs["AGE"])
+            return (hundredths - (low - 1)).cast(pl.UInt64), ages
+    rank = age.rank("dense").cast(pl.UInt64)
+    # dense ranks are 1..R: AGE of rank r at position r - 1
+    ages = matched.select(rank.alias("_R"), age).drop_nulls("_R").unique("_R").sort("_R")["AGE"]
+    return rank, ages
+
+
 def _decode_first(first: pl.DataFrame, ages: pl.Series) -> pl.DataFrame:
     """AGE and YEAR of the earliest event from its order key _K (see `_units`)."""
-    rank, day = pl.col("_K") // 2**32, pl.col("_K") % 2**32
+    part, day = pl.col("_K") // 2**32, pl.col("_K") % 2**32
     return first.with_columns(
-        pl.lit(ages).gather(pl.when(rank == _NO_PART).then(None).otherwise(rank - 1)).alias("AGE"),
+        pl.lit(ages).gather(pl.when(part == _NO_PART).then(None).otherwise(part - 1)).alias("AGE"),
         pl.when(day == _NO_PART).then(None).otherwise(day.cast(pl.Int64) - 2**31)
         .cast(pl.Int32).cast(pl.Date).dt.year().cast(pl.Int32).alias("YEAR"),
     )
@@ -535,11 +558,9 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
         for name in ep.includes:
             last_use[pos[name]] = max(last_use.get(pos[name], -1), level_of[i])
 
-    level_table = pl.DataFrame([(i, lv) for lv, members in enumerate(prep.levels) for i in members],
-                               schema={"EP": _U32, "_LV": _U32}, orient="row")
+    ep_level = pl.Series([level_of[i] for i in range(len(eps))], dtype=_U32)
     own_by_level = (
-        own.join(level_table, on="EP")
-        .select("_LV", _pack("EP", pl.col("UNIT")).alias("_UE"))
+        own.select(pl.lit(ep_level).gather(pl.col("EP")).alias("_LV"), _pack("EP", pl.col("UNIT")).alias("_UE"))
         .partition_by("_LV", as_dict=True, include_key=False)
     )
     del own
