@@ -15,10 +15,11 @@ Design (issue 3; memory bounded for issue 6):
   endpoint are dropped as soon as no later level includes them.
 * Cost: the events are read by one grouped pass (distinct keys with row counts, in
   `prepare`) and, per bucket, one filtered join (single-column `is_in` pre-filters chosen
-  from those counts, then the matched-key join). Everything after runs on units: each
-  carries a u64 order key (AGE rank, DAY) so the first event of any (endpoint, person) is
-  a plain group min, per-level work is one group_by over all endpoints of the level, and
-  the emergency visit lookup only touches rows an emergency `when` can read.
+  from those counts, then the matched-key join on one u64 hash of the key columns).
+  Everything after runs on units: each carries a u64 order key (AGE part, DAY) so the
+  first event of any (endpoint, person) is a plain group min, per-level work is one
+  group_by over all endpoints of the level, and the emergency visit lookup only touches
+  rows an emergency `when` can read.
 * `case_events` exposes each endpoint's case event rows (what NEVT counts) for reports.
 * `evaluate` loops over buckets. Every step is per person and buckets are consecutive id
   ranges, so a bucket's sorted rows are a slice of the sorted whole: with a spill folder
