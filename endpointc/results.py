@@ -59,8 +59,10 @@ WIDE_FILE = "endpoints_wide.tsv"
 _STATUSES = ("case", "excluded")
 # FinnGen ages are years as days / 365.25; the same convention turns FU_END_AGE into a year.
 _DAYS_PER_YEAR = 365.25
-# Fixed so that a file's bytes do not depend on the row count.
-_ROW_GROUP_SIZE = 1 << 20
+# Fixed so that a file's bytes do not depend on the row count. Small enough that a row
+# group's dictionary of FINNGENIDs stays small: at 2.3e8 rows, 2^18 wrote the long table in
+# 48 s against 62 s for 2^20 (and a smaller file); readers also skip finer by ENDPOINT.
+_ROW_GROUP_SIZE = 1 << 18
 
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
