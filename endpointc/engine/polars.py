@@ -304,42 +304,13 @@ def _code1_of_row(prep: Prepared) -> bool:
     return prep.uses_mode and "CODE1" not in prep.mapping.columns
 
 
-def _matched_rows(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) -> pl.DataFrame:
-    """Event rows selected by some rule of some endpoint, for people of the population:
-    ROW, PID, SIG, AGE, DAY, YEAR (+ EMERG, CODE1 when the program needs them)."""
-    lf = _matched_query(prep, events, people)
-    keep = ["ROW", "PID", "SIG", "AGE", "DAY", "YEAR"]
-    if _code1_of_row(prep):
-        keep.append("CODE1")
-    if not prep.uses_emergency:
-        return lf.select(keep).collect(engine=_ENGINE)
-    matched = lf.select(*keep, "FINNGENID", "INDEX", "CODE9").collect(engine=_ENGINE)
-    visits = (
-        events.filter(pl.col("CODE9") == "1")
-        .select("FINNGENID", "INDEX").unique()
-        .with_columns(pl.lit(True).alias("_EV"))
-    )
-    # EMERG is only ever read on rows of endpoints whose `when` uses it (own or included
-    # rows): the visit lookup is done for those rows' keys only, the rest stay False
-    wanted = list(prep.sigs.emergency)
-    # LANGUAGE.md: "the same INDEX" -- one visit's rows (e.g. INPAT and its OPER_IN
-    # operations) share an INDEX whatever their SOURCE.
-    emergent = (
-        matched.lazy().filter(pl.col("SIG").is_in(wanted))
-        .join(visits, on=["FINNGENID", "INDEX"], how="left",
-              nulls_equal=_EMERGENCY_NULL_INDEX_EQUAL)
-        .filter((pl.col("CODE9") == "1").fill_null(False) | pl.col("_EV").fill_null(False))
-        .select("ROW").collect(engine=_ENGINE)
-    )
-    # the emergent rows are few: a membership test, not a join of every matched row on ROW
-    return matched.select(*keep, pl.col("ROW").is_in(emergent["ROW"].implode()).alias("EMERG"))
-
-
 _NO_PART = 2**32 - 1  # a missing AGE part or DAY: after every real one (nulls last)
 
 
-def _units(prep: Prepared, matched: pl.DataFrame, *, by_row: bool) -> tuple[pl.DataFrame, pl.Series]:
-    """Matched rows -> units, numbered UNIT 0..n-1: the unit of work of everything after.
+def _units(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame, *,
+           by_row: bool) -> tuple[pl.DataFrame, pl.Series]:
+    """The events' matched rows as units, numbered UNIT 0..n-1: the unit of work of
+    everything after, made by one streaming query (join and group-by) over the events.
 
     A unit is one row when some `when` can read its fields (the row's signature reaches an
     endpoint with a `when`), or all rows of one person with one signature otherwise (N
@@ -352,51 +323,74 @@ def _units(prep: Prepared, matched: pl.DataFrame, *, by_row: bool) -> tuple[pl.D
 
     The order key _K packs (AGE part, DAY) in a u64, missing parts last: the earliest
     event of any set is its smallest _K, a plain min instead of a sort (see `_age_parts`).
-    Returns the units (UNIT, PID, SIG, N, _K, AGE, DAY, YEAR, [EMERG], [CODE1], [ORIG])
-    and AGE by part - 1."""
-    part, ages = _age_parts(matched)
-    ranked = matched.with_columns(
-        (part.fill_null(_NO_PART) * 2**32
-         + (pl.col("DAY").cast(pl.Int64) + 2**31).fill_null(_NO_PART).cast(pl.UInt64)).alias("_K"),
-        pl.lit(1, dtype=pl.UInt32).alias("N"),
-    )
-    if by_row:
-        rows, grouped = ranked.rename({"ROW": "ORIG"}), None
+    Returns the units (UNIT, PID, SIG, N, _K, AGE, YEAR, [EMERG], [CODE1], [ORIG]; AGE and
+    YEAR are those of the earliest row) and AGE by part - 1."""
+    part, ages = _age_parts(events)
+    sigs = prep.sigs
+    single = pl.lit(True) if by_row else pl.col("SIG").is_in(list(sigs.single))
+    row = pl.when(single).then(pl.col("ROW"))
+    if _code1_of_row(prep):
+        per, key = ["PID", "SIG", "_R", "CODE1"], ["PID", "SIG", "CODE1", row.alias("_R")]
     else:
-        single = pl.col("SIG").is_in(list(prep.sigs.single))
-        rows = ranked.filter(single).drop("ROW")
-        per = ["PID", "SIG", *(["CODE1"] if _code1_of_row(prep) else [])]
-        grouped = (ranked.lazy().filter(~single)
-                   .group_by(per).agg(pl.len().cast(pl.UInt32).alias("N"), pl.col("_K").min())
-                   .collect(engine=_ENGINE))
-    units = pl.concat([rows, grouped], how="diagonal") if grouped is not None else rows
-    return units.with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("UNIT")), ages
+        # one u64 group key (a multi-column key is row-encoded, ~4x dearer): a single row
+        # is its ROW with the top bit set, any other unit PID << 32 | SIG
+        per, key = ["_U"], [pl.coalesce(row + 2**63, _pack("PID", pl.col("SIG"))).alias("_U"),
+                            row.alias("_R"), "PID", "SIG"]
+    extra, aggs = [], []
+    if prep.uses_emergency:
+        # an emergency `when` only reads single rows: their own INDEX and CODE9
+        emergent = pl.col("SIG").is_in(list(sigs.emergency))
+        extra = [pl.when(emergent).then(pl.col("INDEX")).alias("_EIDX"),
+                 pl.when(emergent).then((pl.col("CODE9") == "1").fill_null(False)).alias("_E9")]
+        aggs = [pl.col("_EIDX").first(), pl.col("_E9").first()]
+    if per == ["_U"]:
+        aggs += [pl.col("_R").first(), pl.col("PID").first(), pl.col("SIG").first()]
+    units = (
+        _matched_query(prep, events, people)
+        .select(*key,
+                (part.fill_null(_NO_PART) * 2**32
+                 + (pl.col("DAY").cast(pl.Int64) + 2**31).fill_null(_NO_PART).cast(pl.UInt64)).alias("_K"),
+                *extra)
+        .group_by(per).agg(pl.len().cast(pl.UInt32).alias("N"), pl.col("_K").min(), *aggs)
+        .drop("_U", strict=False).with_row_index("UNIT").collect(engine=_ENGINE)
+    )
+    units = _decode_first(units, ages)
+    if prep.uses_emergency:
+        # LANGUAGE.md: "the same INDEX" -- one visit's rows (e.g. INPAT and its OPER_IN
+        # operations) share an INDEX whatever their SOURCE.
+        visits = (events.filter(pl.col("CODE9") == "1").select("FINNGENID", "INDEX").unique()
+                  .join(people.lazy().select("FINNGENID", "PID"), on="FINNGENID"))
+        urgent = (units.lazy().filter(pl.col("_EIDX").is_not_null())
+                  .join(visits, left_on=["PID", "_EIDX"], right_on=["PID", "INDEX"], how="semi",
+                        nulls_equal=_EMERGENCY_NULL_INDEX_EQUAL)
+                  .select("UNIT").collect(engine=_ENGINE))
+        units = units.with_columns((pl.col("_E9").fill_null(False)
+                                    | pl.col("UNIT").is_in(urgent["UNIT"].implode())).alias("EMERG"))
+    return units.rename({"_R": "ORIG"}) if by_row else units.drop("_R"), ages
 
 
 _MAX_HUNDREDTHS = 2**22  # widest AGE range (in hundredths) decoded by a table, not a rank
 
 
-def _age_parts(matched: pl.DataFrame) -> tuple[pl.Expr, pl.Series]:
-    """An AGE part for the order key: a u64 from 1 that orders like AGE (null when AGE is),
-    and AGE by part - 1 to decode it.
+def _age_parts(events: pl.LazyFrame) -> tuple[pl.Expr, pl.Series]:
+    """An AGE part for the order key: an expression on AGE giving a u64 from 1 that orders
+    like AGE (null when AGE is), and AGE by part - 1 to decode it. Read from the ages of
+    all `events` (a superset of the matched rows).
 
     The part is AGE in hundredths, shifted to start at 1, when no two ages share a number
-    of hundredths (FinnGen's EVENT_AGE has two decimals) and their range is narrow: one
-    hash pass over the rows. Otherwise it is AGE's dense rank, a sort of every row."""
-    age = pl.col("AGE")
-    hundredths = (age * 100).round()
-    pairs = (matched.lazy().filter(age.is_not_null())
-             .select(hundredths.alias("_H"), age).unique().collect(engine=_ENGINE))
+    of hundredths (FinnGen's EVENT_AGE has two decimals) and their range is narrow.
+    Otherwise it is AGE's position among the distinct ages, found by binary search."""
+    pairs = (events.select(pl.col("EVENT_AGE").alias("AGE")).drop_nulls().unique()
+             .collect(engine=_ENGINE).with_columns((pl.col("AGE") * 100).round().alias("_H")))
     if pairs.height and pairs["AGE"].is_finite().all() and pairs["_H"].n_unique() == pairs.height:
         low, high = int(pairs["_H"].min()), int(pairs["_H"].max())
         if high - low < _MAX_HUNDREDTHS:
             index = (pairs["_H"] - low).cast(pl.Int64)
             ages = pl.repeat(None, high - low + 1, dtype=pl.Float64, eager=True).scatter(index, pairs["AGE"])
-            return (hundredths - (low - 1)).cast(pl.UInt64), ages
-    rank = age.rank("dense").cast(pl.UInt64)
-    # dense ranks are 1..R: AGE of rank r at position r - 1
-    ages = matched.select(rank.alias("_R"), age).drop_nulls("_R").unique("_R").sort("_R")["AGE"]
-    return rank, ages
+            return ((pl.col("AGE") * 100).round() - (low - 1)).cast(pl.UInt64), ages
+    ages = pairs["AGE"].sort()
+    position = pl.lit(ages).search_sorted(pl.col("AGE"), side="left").cast(pl.UInt64) + 1
+    return pl.when(pl.col("AGE").is_not_null()).then(position), ages
 
 
 def _decode_first(first: pl.DataFrame, ages: pl.Series) -> pl.DataFrame:
@@ -531,10 +525,10 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
         events.select("FINNGENID").join(ppl.lazy().select("FINNGENID"), on="FINNGENID", how="anti")
         .select(pl.len().alias("n"), pl.col("FINNGENID").n_unique().alias("m")).collect(engine=_ENGINE)
     )
-    units, ages = _units(prep, _matched_rows(prep, events, ppl), by_row=bool(keep_rows))
+    units, ages = _units(prep, events, ppl, by_row=bool(keep_rows))
     # per-unit columns are read by gathering at UNIT (units are numbered 0..n-1), never a join
     unit_pid = units["PID"]
-    fields = units.select("_K", "N", "AGE", "DAY", "YEAR", *(["EMERG"] if prep.uses_emergency else []))
+    fields = units.select("_K", "N", "AGE", "YEAR", *(["EMERG"] if prep.uses_emergency else []))
     unit_sex = pl.lit(ppl.select(sex_bits(pl.col("SEX")).alias("_SB"))["_SB"]).gather(pl.col("PID")).alias("_SB")
     ue_unit = (pl.col("_UE") % 2**32).cast(_U32)
     ue_ep = (pl.col("_UE") // 2**32).cast(_U32)
