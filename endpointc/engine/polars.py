@@ -114,6 +114,69 @@ class Prepared:
     levels: tuple[tuple[int, ...], ...]  # endpoint positions, each level after its deps
     uses_emergency: bool
     uses_mode: bool
+    tables: "_Tables"
+
+
+@dataclass(frozen=True)
+class _Tables:
+    """Per-program constants every bucket reads, derived once (Python loops over thousands
+    of endpoints would otherwise be a fixed cost of every bucket)."""
+
+    pos: dict[str, int]
+    level_of: dict[int, int]
+    ep_level: pl.Series  # level by endpoint position (u32)
+    ep_sex: pl.Series  # `sex` by endpoint position (null: any)
+    name_rank: pl.Series  # rank of the endpoint's name by position (u64)
+    # the last level that reads an impure endpoint's case rows (through an include)
+    last_use: dict[int, int]
+    simple_req: tuple[int, ...]  # endpoints with a `require` that are not complex
+    read_by_require: frozenset[int]
+    # per level: complex members, their includes of carried endpoints (child, endpoint)
+    # and their `when` as one expression
+    level_complex: tuple[tuple[int, ...], ...]
+    level_edges: tuple[pl.DataFrame | None, ...]
+    level_when: tuple[pl.Expr | None, ...]
+    counted_when: pl.Expr | None
+    mode_rules: pl.DataFrame  # (EP, RULE)
+    mins: pl.DataFrame  # (EP, RULE, _MIN)
+    needs: pl.DataFrame  # (EP, RULE)
+
+
+def _tables(program: Program, sigs: Signatures, levels: tuple[tuple[int, ...], ...]) -> _Tables:
+    eps = program.endpoints
+    pos = {ep.name: i for i, ep in enumerate(eps)}
+    level_of = {i: lv for lv, members in enumerate(levels) for i in members}
+    last_use: dict[int, int] = {}
+    for i in sigs.complex:
+        for name in eps[i].includes:
+            if pos[name] in sigs.carried:
+                last_use[pos[name]] = max(last_use.get(pos[name], -1), level_of[i])
+    by_name = sorted(range(len(eps)), key=lambda i: eps[i].name)
+    level_complex = tuple(tuple(i for i in members if i in sigs.complex) for members in levels)
+    edges = []
+    for members in level_complex:
+        pairs = [(pos[x], i) for i in members for x in eps[i].includes if pos[x] in sigs.carried]
+        edges.append(pl.DataFrame(pairs, schema={"_CHILD": _U32, "EP": _U32}, orient="row") if pairs else None)
+    counted = [i for i, ep in enumerate(eps) if _is_counted(ep)]
+    rules = [(e, r, rule) for e, ep in enumerate(eps) for r, rule in enumerate(ep.rules)]
+    return _Tables(
+        pos=pos, level_of=level_of,
+        ep_level=pl.Series([level_of[i] for i in range(len(eps))], dtype=_U32),
+        ep_sex=pl.Series([ep.sex for ep in eps], dtype=pl.String),
+        name_rank=pl.Series(sorted(range(len(eps)), key=by_name.__getitem__), dtype=pl.UInt64),
+        last_use=last_use,
+        simple_req=tuple(i for i, ep in enumerate(eps) if ep.require is not None and i not in sigs.complex),
+        read_by_require=frozenset(pos[n] for ep in eps for n in cond_endpoints(ep.require)),
+        level_complex=level_complex, level_edges=tuple(edges),
+        level_when=tuple(_when_filter(program, members) for members in level_complex),
+        counted_when=_when_filter(program, counted),
+        mode_rules=pl.DataFrame([(e, r) for e, r, rule in rules if rule.mode],
+                                schema={"EP": _U32, "RULE": _U32}, orient="row"),
+        mins=pl.DataFrame([(e, r, rule.min_events) for e, r, rule in rules if rule.min_events > 1],
+                          schema={"EP": _U32, "RULE": _U32, "_MIN": pl.UInt32}, orient="row"),
+        needs=pl.DataFrame([(e, r) for e, r, rule in rules if rule.needs_other],
+                           schema={"EP": _U32, "RULE": _U32}, orient="row"),
+    )
 
 
 @dataclass(frozen=True)
@@ -246,18 +309,22 @@ def prepare(program: Program, events: pl.LazyFrame, *,
             None, "CODE9 is the service-sector urgency field of the longitudinal table")])
     mapping = match_keys(program, events)
     uses_mode = any(r.mode for ep in program.endpoints for r in ep.rules)
-    return Prepared(program=program, selected=selected, mapping=mapping,
-                    sigs=signatures(program, mapping), levels=_levels(program),
-                    uses_emergency=uses_emergency, uses_mode=uses_mode)
+    sigs = signatures(program, mapping)
+    levels = _levels(program)
+    return Prepared(program=program, selected=selected, mapping=mapping, sigs=sigs, levels=levels,
+                    uses_emergency=uses_emergency, uses_mode=uses_mode,
+                    tables=_tables(program, sigs, levels))
 
 
 # -- one bucket -----------------------------------------------------------------------
 
-def _when_filter(program: Program, eps: Sequence[int] | None = None) -> pl.Expr | None:
-    """One expression applying each endpoint's `when` to rows with an EP column."""
+def _when_filter(program: Program, eps: Sequence[int]) -> pl.Expr | None:
+    """One expression applying the `when` of the endpoints at positions `eps` to rows with
+    an EP column."""
     groups: dict[str, tuple[object, list[int]]] = {}
-    for i, ep in enumerate(program.endpoints):
-        if ep.when is None or (eps is not None and i not in eps):
+    for i in eps:
+        ep = program.endpoints[i]
+        if ep.when is None:
             continue
         key = repr(ep.when)
         groups.setdefault(key, (ep.when, []))[1].append(i)
@@ -310,7 +377,8 @@ _NO_PART = 2**32 - 1  # a missing AGE part or DAY: after every real one (nulls l
 def _units(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame, *,
            by_row: bool) -> tuple[pl.DataFrame, pl.Series]:
     """The events' matched rows as units, numbered UNIT 0..n-1: the unit of work of
-    everything after, made by one streaming query (join and group-by) over the events.
+    everything after. (The matched rows are collected, then grouped: measured cheaper than
+    one streaming query doing both.)
 
     A unit is one row when some `when` can read its fields (the row's signature reaches an
     endpoint with a `when`), or all rows of one person with one signature otherwise (N
@@ -327,33 +395,36 @@ def _units(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame, *,
     YEAR are those of the earliest row) and AGE by part - 1."""
     part, ages = _age_parts(events)
     sigs = prep.sigs
-    single = pl.lit(True) if by_row else pl.col("SIG").is_in(list(sigs.single))
-    row = pl.when(single).then(pl.col("ROW"))
-    if _code1_of_row(prep):
-        per, key = ["PID", "SIG", "_R", "CODE1"], ["PID", "SIG", "CODE1", row.alias("_R")]
-    else:
-        # one u64 group key (a multi-column key is row-encoded, ~4x dearer): a single row
-        # is its ROW with the top bit set, any other unit PID << 32 | SIG
-        per, key = ["_U"], [pl.coalesce(row + 2**63, _pack("PID", pl.col("SIG"))).alias("_U"),
-                            row.alias("_R"), "PID", "SIG"]
-    extra, aggs = [], []
+    extra = []
     if prep.uses_emergency:
         # an emergency `when` only reads single rows: their own INDEX and CODE9
         emergent = pl.col("SIG").is_in(list(sigs.emergency))
         extra = [pl.when(emergent).then(pl.col("INDEX")).alias("_EIDX"),
                  pl.when(emergent).then((pl.col("CODE9") == "1").fill_null(False)).alias("_E9")]
-        aggs = [pl.col("_EIDX").first(), pl.col("_E9").first()]
-    if per == ["_U"]:
-        aggs += [pl.col("_R").first(), pl.col("PID").first(), pl.col("SIG").first()]
-    units = (
+    code1 = ["CODE1"] if _code1_of_row(prep) else []
+    matched = (
         _matched_query(prep, events, people)
-        .select(*key,
+        .select("ROW", "PID", "SIG", *code1, *extra,
                 (part.fill_null(_NO_PART) * 2**32
-                 + (pl.col("DAY").cast(pl.Int64) + 2**31).fill_null(_NO_PART).cast(pl.UInt64)).alias("_K"),
-                *extra)
-        .group_by(per).agg(pl.len().cast(pl.UInt32).alias("N"), pl.col("_K").min(), *aggs)
-        .drop("_U", strict=False).with_row_index("UNIT").collect(engine=_ENGINE)
+                 + (pl.col("DAY").cast(pl.Int64) + 2**31).fill_null(_NO_PART).cast(pl.UInt64)).alias("_K"))
+        .collect(engine=_ENGINE)
     )
+    if by_row:
+        units = matched.rename({"ROW": "ORIG"}).with_columns(pl.lit(1, dtype=pl.UInt32).alias("N"))
+    else:
+        single = pl.col("SIG").is_in(list(sigs.single))
+        rest = matched.lazy().filter(~single)
+        if code1:
+            grouped = rest.group_by("PID", "SIG", "CODE1").agg(pl.len().cast(pl.UInt32).alias("N"), pl.col("_K").min())
+        else:
+            # on one u64 key: a key of several columns is row-encoded, about 3x dearer here
+            grouped = (rest.group_by(_pack("PID", pl.col("SIG")).alias("_PS"))
+                       .agg(pl.len().cast(pl.UInt32).alias("N"), pl.col("_K").min())
+                       .select((pl.col("_PS") // 2**32).cast(_U32).alias("PID"),
+                               (pl.col("_PS") % 2**32).cast(_U32).alias("SIG"), "N", "_K"))
+        units = pl.concat([matched.filter(single).drop("ROW").with_columns(pl.lit(1, dtype=pl.UInt32).alias("N")),
+                           grouped.collect(engine=_ENGINE)], how="diagonal")
+    units = units.with_row_index("UNIT")
     units = _decode_first(units, ages)
     if prep.uses_emergency:
         # LANGUAGE.md: "the same INDEX" -- one visit's rows (e.g. INPAT and its OPER_IN
@@ -366,7 +437,7 @@ def _units(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame, *,
                   .select("UNIT").collect(engine=_ENGINE))
         units = units.with_columns((pl.col("_E9").fill_null(False)
                                     | pl.col("UNIT").is_in(urgent["UNIT"].implode())).alias("EMERG"))
-    return units.rename({"_R": "ORIG"}) if by_row else units.drop("_R"), ages
+    return units, ages
 
 
 _MAX_HUNDREDTHS = 2**22  # widest AGE range (in hundredths) decoded by a table, not a rank
@@ -410,12 +481,10 @@ def _is_counted(ep) -> bool:
 def _counted_rows(prep: Prepared, units: pl.DataFrame) -> pl.DataFrame:
     """(UNIT, EP) of the own units of endpoints with counted rules (see `Signatures`),
     after mode, when, min and needs-other. Every other endpoint's own units are folded."""
-    program = prep.program
+    tables = prep.tables
     rows = units.lazy().join(prep.sigs.counted.lazy(), on="SIG")
     if prep.uses_mode:
-        mode_rules = pl.LazyFrame(
-            [(e, r) for e, ep in enumerate(program.endpoints) for r, rule in enumerate(ep.rules)
-             if rule.mode], schema={"EP": _U32, "RULE": _U32}, orient="row")
+        mode_rules = tables.mode_rules.lazy()
         per = ["PID", "EP", "RULE"]
         moded = rows.join(mode_rules, on=["EP", "RULE"], how="semi")
         if not _code1_of_row(prep):  # CODE1 is a key column: one per moded signature
@@ -432,30 +501,23 @@ def _counted_rows(prep: Prepared, units: pl.DataFrame) -> pl.DataFrame:
             rows.join(mode_rules, on=["EP", "RULE"], how="anti"),
             moded.join(winners, on=[*per, "CODE1"], how="semi").select(pl.exclude("CODE1")),
         ], how="diagonal")
-    when = _when_filter(program, {i for i, ep in enumerate(program.endpoints) if _is_counted(ep)})
-    if when is not None:
-        rows = rows.filter(when)
+    if tables.counted_when is not None:
+        rows = rows.filter(tables.counted_when)
 
-    mins = [(e, r, rule.min_events) for e, ep in enumerate(program.endpoints)
-            for r, rule in enumerate(ep.rules) if rule.min_events > 1]
-    needs = [(e, r) for e, ep in enumerate(program.endpoints)
-             for r, rule in enumerate(ep.rules) if rule.needs_other]
+    mins, needs = tables.mins, tables.needs
     rows = rows.select("UNIT", "PID", "EP", "RULE", "N")
-    if mins or needs:
+    if mins.height or needs.height:
         # only endpoints with a min or needs-other rule are counted (needs-other looks at
         # every rule of its endpoint); the others pass through untouched
-        counted_eps = sorted({e for e, *_ in mins} | {e for e, _ in needs})
+        counted_eps = sorted(set(mins["EP"]) | set(needs["EP"]))
         plain = rows.filter(~pl.col("EP").is_in(counted_eps))
         rows = rows.filter(pl.col("EP").is_in(counted_eps))
         kept = rows.group_by("PID", "EP", "RULE").agg(pl.col("N").sum().alias("_N"))
-        if mins:
-            mt = pl.LazyFrame(mins, schema={"EP": _U32, "RULE": _U32, "_MIN": pl.UInt32},
-                              orient="row")
-            kept = kept.join(mt, on=["EP", "RULE"], how="left").filter(
+        if mins.height:
+            kept = kept.join(mins.lazy(), on=["EP", "RULE"], how="left").filter(
                 pl.col("_N") >= pl.col("_MIN").fill_null(1))
-        if needs:
-            nt = pl.LazyFrame(needs, schema={"EP": _U32, "RULE": _U32}, orient="row").with_columns(
-                pl.lit(True).alias("_NO"))
+        if needs.height:
+            nt = needs.lazy().with_columns(pl.lit(True).alias("_NO"))
             kept = (
                 kept.with_columns(pl.len().over("PID", "EP").alias("_R"))
                 .join(nt, on=["EP", "RULE"], how="left")
@@ -492,6 +554,52 @@ def _person_frame(base: pl.LazyFrame, cond, cases: dict[int, pl.DataFrame],
     return base, _bool(cond, _Ctx(endpoint=endpoint))
 
 
+def _literals(cond) -> tuple[tuple[str, bool], ...] | None:
+    """`cond` as a conjunction of (endpoint, is a case) literals, or None if it is not one."""
+    if isinstance(cond, IsCase):
+        return ((cond.endpoint, True),)
+    if isinstance(cond, Negate) and isinstance(cond.arg, IsCase):
+        return ((cond.arg.endpoint, False),)
+    if isinstance(cond, AllOf):
+        parts = [_literals(a) for a in cond.args]
+        return None if any(p is None for p in parts) else tuple(x for p in parts for x in p)
+    return None
+
+
+def _required(rows: pl.DataFrame, eps, cases: dict[int, pl.DataFrame],
+              pos: dict[str, int]) -> list[pl.LazyFrame]:
+    """The `rows` (cases, _CASES_SCHEMA, of endpoints with a `require`) that satisfy their
+    endpoint's `require`, as lazy frames. Most FinnGen requires are conjunctions of
+    "is a case of X" and "is not": those are checked together by one membership test of
+    packed (X, PID) pairs; any other condition gets a query of its own."""
+    out: list[pl.LazyFrame] = []
+    literal: list[tuple[int, int, bool]] = []  # (EP, X, positive)
+    other, conjunctions = [], []
+    for i in rows["EP"].unique().to_list():
+        lits = _literals(eps[i].require)
+        if lits is None:
+            other.append(i)
+        else:
+            conjunctions.append(i)
+            literal.extend((i, pos[name], positive) for name, positive in lits)
+    if other:
+        for (i,), part in rows.filter(pl.col("EP").is_in(other)).partition_by("EP", as_dict=True).items():
+            frame, cond = _person_frame(part.lazy(), eps[i].require, cases, pos)
+            out.append(frame.filter(cond).select(list(_CASES_SCHEMA)))
+    if conjunctions:
+        table = pl.DataFrame(literal, schema={"EP": _U32, "_X": _U32, "_POS": pl.Boolean}, orient="row")
+        known = [cases[x] for x in sorted(set(table["_X"])) if x in cases]
+        pairs = (pl.concat(known).select(_pack("EP", pl.col("PID")))["EP"] if known
+                 else pl.Series("EP", [], pl.UInt64))
+        mine = rows.lazy().filter(pl.col("EP").is_in(conjunctions))
+        failing = (mine.select("EP", "PID").join(table.lazy(), on="EP")
+                   .filter(_pack("_X", pl.col("PID")).is_in(pairs.implode()) != pl.col("_POS"))
+                   .select(_pack("EP", pl.col("PID")).alias("_EPID")))
+        out.append(mine.join(failing, left_on=_pack("EP", pl.col("PID")), right_on="_EPID", how="anti")
+                   .select(list(_CASES_SCHEMA)))
+    return out
+
+
 def evaluate_bucket(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame) -> BucketResult:
     """Evaluate every endpoint of `prep` for one bucket of people (the caller filters both
     tables with one of `person_buckets`; `events` must carry a row index ROW, unique in the
@@ -516,8 +624,8 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
     likewise as _EPID = EP << 32 | PID. `require` is checked per level for both kinds."""
     program = prep.program
     eps = program.endpoints
-    sigs = prep.sigs
-    pos = {ep.name: i for i, ep in enumerate(eps)}
+    sigs, tables = prep.sigs, prep.tables
+    pos, ep_level, last_use = tables.pos, tables.ep_level, tables.last_use
     ppl = (
         people.select("FINNGENID", "SEX").sort("FINNGENID").with_row_index("PID").collect(engine=_ENGINE)
     )
@@ -533,23 +641,13 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
     ue_unit = (pl.col("_UE") % 2**32).cast(_U32)
     ue_ep = (pl.col("_UE") // 2**32).cast(_U32)
 
-    level_of = {i: lv for lv, members in enumerate(prep.levels) for i in members}
-    ep_level = pl.Series([level_of[i] for i in range(len(eps))], dtype=_U32)
     keep = set(keep_rows)
     rowed = sigs.carried | keep  # endpoints whose case rows are kept as rows
-    # the last level that reads an endpoint's case rows (an include that is not folded)
-    last_use: dict[int, int] = {}
-    for i in sigs.complex:
-        for name in eps[i].includes:
-            if pos[name] in sigs.carried:
-                last_use[pos[name]] = max(last_use.get(pos[name], -1), level_of[i])
-    ep_sex = pl.Series([ep.sex for ep in eps], dtype=pl.String)
-    pid_sex = ppl["SEX"]
-    any_sex = any(ep.sex is not None for ep in eps)
+    ep_sex, pid_sex = tables.ep_sex, ppl["SEX"]
 
     def sexed(first: pl.DataFrame) -> pl.DataFrame:
         # an endpoint's own sex, per endpoint and per person by position: two gathers, no join
-        if not any_sex:
+        if not ep_sex.is_not_null().any():
             return first
         return first.filter(pl.lit(ep_sex).gather(pl.col("EP")).is_null()
                             | (pl.lit(ep_sex).gather(pl.col("EP"))
@@ -579,14 +677,15 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
     )
     flat_summary = _decode_first(sexed(first), ages).select(list(_CASES_SCHEMA))
     del first
-    simple_req = sorted(i for i, ep in enumerate(eps) if ep.require is not None and i not in sigs.complex)
-    pending: dict[int, pl.DataFrame] = {}  # simple endpoints' cases before their `require`
+    simple_req = list(tables.simple_req)
+    pending: dict[int, pl.DataFrame] = {}  # per level: simple endpoints' cases before their `require`
     if simple_req:
-        pending = {i: part for (i,), part in flat_summary.filter(pl.col("EP").is_in(simple_req))
-                   .partition_by("EP", as_dict=True).items()}
+        pending = {lv: part.drop("_LV") for (lv,), part in flat_summary.filter(pl.col("EP").is_in(simple_req))
+                   .with_columns(pl.lit(ep_level).gather(pl.col("EP")).alias("_LV"))
+                   .partition_by("_LV", as_dict=True).items()}
         flat_summary = flat_summary.filter(~pl.col("EP").is_in(simple_req))
     summaries: list[pl.DataFrame] = [flat_summary]
-    read_by_require = {pos[n] for ep in eps for n in cond_endpoints(ep.require)}
+    read_by_require = tables.read_by_require
     cases: dict[int, pl.DataFrame] = {}  # final cases of the endpoints a require reads
 
     def remember(summary: pl.DataFrame, among: set[int]) -> None:
@@ -610,23 +709,19 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
     kept_rows: list[pl.DataFrame] = []
 
     for lv, members in enumerate(prep.levels):
+        unchecked = [pending.pop(lv)] if lv in pending else []
         checks = []
-        for i in members:
-            if i in pending:
-                frame, cond = _person_frame(pending.pop(i).lazy(), eps[i].require, cases, pos)
-                checks.append(frame.filter(cond).select(list(_CASES_SCHEMA)))
         level = empty_ue
-        level_complex = [i for i in members if i in sigs.complex]
+        level_complex = tables.level_complex[lv]
         if level_complex:
-            edges = [(pos[x], i) for i in level_complex for x in eps[i].includes if pos[x] in sigs.carried]
+            edges = tables.level_edges[lv]
             reads = [flat_complex.get(lv, empty_ue).lazy()]
-            if edges:
-                et = pl.DataFrame(edges, schema={"_CHILD": _U32, "EP": _U32}, orient="row")
+            if edges is not None:
                 reads.append(carried.lazy().with_columns(ue_ep.alias("_CHILD"))
-                             .join(et.lazy(), on="_CHILD")
+                             .join(edges.lazy(), on="_CHILD")
                              .select(_pack("EP", pl.col("_UE") % 2**32).alias("_UE")))
             read = pl.concat(reads)
-            when = _when_filter(program, level_complex)
+            when = tables.level_when[lv]
             if when is not None:  # counted rows had theirs in `_counted_rows`
                 read = read.collect(engine=_ENGINE)
                 unit = read.select(ue_unit)["_UE"]
@@ -649,12 +744,11 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
             summary = _decode_first(sexed(first), ages).select(list(_CASES_SCHEMA))
             with_req = [i for i in level_complex if eps[i].require is not None]
             if with_req:
-                checks_of = summary.filter(pl.col("EP").is_in(with_req)).partition_by("EP", as_dict=True)
+                unchecked.append(summary.filter(pl.col("EP").is_in(with_req)))
                 summary = summary.filter(~pl.col("EP").is_in(with_req))
-                for (i,), part in checks_of.items():
-                    frame, cond = _person_frame(part.lazy(), eps[i].require, cases, pos)
-                    checks.append(frame.filter(cond).select(list(_CASES_SCHEMA)))
             checks.append(summary.lazy())
+        if unchecked:
+            checks.extend(_required(pl.concat(unchecked), eps, cases, pos))
         finals = [flat_summary]  # where this level's endpoints' final cases are
         if checks:
             summary = pl.concat(pl.collect_all(checks, engine=_ENGINE))
@@ -706,9 +800,7 @@ def _bucket_outputs(prep: Prepared, ppl: pl.DataFrame, summaries: list[pl.DataFr
     names = pl.DataFrame({"EP": list(range(len(eps))), "ENDPOINT": [ep.name for ep in eps]},
                          schema={"EP": _U32, "ENDPOINT": pl.String})
     # PIDs number the sorted ids, so _KEY orders by ENDPOINT then FINNGENID
-    by_name = sorted(range(len(eps)), key=lambda i: eps[i].name)
-    name_rank = pl.Series(sorted(range(len(eps)), key=by_name.__getitem__), dtype=pl.UInt64)
-    key = (pl.lit(name_rank).gather(pl.col("EP")) * 2**32 + pl.col("PID")).alias("_KEY")
+    key = (pl.lit(prep.tables.name_rank).gather(pl.col("EP")) * 2**32 + pl.col("PID")).alias("_KEY")
     # excluded from controls: wrong sex, a case of a control_exclude endpoint, or failing
     # control_require -- unless a case. Nobody of the wrong sex is a case, so those
     # exclusions need no check against the cases.
