@@ -3,23 +3,28 @@
 Design (issue 3; memory bounded for issue 6):
 
 * `prepare` matches every code pattern of the program ONCE against the distinct event keys
-  (`matching.match_keys`), giving a small table key -> (endpoint, rule).
+  (`matching.match_keys`), giving a small table key -> (endpoint, rule), and groups the
+  keys into signatures (`signatures.signatures`): includes of pure endpoints are folded
+  into the key table, and keys that then do the same thing share one signature.
 * `evaluate_bucket` evaluates all endpoints for the people of one bucket (a FINNGENID
   range, `person_buckets`; one bucket = everyone). It joins the events to the matched keys
   once, keeping only matched rows, and folds them into *units* (`_units`): all rows of one
-  person with one key become one unit with a row count N and the earliest order key,
-  except rows some `when` can read, which stay units of their own. Units fan out to
-  (unit, endpoint) pairs; mode, `when`, min and needs-other apply there; `include`,
-  `require` and sex are then resolved level by level on (endpoint, unit) pairs packed in
-  one u64 and on the (endpoint, person) case table; controls last. Row sets of an
-  endpoint are dropped as soon as no later level includes them.
+  person with one signature become one unit with a row count N and the earliest order
+  key, except rows some `when` can read, which stay units of their own. One fan-out of
+  units through the folded table gives every endpoint that is not complex its first event
+  and NEVT per person. Complex endpoints (a `when`, a counted rule, an include of an
+  impure endpoint) are resolved level by level on (endpoint, unit) pairs packed in one
+  u64, with their counted own rows (mode, `when`, min, needs-other) and the case rows of
+  the impure endpoints they include; `require` and sex apply per level on the
+  (endpoint, person) case table; controls last. Row sets of an endpoint are dropped as
+  soon as no later level includes them.
 * Cost: the events are read by one grouped pass (distinct keys with row counts, in
   `prepare`) and, per bucket, one filtered join (single-column `is_in` pre-filters chosen
   from those counts, then the matched-key join on one u64 hash of the key columns).
   Everything after runs on units: each carries a u64 order key (AGE part, DAY) so the
-  first event of any (endpoint, person) is a plain group min, per-level work is one
-  group_by over all endpoints of the level, and the emergency visit lookup only touches
-  rows an emergency `when` can read.
+  first event of any (endpoint, person) is a plain group min; groupings are on one u64
+  key (a key of several columns is row-encoded, several times dearer); and the emergency
+  visit lookup only touches rows an emergency `when` can read.
 * `case_events` exposes each endpoint's case event rows (what NEVT counts) for reports.
 * `evaluate` loops over buckets. Every step is per person and buckets are consecutive id
   ranges, so a bucket's sorted rows are a slice of the sorted whole: with a spill folder
@@ -697,7 +702,6 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
 
     # 2. rows: the folded rows of complex endpoints and of simple ones kept as rows, and
     # the counted own rows
-    complex_eps = sorted(sigs.complex)
     rowed_simple = sorted(rowed - sigs.complex)
     flat_complex = by_level(folded(sigs.flat_complex).select("UNIT", "EP").collect(engine=_ENGINE))
     flat_rowed = (by_level(folded(sigs.flat.filter(pl.col("EP").is_in(rowed_simple)))
