@@ -398,7 +398,6 @@ def _units(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame, *,
     event of any set is its smallest _K, a plain min instead of a sort (see `_age_parts`).
     Returns the units (UNIT, PID, SIG, N, _K, AGE, YEAR, [EMERG], [CODE1], [ORIG]; AGE and
     YEAR are those of the earliest row) and AGE by part - 1."""
-    part, ages = _age_parts(events)
     sigs = prep.sigs
     extra = []
     if prep.uses_emergency:
@@ -407,13 +406,13 @@ def _units(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame, *,
         extra = [pl.when(emergent).then(pl.col("INDEX")).alias("_EIDX"),
                  pl.when(emergent).then((pl.col("CODE9") == "1").fill_null(False)).alias("_E9")]
     code1 = ["CODE1"] if _code1_of_row(prep) else []
-    matched = (
-        _matched_query(prep, events, people)
-        .select("ROW", "PID", "SIG", *code1, *extra,
-                (part.fill_null(_NO_PART) * 2**32
-                 + (pl.col("DAY").cast(pl.Int64) + 2**31).fill_null(_NO_PART).cast(pl.UInt64)).alias("_K"))
-        .collect(engine=_ENGINE)
-    )
+    matched = (_matched_query(prep, events, people)
+               .select("ROW", "PID", "SIG", *code1, *extra, "AGE", "DAY").collect(engine=_ENGINE))
+    part, ages = _age_parts(matched)
+    matched = matched.with_columns(
+        (part.fill_null(_NO_PART) * 2**32
+         + (pl.col("DAY").cast(pl.Int64) + 2**31).fill_null(_NO_PART).cast(pl.UInt64)).alias("_K"),
+    ).drop("AGE", "DAY")
     if by_row:
         units = matched.rename({"ROW": "ORIG"}).with_columns(pl.lit(1, dtype=pl.UInt32).alias("N"))
     else:
@@ -448,15 +447,15 @@ def _units(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame, *,
 _MAX_HUNDREDTHS = 2**22  # widest AGE range (in hundredths) decoded by a table, not a rank
 
 
-def _age_parts(events: pl.LazyFrame) -> tuple[pl.Expr, pl.Series]:
+def _age_parts(matched: pl.DataFrame) -> tuple[pl.Expr, pl.Series]:
     """An AGE part for the order key: an expression on AGE giving a u64 from 1 that orders
-    like AGE (null when AGE is), and AGE by part - 1 to decode it. Read from the ages of
-    all `events` (a superset of the matched rows).
+    like AGE (null when AGE is), and AGE by part - 1 to decode it, from the distinct AGE
+    values of the `matched` rows.
 
     The part is AGE in hundredths, shifted to start at 1, when no two ages share a number
     of hundredths (FinnGen's EVENT_AGE has two decimals) and their range is narrow.
     Otherwise it is AGE's position among the distinct ages, found by binary search."""
-    pairs = (events.select(pl.col("EVENT_AGE").alias("AGE")).drop_nulls().unique()
+    pairs = (matched.lazy().select("AGE").drop_nulls().unique()
              .collect(engine=_ENGINE).with_columns((pl.col("AGE") * 100).round().alias("_H")))
     if pairs.height and pairs["AGE"].is_finite().all() and pairs["_H"].n_unique() == pairs.height:
         low, high = int(pairs["_H"].min()), int(pairs["_H"].max())
