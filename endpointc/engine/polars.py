@@ -128,7 +128,6 @@ class _Tables:
     of endpoints would otherwise be a fixed cost of every bucket)."""
 
     pos: dict[str, int]
-    level_of: dict[int, int]
     ep_level: pl.Series  # level by endpoint position (u32)
     ep_sex: pl.Series  # `sex` by endpoint position (null: any)
     name_rank: pl.Series  # rank of the endpoint's name by position (u64)
@@ -165,7 +164,7 @@ def _tables(program: Program, sigs: Signatures, levels: tuple[tuple[int, ...], .
     counted = [i for i, ep in enumerate(eps) if _is_counted(ep)]
     rules = [(e, r, rule) for e, ep in enumerate(eps) for r, rule in enumerate(ep.rules)]
     return _Tables(
-        pos=pos, level_of=level_of,
+        pos=pos,
         ep_level=pl.Series([level_of[i] for i in range(len(eps))], dtype=_U32),
         ep_sex=pl.Series([ep.sex for ep in eps], dtype=pl.String),
         name_rank=pl.Series(sorted(range(len(eps)), key=by_name.__getitem__), dtype=pl.UInt64),
@@ -365,7 +364,6 @@ def _matched_query(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) -
         .with_columns(
             pl.col("EVENT_AGE").alias("AGE"),
             pl.col("APPROX_EVENT_DAY").alias("DAY"),
-            pl.col("APPROX_EVENT_DAY").dt.year().cast(pl.Int32).alias("YEAR"),
         )
     )
     return lf
@@ -664,6 +662,16 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
             lf = lf.filter((pl.col("MASK") & pl.col("_SB")) != 0)
         return lf
 
+    def cases_of(pairs: pl.LazyFrame) -> pl.DataFrame:
+        # (_EPID, _K, N) of a set's units -> each (endpoint, person)'s first event and NEVT,
+        # people of the endpoint's sex only
+        first = (pairs.group_by("_EPID")
+                 .agg(pl.col("_K").min(), pl.col("N").sum().cast(pl.Int64).alias("NEVT"))
+                 .select((pl.col("_EPID") // 2**32).cast(_U32).alias("EP"),
+                         (pl.col("_EPID") % 2**32).cast(_U32).alias("PID"), "_K", "NEVT")
+                 .collect(engine=_ENGINE))
+        return _decode_first(sexed(first), ages).select(list(_CASES_SCHEMA))
+
     def by_level(frame: pl.DataFrame) -> dict[int, pl.DataFrame]:
         parts = (frame.select(pl.lit(ep_level).gather(pl.col("EP")).alias("_LV"),
                               _pack("EP", pl.col("UNIT")).alias("_UE"))
@@ -671,16 +679,7 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
         return {lv: part for (lv,), part in parts.items()}
 
     # 1. every endpoint that is not complex: its cases from one fan-out and group-by
-    first = (
-        folded(sigs.flat_simple)
-        .group_by(_pack("EP", pl.col("PID")).alias("_EPID"))
-        .agg(pl.col("_K").min(), pl.col("N").sum().cast(pl.Int64).alias("NEVT"))
-        .select((pl.col("_EPID") // 2**32).cast(_U32).alias("EP"),
-                (pl.col("_EPID") % 2**32).cast(_U32).alias("PID"), "_K", "NEVT")
-        .collect(engine=_ENGINE)
-    )
-    flat_summary = _decode_first(sexed(first), ages).select(list(_CASES_SCHEMA))
-    del first
+    flat_summary = cases_of(folded(sigs.flat_simple).select(_pack("EP", pl.col("PID")).alias("_EPID"), "_K", "N"))
     simple_req = list(tables.simple_req)
     pending: dict[int, pl.DataFrame] = {}  # per level: simple endpoints' cases before their `require`
     if simple_req:
@@ -732,19 +731,10 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
                         .lazy().filter(when).select("_UE"))
             # the parts overlap (one unit can reach an endpoint by several includes)
             level = pl.concat([counted.get(lv, empty_ue).lazy(), read]).unique().collect(engine=_ENGINE)
-            per_ep = level.select(ue_ep.alias("EP"), ue_unit.alias("UNIT"))
-            per_ep = per_ep.with_columns(unit_pid.gather(per_ep["UNIT"]).alias("PID"))
-            first = (
-                per_ep.select(_pack("EP", pl.col("PID")).alias("_EPID"),
-                              fields["_K"].gather(per_ep["UNIT"]).alias("_K"),
-                              fields["N"].gather(per_ep["UNIT"]).alias("N"))
-                .lazy().group_by("_EPID")
-                .agg(pl.col("_K").min(), pl.col("N").sum().cast(pl.Int64).alias("NEVT"))
-                .select((pl.col("_EPID") // 2**32).cast(_U32).alias("EP"),
-                        (pl.col("_EPID") % 2**32).cast(_U32).alias("PID"), "_K", "NEVT")
-                .collect(engine=_ENGINE)
-            )
-            summary = _decode_first(sexed(first), ages).select(list(_CASES_SCHEMA))
+            unit = level.select(ue_unit)["_UE"]
+            per_ep = pl.DataFrame({"EP": level.select(ue_ep)["_UE"], "PID": unit_pid.gather(unit),
+                                   "_K": fields["_K"].gather(unit), "N": fields["N"].gather(unit)})
+            summary = cases_of(per_ep.lazy().select(_pack("EP", pl.col("PID")).alias("_EPID"), "_K", "N"))
             with_req = [i for i in level_complex if eps[i].require is not None]
             if with_req:
                 unchecked.append(summary.filter(pl.col("EP").is_in(with_req)))
