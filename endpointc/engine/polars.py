@@ -422,8 +422,7 @@ def _units(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame, *,
             # on one u64 key: a key of several columns is row-encoded, about 3x dearer here
             grouped = (rest.group_by(_pack("PID", pl.col("SIG")).alias("_PS"))
                        .agg(pl.len().cast(pl.UInt32).alias("N"), pl.col("_K").min())
-                       .select((pl.col("_PS") // 2**32).cast(_U32).alias("PID"),
-                               (pl.col("_PS") % 2**32).cast(_U32).alias("SIG"), "N", "_K"))
+                       .select(*_unpack("_PS", "PID", "SIG"), "N", "_K"))
         units = pl.concat([matched.filter(single).drop("ROW").with_columns(pl.lit(1, dtype=pl.UInt32).alias("N")),
                            grouped.collect(engine=_ENGINE)], how="diagonal")
     units = units.with_row_index("UNIT")
@@ -614,6 +613,12 @@ def _pack(high: str, low: pl.Expr) -> pl.Expr:
     return pl.col(high).cast(pl.UInt64) * 2**32 + low.cast(pl.UInt64)
 
 
+def _unpack(packed: str, high: str, low: str) -> tuple[pl.Expr, pl.Expr]:
+    """The two u32 halves of a `_pack`ed column, named `high` and `low`."""
+    return ((pl.col(packed) // 2**32).cast(_U32).alias(high),
+            (pl.col(packed) % 2**32).cast(_U32).alias(low))
+
+
 def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame, *,
                      keep_rows: Sequence[int] = ()) -> tuple[BucketResult, pl.DataFrame]:
     """`evaluate_bucket`, plus the case event rows (EP, ROW, PID; ROW as in `events`) of
@@ -663,12 +668,11 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
         return lf
 
     def cases_of(pairs: pl.LazyFrame) -> pl.DataFrame:
-        # (_EPID, _K, N) of a set's units -> each (endpoint, person)'s first event and NEVT,
-        # people of the endpoint's sex only
-        first = (pairs.group_by("_EPID")
+        # (EP, PID, _K, N) of a set's units -> each (endpoint, person)'s first event and
+        # NEVT, people of the endpoint's sex only
+        first = (pairs.group_by(_pack("EP", pl.col("PID")).alias("_EPID"))
                  .agg(pl.col("_K").min(), pl.col("N").sum().cast(pl.Int64).alias("NEVT"))
-                 .select((pl.col("_EPID") // 2**32).cast(_U32).alias("EP"),
-                         (pl.col("_EPID") % 2**32).cast(_U32).alias("PID"), "_K", "NEVT")
+                 .select(*_unpack("_EPID", "EP", "PID"), "_K", "NEVT")
                  .collect(engine=_ENGINE))
         return _decode_first(sexed(first), ages).select(list(_CASES_SCHEMA))
 
@@ -679,7 +683,7 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
         return {lv: part for (lv,), part in parts.items()}
 
     # 1. every endpoint that is not complex: its cases from one fan-out and group-by
-    flat_summary = cases_of(folded(sigs.flat_simple).select(_pack("EP", pl.col("PID")).alias("_EPID"), "_K", "N"))
+    flat_summary = cases_of(folded(sigs.flat_simple))
     simple_req = list(tables.simple_req)
     pending: dict[int, pl.DataFrame] = {}  # per level: simple endpoints' cases before their `require`
     if simple_req:
@@ -734,7 +738,7 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
             unit = level.select(ue_unit)["_UE"]
             per_ep = pl.DataFrame({"EP": level.select(ue_ep)["_UE"], "PID": unit_pid.gather(unit),
                                    "_K": fields["_K"].gather(unit), "N": fields["N"].gather(unit)})
-            summary = cases_of(per_ep.lazy().select(_pack("EP", pl.col("PID")).alias("_EPID"), "_K", "N"))
+            summary = cases_of(per_ep.lazy())
             with_req = [i for i in level_complex if eps[i].require is not None]
             if with_req:
                 unchecked.append(summary.filter(pl.col("EP").is_in(with_req)))
