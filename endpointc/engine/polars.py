@@ -826,10 +826,11 @@ def _bucket_outputs(prep: Prepared, ppl: pl.DataFrame, summaries: list[pl.DataFr
             else pl.concat(excl_parts)).collect(engine=_ENGINE) if excl_parts else \
         pl.DataFrame(schema={"EP": _U32, "_KEY": pl.UInt64})
 
+    # the streaming engine's sort: 0.22 s against 0.36 s in memory for a bucket's 4.5e6 rows
     long = pl.concat([
-        selected_cases.select(key, pl.lit(True).alias("CASE"), "AGE", "YEAR", "NEVT"),
-        excl.select("_KEY", pl.lit(False).alias("CASE")),
-    ], how="diagonal").sort("_KEY")
+        selected_cases.lazy().select(key, pl.lit(True).alias("CASE"), "AGE", "YEAR", "NEVT"),
+        excl.lazy().select("_KEY", pl.lit(False).alias("CASE")),
+    ], how="diagonal").sort("_KEY").collect(engine=_ENGINE)
 
     n_cases = selected_cases.group_by("EP").agg(pl.len().cast(pl.Int64).alias("N_CASES"))
     n_excl = excl.group_by("EP").agg(pl.len().cast(pl.Int64).alias("N_EXCLUDED"))
@@ -995,39 +996,62 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
     if [p.ids.len() for p in parts] != list(heads):
         raise RuntimeError("person buckets changed size between counting and evaluating")
     files = [spill / f"bucket-{b:05d}.parquet" for b in range(len(filters))]
-    counts = _combine_counts(prep, parts)
-    # rows per endpoint in name order, the order of _KEY's high half (unselected: none)
-    per_name = dict(counts.select("ENDPOINT", pl.col("N_CASES") + pl.col("N_EXCLUDED")).iter_rows())
-    sizes = [per_name.get(name, 0) for name in sorted(ep.name for ep in prep.program.endpoints)]
+    # each bucket's rows per endpoint in name order, the order of _KEY's high half
+    # (unselected: none)
+    names = sorted(ep.name for ep in prep.program.endpoints)
+    sizes = []
+    for p in parts:
+        per_name = dict(p.counts.select("ENDPOINT", pl.col("N_CASES") + pl.col("N_EXCLUDED")).iter_rows())
+        sizes.append([per_name.get(name, 0) for name in names])
     return Results(long=_long_table(_merged(files, sizes), prep, _ids(parts)),
-                   counts=counts.lazy(), warnings=_combine_warnings(parts))
+                   counts=_combine_counts(prep, parts).lazy(), warnings=_combine_warnings(parts))
 
 
 _MERGE_ROWS = 2_000_000  # rows per merged slice: a slice is all that is ever in memory
 
 
-def _merged(files: Sequence[Path], sizes: Sequence[int]) -> pl.LazyFrame:
+def _merged(files: Sequence[Path], sizes: Sequence[Sequence[int]]) -> pl.LazyFrame:
     """The spilled buckets' rows (_KEY with global person ranks) as one stream sorted by
-    _KEY, in slices of whole endpoints (about _MERGE_ROWS rows; `sizes` are the rows of
-    each endpoint by name rank).
+    _KEY, in slices of whole endpoints (about _MERGE_ROWS rows; `sizes[b][r]` are bucket
+    b's rows of the endpoint of name rank r).
 
     A slice reads from every bucket file only the row groups of its endpoints (the files
-    are sorted by _KEY, so their statistics say which) and sorts them in memory. Polars'
+    are sorted by _KEY, so their statistics say which). Its rows come bucket after bucket;
+    as one endpoint's rows are bucket after bucket in person order, cutting them into
+    (bucket, endpoint) pieces and putting those endpoint after endpoint gives _KEY order
+    without a sort (the merge of 2.3e8 rows: 11.3 s with a sort, 6.1 s). Polars'
     merge_sorted and a concat of sorted slices both hold about the whole output at once
     (measured: memory grows with total rows), hence a Python source that yields one slice
     at a time."""
+    totals = [sum(col) for col in zip(*sizes)] or [0]
     bounds, rows = [0], 0
-    for rank, n in enumerate(sizes):
+    for rank, n in enumerate(totals):
         if rows and rows + n > _MERGE_ROWS:
             bounds.append(rank)
             rows = 0
         rows += n
-    bounds.append(max(len(sizes), 1))
+    bounds.append(len(totals))
+
+    def ordered(df: pl.DataFrame, lo: int, hi: int) -> pl.DataFrame:
+        starts, pieces, at = [], [], 0
+        for bucket in sizes:
+            starts.append(list(itertools.accumulate(bucket[lo:hi], initial=at)))
+            at = starts[-1][-1]
+        if at != df.height:
+            raise RuntimeError("a spilled bucket's rows differ from its counts")
+        for r in range(hi - lo):
+            for b, bucket in enumerate(sizes):
+                if n := bucket[lo + r]:
+                    pieces.append(df.slice(starts[b][r], n))
+        out = pl.concat(pieces, rechunk=False) if pieces else df.clear()
+        # the pieces are the rows, in some order: a reader that did not keep the files'
+        # order only costs a sort
+        return out if out["_KEY"].is_sorted() else out.sort("_KEY")
 
     def slices(with_columns, predicate, n_rows, batch_size):
         for lo, hi in zip(bounds, bounds[1:]):
             keep = pl.col("_KEY").is_between(lo * 2**32, hi * 2**32, closed="left")
-            df = pl.scan_parquet(files).filter(keep).sort("_KEY").collect(engine=_ENGINE)
+            df = ordered(pl.scan_parquet(files).filter(keep).collect(engine=_ENGINE), lo, hi)
             if predicate is not None:
                 df = df.filter(predicate)
             if with_columns is not None:
