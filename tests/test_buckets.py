@@ -162,3 +162,37 @@ def test_spilled_buckets_with_selected_endpoints(registry, program, tmp_path, mo
     spilled = evaluate(program, reg.events, reg.people, endpoints=wanted, buckets=3, spill_dir=tmp_path)
     assert one.long.collect().height > 0
     assert spilled.long.collect().equals(one.long.collect())
+
+
+def _spill(path: Path, keys: list[int]) -> Path:
+    pl.DataFrame({"_KEY": keys, "CASE": [True] * len(keys), "AGE": [1.0] * len(keys),
+                  "YEAR": [2000] * len(keys), "NEVT": [1] * len(keys)},
+                 schema=engine_polars._LONG_CODED).write_parquet(path)
+    return path
+
+
+def test_merge_puts_bucket_pieces_in_key_order(tmp_path, monkeypatch):
+    # two buckets (persons 0-1, 2-3) of three endpoints: the merge interleaves them
+    # endpoint by endpoint, in slices of 3 rows
+    monkeypatch.setattr(engine_polars, "_MERGE_ROWS", 3)
+    key = lambda ep, pid: ep * 2**32 + pid  # noqa: E731
+    files = [_spill(tmp_path / "b0.parquet", [key(0, 0), key(0, 1), key(2, 1)]),
+             _spill(tmp_path / "b1.parquet", [key(0, 2), key(1, 3), key(2, 2), key(2, 3)])]
+    merged = engine_polars._merged(files, [[2, 0, 1], [1, 1, 2]]).collect()
+    assert merged["_KEY"].to_list() == [key(0, 0), key(0, 1), key(0, 2), key(1, 3),
+                                        key(2, 1), key(2, 2), key(2, 3)]
+
+
+def test_merge_sorts_a_slice_whose_rows_came_out_of_order(tmp_path):
+    # a file not in _KEY order (as if the reader had not kept the order) is still merged right
+    key = lambda ep, pid: ep * 2**32 + pid  # noqa: E731
+    files = [_spill(tmp_path / "b0.parquet", [key(1, 0), key(0, 0)]),
+             _spill(tmp_path / "b1.parquet", [key(0, 1), key(1, 1)])]
+    merged = engine_polars._merged(files, [[1, 1], [1, 1]]).collect()
+    assert merged["_KEY"].to_list() == [key(0, 0), key(0, 1), key(1, 0), key(1, 1)]
+
+
+def test_merge_refuses_counts_that_do_not_match_the_files(tmp_path):
+    files = [_spill(tmp_path / "b0.parquet", [0, 1]), _spill(tmp_path / "b1.parquet", [2])]
+    with pytest.raises(Exception, match="differ from its counts"):
+        engine_polars._merged(files, [[1], [1]]).collect()
