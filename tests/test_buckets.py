@@ -164,6 +164,10 @@ def test_spilled_buckets_with_selected_endpoints(registry, program, tmp_path, mo
     assert spilled.long.collect().equals(one.long.collect())
 
 
+def key(ep: int, pid: int) -> int:
+    return ep * 2**32 + pid
+
+
 def _spill(path: Path, keys: list[int]) -> Path:
     pl.DataFrame({"_KEY": keys, "CASE": [True] * len(keys), "AGE": [1.0] * len(keys),
                   "YEAR": [2000] * len(keys), "NEVT": [1] * len(keys)},
@@ -175,7 +179,6 @@ def test_merge_puts_bucket_pieces_in_key_order(tmp_path, monkeypatch):
     # two buckets (persons 0-1, 2-3) of three endpoints: the merge interleaves them
     # endpoint by endpoint, in slices of 3 rows
     monkeypatch.setattr(engine_polars, "_MERGE_ROWS", 3)
-    key = lambda ep, pid: ep * 2**32 + pid  # noqa: E731
     files = [_spill(tmp_path / "b0.parquet", [key(0, 0), key(0, 1), key(2, 1)]),
              _spill(tmp_path / "b1.parquet", [key(0, 2), key(1, 3), key(2, 2), key(2, 3)])]
     merged = engine_polars._merged(files, [[2, 0, 1], [1, 1, 2]]).collect()
@@ -185,7 +188,6 @@ def test_merge_puts_bucket_pieces_in_key_order(tmp_path, monkeypatch):
 
 def test_merge_sorts_a_slice_whose_rows_came_out_of_order(tmp_path):
     # a file not in _KEY order (as if the reader had not kept the order) is still merged right
-    key = lambda ep, pid: ep * 2**32 + pid  # noqa: E731
     files = [_spill(tmp_path / "b0.parquet", [key(1, 0), key(0, 0)]),
              _spill(tmp_path / "b1.parquet", [key(0, 1), key(1, 1)])]
     merged = engine_polars._merged(files, [[1, 1], [1, 1]]).collect()
