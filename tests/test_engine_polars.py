@@ -194,6 +194,19 @@ def test_first_age_is_the_exact_float_with_or_without_whole_hundredths(ages):
         ("P1", ages[0], 2), ("P2", None, 1)]
 
 
+@pytest.mark.parametrize("days", [(dt.date(1969, 12, 31), dt.date(2000, 2, 29)),
+                                  (dt.date(1, 1, 1), dt.date(9999, 12, 31))])
+def test_first_year_is_the_days_year_within_or_beyond_the_table_of_years(days):
+    # a span of days narrower than _MAX_DAYS reads YEAR from a table, a wider one from
+    # the Date; both give the year of the first event's day
+    events = _events([("P1", "INPAT", 40.0, "E11"), ("P1", "INPAT", 30.0, "E11"),
+                      ("P2", "INPAT", 20.0, "E11")]).with_columns(
+        pl.Series("APPROX_EVENT_DAY", [days[1], days[0], None], dtype=pl.Date))
+    long = _run(events=events).long.collect()
+    assert long.filter(pl.col("ENDPOINT") == "B_DIAB").select("FINNGENID", "YEAR").rows() == [
+        ("P1", days[0].year), ("P2", None)]
+
+
 def test_regex_fallback_for_patterns_rust_cannot_run():
     values = pl.Series(["A1", "A2", "B1", None])
     assert regex_filter(values, "A(?=1)").to_list() == [True, False, False, False]

@@ -70,7 +70,7 @@ from ..plan import (
 )
 from ..diagnostics import Diagnostic, DiagnosticError
 from .matching import ENGINE as _ENGINE, KeyMapping, key_hash, match_keys
-from .signatures import ALL_SEXES, Signatures, sex_bits, signatures
+from .signatures import ALL_SEXES, SEX_BITS, Signatures, sex_bits, signatures
 
 __all__ = [
     "MissingColumnError", "Results", "Prepared", "BucketResult", "evaluate", "prepare", "evaluate_bucket",
@@ -129,7 +129,7 @@ class _Tables:
 
     pos: dict[str, int]
     ep_level: pl.Series  # level by endpoint position (u32)
-    ep_sex: pl.Series  # `sex` by endpoint position (null: any)
+    ep_sex: pl.Series  # the sex bits (u8) an endpoint's cases may have, by endpoint position
     name_rank: pl.Series  # rank of the endpoint's name by position (u64)
     # the last level that reads an impure endpoint's case rows (through an include)
     last_use: dict[int, int]
@@ -166,7 +166,7 @@ def _tables(program: Program, sigs: Signatures, levels: tuple[tuple[int, ...], .
     return _Tables(
         pos=pos,
         ep_level=pl.Series([level_of[i] for i in range(len(eps))], dtype=_U32),
-        ep_sex=pl.Series([ep.sex for ep in eps], dtype=pl.String),
+        ep_sex=pl.Series([ALL_SEXES if ep.sex is None else SEX_BITS[ep.sex] for ep in eps], dtype=pl.UInt8),
         name_rank=pl.Series(sorted(range(len(eps)), key=by_name.__getitem__), dtype=pl.UInt64),
         last_use=last_use,
         simple_req=tuple(i for i, ep in enumerate(eps) if ep.require is not None and i not in sigs.complex),
@@ -395,7 +395,7 @@ def _units(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame, *,
     The order key _K packs (AGE part, DAY) in a u64, missing parts last: the earliest
     event of any set is its smallest _K, a plain min instead of a sort (see `_age_parts`).
     Returns the units (UNIT, PID, SIG, N, _K, AGE, YEAR, [EMERG], [CODE1], [ORIG]; AGE and
-    YEAR are those of the earliest row) and AGE by part - 1."""
+    YEAR are those of the earliest row) and the `_Decoding` of their order keys."""
     sigs = prep.sigs
     extra = []
     if prep.uses_emergency:
@@ -407,6 +407,7 @@ def _units(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame, *,
     matched = (_matched_query(prep, events, people)
                .select("ROW", "PID", "SIG", *code1, *extra, "AGE", "DAY").collect(engine=_ENGINE))
     part, ages = _age_parts(matched)
+    decoding = _Decoding(ages, *_years(matched))
     matched = matched.with_columns(
         (part.fill_null(_NO_PART) * 2**32
          + (pl.col("DAY").cast(pl.Int64) + 2**31).fill_null(_NO_PART).cast(pl.UInt64)).alias("_K"),
@@ -426,7 +427,7 @@ def _units(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame, *,
         units = pl.concat([matched.filter(single).drop("ROW").with_columns(pl.lit(1, dtype=pl.UInt32).alias("N")),
                            grouped.collect(engine=_ENGINE)], how="diagonal")
     units = units.with_row_index("UNIT")
-    units = _decode_first(units, ages)
+    units = _decode_first(units, decoding)
     if prep.uses_emergency:
         # LANGUAGE.md: "the same INDEX" -- one visit's rows (e.g. INPAT and its OPER_IN
         # operations) share an INDEX whatever their SOURCE.
@@ -438,7 +439,7 @@ def _units(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame, *,
                   .select("UNIT").collect(engine=_ENGINE))
         units = units.with_columns((pl.col("_E9").fill_null(False)
                                     | pl.col("UNIT").is_in(urgent["UNIT"].implode())).alias("EMERG"))
-    return units, ages
+    return units, decoding
 
 
 _MAX_HUNDREDTHS = 2**22  # widest AGE range (in hundredths) decoded by a table, not a rank
@@ -465,13 +466,42 @@ def _age_parts(matched: pl.DataFrame) -> tuple[pl.Expr, pl.Series]:
     return pl.when(pl.col("AGE").is_not_null()).then(position), ages
 
 
-def _decode_first(first: pl.DataFrame, ages: pl.Series) -> pl.DataFrame:
+_MAX_DAYS = 2**20  # widest DAY range (about 2,900 years) decoded by a table of years
+
+
+@dataclass(frozen=True)
+class _Decoding:
+    """What turns an order key _K back into AGE and YEAR: AGE by AGE part - 1 (see
+    `_age_parts`) and, when the days span a narrow range, the YEAR of each day from
+    `first_day` on (a gather: 3e6 keys in 0.03 s, against 0.10 s for a Date's year)."""
+
+    ages: pl.Series
+    first_day: int = 0
+    years: pl.Series | None = None
+
+
+def _years(matched: pl.DataFrame) -> tuple[int, pl.Series | None]:
+    """(first day, YEAR of each day from it) over the DAY range of the `matched` rows, or
+    (0, None) when there are no days or they span more than _MAX_DAYS."""
+    days = matched["DAY"].cast(pl.Int64)
+    low, high = days.min(), days.max()
+    if low is None or high - low >= _MAX_DAYS:
+        return 0, None
+    return low, (pl.int_range(low, high + 1, dtype=pl.Int32, eager=True)
+                 .cast(pl.Date).dt.year().cast(pl.Int32))
+
+
+def _decode_first(first: pl.DataFrame, decoding: _Decoding) -> pl.DataFrame:
     """AGE and YEAR of the earliest event from its order key _K (see `_units`)."""
     part, day = pl.col("_K") // 2**32, pl.col("_K") % 2**32
+    days = pl.when(day == _NO_PART).then(None).otherwise(day.cast(pl.Int64) - 2**31)
+    if decoding.years is None:
+        year = days.cast(pl.Int32).cast(pl.Date).dt.year().cast(pl.Int32)
+    else:
+        year = pl.lit(decoding.years).gather(days - decoding.first_day)
     return first.with_columns(
-        pl.lit(ages).gather(pl.when(part == _NO_PART).then(None).otherwise(part - 1)).alias("AGE"),
-        pl.when(day == _NO_PART).then(None).otherwise(day.cast(pl.Int64) - 2**31)
-        .cast(pl.Int32).cast(pl.Date).dt.year().cast(pl.Int32).alias("YEAR"),
+        pl.lit(decoding.ages).gather(pl.when(part == _NO_PART).then(None).otherwise(part - 1)).alias("AGE"),
+        year.alias("YEAR"),
     )
 
 
@@ -640,25 +670,25 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
         events.select("FINNGENID").join(ppl.lazy().select("FINNGENID"), on="FINNGENID", how="anti")
         .select(pl.len().alias("n"), pl.col("FINNGENID").n_unique().alias("m")).collect(engine=_ENGINE)
     )
-    units, ages = _units(prep, events, ppl, by_row=bool(keep_rows))
+    units, decoding = _units(prep, events, ppl, by_row=bool(keep_rows))
     # per-unit columns are read by gathering at UNIT (units are numbered 0..n-1), never a join
     unit_pid = units["PID"]
     fields = units.select("_K", "N", "AGE", "YEAR", *(["EMERG"] if prep.uses_emergency else []))
-    unit_sex = pl.lit(ppl.select(sex_bits(pl.col("SEX")).alias("_SB"))["_SB"]).gather(pl.col("PID")).alias("_SB")
+    pid_sex = ppl.select(sex_bits(pl.col("SEX")).alias("_SB"))["_SB"]
+    unit_sex = pl.lit(pid_sex).gather(pl.col("PID")).alias("_SB")
     ue_unit = (pl.col("_UE") % 2**32).cast(_U32)
     ue_ep = (pl.col("_UE") // 2**32).cast(_U32)
 
     keep = set(keep_rows)
     rowed = sigs.carried | keep  # endpoints whose case rows are kept as rows
-    ep_sex, pid_sex = tables.ep_sex, ppl["SEX"]
+    ep_sex = tables.ep_sex
 
     def sexed(first: pl.DataFrame) -> pl.DataFrame:
-        # an endpoint's own sex, per endpoint and per person by position: two gathers, no join
-        if not ep_sex.is_not_null().any():
+        # an endpoint's own sex, per endpoint and per person by position: two gathers of
+        # sex bits, no join (bits, not strings: 3e6 pairs in 0.03 s, against 0.14 s)
+        if ep_sex.min() == ALL_SEXES:
             return first
-        return first.filter(pl.lit(ep_sex).gather(pl.col("EP")).is_null()
-                            | (pl.lit(ep_sex).gather(pl.col("EP"))
-                               == pl.lit(pid_sex).gather(pl.col("PID"))).fill_null(False))
+        return first.filter((pl.lit(ep_sex).gather(pl.col("EP")) & pl.lit(pid_sex).gather(pl.col("PID"))) != 0)
 
     def folded(table: pl.DataFrame) -> pl.LazyFrame:
         # units x (SIG, EP, MASK): the folded rows, for people of the allowed sexes
@@ -674,7 +704,7 @@ def _evaluate_levels(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
                  .agg(pl.col("_K").min(), pl.col("N").sum().cast(pl.Int64).alias("NEVT"))
                  .select(*_unpack("_EPID", "EP", "PID"), "_K", "NEVT")
                  .collect(engine=_ENGINE))
-        return _decode_first(sexed(first), ages).select(list(_CASES_SCHEMA))
+        return _decode_first(sexed(first), decoding).select(list(_CASES_SCHEMA))
 
     def by_level(frame: pl.DataFrame) -> dict[int, pl.DataFrame]:
         parts = (frame.select(pl.lit(ep_level).gather(pl.col("EP")).alias("_LV"),
