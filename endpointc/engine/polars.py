@@ -378,7 +378,7 @@ _NO_PART = 2**32 - 1  # a missing AGE part or DAY: after every real one (nulls l
 
 
 def _units(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame, *,
-           by_row: bool) -> tuple[pl.DataFrame, pl.Series]:
+           by_row: bool) -> tuple[pl.DataFrame, _Decoding]:
     """The events' matched rows as units, numbered UNIT 0..n-1: the unit of work of
     everything after. (The matched rows are collected, then grouped: measured cheaper than
     one streaming query doing both.)
