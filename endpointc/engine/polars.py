@@ -426,7 +426,9 @@ def _units(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame, *,
                        .select(*_unpack("_PS", "PID", "SIG"), "N", "_K"))
         units = pl.concat([matched.filter(single).drop("ROW").with_columns(pl.lit(1, dtype=pl.UInt32).alias("N")),
                            grouped.collect(engine=_ENGINE)], how="diagonal")
-    units = units.with_row_index("UNIT")
+    # one chunk: everything after gathers from units at UNIT, 2-3x faster from one chunk than
+    # from the ~70 a streaming collect returns (a 5e6-event bucket's gathers: 0.6 s -> 0.25 s)
+    units = units.rechunk().with_row_index("UNIT")
     units = _decode_first(units, decoding)
     if prep.uses_emergency:
         # LANGUAGE.md: "the same INDEX" -- one visit's rows (e.g. INPAT and its OPER_IN
