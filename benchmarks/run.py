@@ -18,7 +18,8 @@ Steps (see benchmarks/README.md):
    and peak RSS are its own (os.wait4 gives the child's rusage): (a) the engine end to end
    (scan Parquet, evaluate, write results), (b) the grouped pass (one scan + group_by
    FINNGENID, SOURCE, CODE1 + count, sunk to Parquet), (c) DuckDB, one SQL query per
-   endpoint for a random sample of endpoints, extrapolated to all of them.
+   endpoint for a random sample of endpoints, extrapolated to all of them. With `--repeats N`
+   (a) and (b) run N times each, alternating, and the medians count.
 4. At the first size, a scaling series: the engine on random subsets of endpoints.
 
 Prints a table and writes the same numbers as JSON. Never prints person-level values.
@@ -428,6 +429,20 @@ def _contender(res: dict[str, Any], events: int) -> dict[str, Any]:
     return res
 
 
+def median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median wall time (the lower of the two middle ones for an even count) of
+    a contender run several times, with every run's wall time, CPU time and peak RSS under
+    `runs` and the median CPU time as `section_cpu_s`; a failed run if any failed."""
+    failed = [r for r in runs if "error" in r]
+    if failed or len(runs) == 1:
+        return (failed or runs)[0]
+    by_wall = sorted(runs, key=lambda r: r["wall_s"])
+    cpus = sorted(r["section_cpu_s"] for r in runs)
+    middle = (len(runs) - 1) // 2
+    return {**by_wall[middle], "section_cpu_s": cpus[middle],
+            "runs": [{k: r.get(k) for k in ("wall_s", "section_cpu_s", "peak_rss_mb")} for r in runs]}
+
+
 def bench_size(size: str, library: dict[str, Any], names: list[str], args, log) -> dict[str, Any]:
     reg = registry_for(size, library, args, log)
     events = reg["events"]
@@ -437,11 +452,17 @@ def bench_size(size: str, library: dict[str, Any], names: list[str], args, log) 
     common = {"program": library["program"], "events": reg["events_path"], "people": reg["people_path"]}
     load_before = os.getloadavg()[0]
 
-    log(f"{size}: engine (buckets={buckets}, threads={args.threads}) ...")
-    engine = _contender(run_child("engine", {**common, "buckets": buckets, "counts_for": sample},
-                                  threads=args.threads, timeout=args.timeout), events)
-    log(f"{size}: grouped pass ...")
-    grouped = _contender(run_child("grouped", common, threads=args.threads, timeout=args.timeout), events)
+    engines, groupeds = [], []
+    # alternating, so that a machine getting slower or faster during the run moves both
+    for k in range(args.repeats):
+        run_no = f", run {k + 1} of {args.repeats}" if args.repeats > 1 else ""
+        log(f"{size}: engine (buckets={buckets}, threads={args.threads}{run_no}) ...")
+        engines.append(_contender(run_child("engine", {**common, "buckets": buckets, "counts_for": sample},
+                                            threads=args.threads, timeout=args.timeout), events))
+        log(f"{size}: grouped pass{run_no} ...")
+        groupeds.append(_contender(run_child("grouped", common, threads=args.threads, timeout=args.timeout),
+                                   events))
+    engine, grouped = median_run(engines), median_run(groupeds)
     log(f"{size}: DuckDB, {len(sample)} sampled endpoints one by one ...")
     duck_raw = run_child("duckdb", {**common, "sample": sample, "threads": args.threads,
                                     "timeout": args.duckdb_timeout},
@@ -571,6 +592,14 @@ def render(report: dict[str, Any], console) -> None:
                           _fmt_s(cpu), xg, xd)
         table.add_section()
     console.print(table)
+    for s in report["sizes"]:
+        runs = {label: c["runs"] for label, c in (("engine", s["engine"]), ("grouped pass", s["grouped"]))
+                if c.get("runs")}
+        if runs:
+            spread = "; ".join(f"{label} {min(r['wall_s'] for r in rs):,.1f} to {max(r['wall_s'] for r in rs):,.1f} s"
+                               for label, rs in runs.items())
+            console.print(f"{s['size']}: wall and CPU are the medians of {len(next(iter(runs.values())))} "
+                          f"alternating runs ({spread})")
     if report.get("scaling"):
         st = Table(title=f"scaling with endpoints ({report['scaling_size']})")
         for col in ("endpoints requested", "evaluated (with deps)", "wall time", "evaluate",
@@ -598,6 +627,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--seed", type=int, default=1, help="registry seed")
     ap.add_argument("--duckdb-sample", type=int, default=50, help="endpoints run in DuckDB (K)")
     ap.add_argument("--duckdb-timeout", type=float, default=300.0, help="seconds per DuckDB query")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="runs of the engine and of the grouped pass per size (alternating); the median counts")
     ap.add_argument("--timeout", type=float, default=None, help="seconds per contender process")
     ap.add_argument("--scaling-endpoints", default="100,1000,all",
                     help="engine on random subsets of this many endpoints, at the first size; '' = off")
@@ -612,6 +643,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     def log(msg: str) -> None:
         console.log(msg)
 
+    if args.repeats < 1:
+        raise SystemExit("--repeats must be at least 1")
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in SIZES]
     if unknown:
@@ -624,7 +657,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     names = json.loads(Path(library["names"]).read_text())
     report: dict[str, Any] = {
         "machine": machine, "library": library,
-        "settings": {"threads": args.threads, "buckets": args.buckets, "seed": args.seed,
+        "settings": {"threads": args.threads, "buckets": args.buckets, "seed": args.seed, "repeats": args.repeats,
                      "duckdb_sample": args.duckdb_sample, "duckdb_timeout": args.duckdb_timeout,
                      "sample_seed": SAMPLE_SEED},
         "sizes": [], "scaling": [],

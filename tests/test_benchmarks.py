@@ -194,13 +194,28 @@ def test_loader_skips_rejected_endpoints_and_their_dependants():
     assert set(skipped) == {"BAD", "USES_BAD"}
 
 
+def test_median_run_is_the_middle_run_by_wall_time_with_the_median_cpu():
+    run = _load("run")
+    runs = [{"wall_s": 30.0, "section_cpu_s": 50.0, "peak_rss_mb": 9.0, "cases": 1},
+            {"wall_s": 10.0, "section_cpu_s": 70.0, "peak_rss_mb": 8.0, "cases": 1},
+            {"wall_s": 20.0, "section_cpu_s": 60.0, "peak_rss_mb": 7.0, "cases": 1}]
+    median = run.median_run(runs)
+    assert (median["wall_s"], median["section_cpu_s"], median["peak_rss_mb"]) == (20.0, 60.0, 7.0)
+    assert [r["wall_s"] for r in median["runs"]] == [30.0, 10.0, 20.0]
+    # an even count takes the lower middle; one run is returned as it is
+    assert run.median_run(runs[:2])["wall_s"] == 10.0 and run.median_run(runs[:2])["section_cpu_s"] == 50.0
+    assert run.median_run(runs[:1]) is runs[0]
+    # a failed run makes the contender failed
+    assert run.median_run([runs[0], {"error": "timed out"}]) == {"error": "timed out"}
+
+
 # -- end to end ------------------------------------------------------------------------------
 
 @pytest.mark.slow
 def test_harness_small_size_end_to_end(tmp_path):
     out = tmp_path / "run.json"
     cmd = [sys.executable, str(BENCH / "run.py"), "--sizes", "small", "--data-dir", str(tmp_path / "data"),
-           "--json", str(out), "--duckdb-sample", "8", "--scaling-endpoints", "50,all", "--threads", "2"]
+           "--json", str(out), "--duckdb-sample", "8", "--scaling-endpoints", "50,all", "--threads", "2", "--repeats", "2"]
     subprocess.run(cmd, check=True, cwd=REPO, timeout=3600)
     report = json.loads(out.read_text())
     assert report["machine"]["cores"] >= 1
@@ -214,5 +229,7 @@ def test_harness_small_size_end_to_end(tmp_path):
     # DuckDB and the engine agree on the sampled endpoints' counts
     assert duck["agree"] == duck["ok"] > 0
     assert size["ratio_grouped"] == pytest.approx(engine["wall_s"] / grouped["wall_s"])
+    assert len(engine["runs"]) == len(grouped["runs"]) == 2 and report["settings"]["repeats"] == 2
+    assert engine["wall_s"] == min(r["wall_s"] for r in engine["runs"])
     series = report["scaling"]
     assert [s["requested"] for s in series][-1] == "all" and all(s["wall_s"] > 0 for s in series)
