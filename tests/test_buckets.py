@@ -131,6 +131,23 @@ def test_spilled_buckets_merge_to_the_in_memory_result(registry, program, tmp_pa
     assert spilled.counts.collect().equals(one.counts.collect())
 
 
+@pytest.mark.parametrize("fanin", [2, 1])
+def test_many_buckets_merge_in_steps_to_the_same_result(registry, program, tmp_path, monkeypatch, fanin):
+    # 5 buckets, at most `fanin` files per merge: groups of 3 neighbours are merged first
+    # (fan-in 1: then those 2 into 1); slices of 20 rows cut every group's endpoints
+    monkeypatch.setattr(engine_polars, "_MERGE_FANIN", fanin)
+    monkeypatch.setattr(engine_polars, "_MERGE_ROWS", 20)
+    reg = load_registry(registry / "events.parquet", registry / "people.parquet")
+    one = evaluate(program, reg.events, reg.people)
+    spilled = evaluate(program, reg.events, reg.people, buckets=5, spill_dir=tmp_path)
+    assert not list(tmp_path.glob("bucket-*.parquet"))
+    assert sorted(p.name for p in tmp_path.glob("merged-*.parquet")) == (
+        ["merged-1-00000.parquet", "merged-1-00001.parquet"] if fanin == 2
+        else ["merged-2-00000.parquet"])
+    assert spilled.long.collect().equals(one.long.collect())
+    assert spilled.counts.collect().equals(one.counts.collect())
+
+
 def test_a_bucket_filter_reaches_the_parquet_reader(registry):
     # so that on a file sorted by person the reader skips the other buckets' row groups
     reg = load_registry(registry / "events.parquet", registry / "people.parquet")
