@@ -986,8 +986,9 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
     for any bucket count. With `spill_dir` (an existing folder the caller owns and removes
     after using the results), each bucket's rows are written there sorted and `long` is a
     streaming merge of those files (past _MERGE_FANIN buckets, of merged groups of them),
-    so no step holds more than one bucket in memory; without it the buckets' rows are concatenated in memory. `on_bucket(done, total)` is
-    called after each bucket (e.g. to advance a progress bar).
+    so no step holds more than one bucket in memory; without it the buckets' rows are
+    concatenated in memory. `on_bucket(done, total)` is called after each bucket (e.g. to
+    advance a progress bar).
     """
     if buckets < 1:
         raise ValueError("buckets must be at least 1")
