@@ -235,12 +235,16 @@ def run(
             progress.update(task, description=f"evaluating in {n_buckets} bucket(s)")
             bar = progress.add_task("buckets", total=n_buckets, of=f"0/{n_buckets}")
             out_dir.mkdir(parents=True, exist_ok=True)
+
+            def on_bucket(done: int, total: int) -> None:
+                progress.update(bar, completed=done, of=f"{done}/{total}")
+                if done == total and total > 1:  # past 128 buckets, merging groups takes a while
+                    progress.update(task, description=f"evaluated {total} buckets; merging them")
+
             # bucket results wait on disk, next to where they end up, until merged into place
             with tempfile.TemporaryDirectory(prefix=".endpointc-buckets-", dir=out_dir) as spill:
-                results = evaluate(
-                    program, registry.events, registry.people, endpoints=names, buckets=n_buckets,
-                    spill_dir=spill,
-                    on_bucket=lambda done, total: progress.update(bar, completed=done, of=f"{done}/{total}"))
+                results = evaluate(program, registry.events, registry.people, endpoints=names,
+                                   buckets=n_buckets, spill_dir=spill, on_bucket=on_bucket)
                 progress.update(task, description="writing results")
                 if no_mask:
                     err.print("[yellow]warning:[/] --no-mask: counts under 5 are shown; do not export counts.tsv")
