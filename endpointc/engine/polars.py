@@ -350,8 +350,6 @@ def _matched_query(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) -
     extra = []
     if prep.uses_mode and "CODE1" not in cols:
         extra.append("CODE1")
-    if prep.uses_emergency:
-        extra += ["INDEX", "CODE9"]
     selected = events.filter(*prep.mapping.row_filters) if prep.mapping.row_filters else events
     keys = prep.sigs.keys.lazy()
     if prep.mapping.hash_unique:
@@ -398,15 +396,11 @@ def _units(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame, *,
     Returns the units (UNIT, PID, SIG, N, _K, AGE, YEAR, [EMERG], [CODE1], [ORIG]; AGE and
     YEAR are those of the earliest row) and the `_Decoding` of their order keys."""
     sigs = prep.sigs
-    extra = []
-    if prep.uses_emergency:
-        # an emergency `when` only reads single rows: their own INDEX and CODE9
-        emergent = pl.col("SIG").is_in(list(sigs.emergency))
-        extra = [pl.when(emergent).then(pl.col("INDEX")).alias("_EIDX"),
-                 pl.when(emergent).then((pl.col("CODE9") == "1").fill_null(False)).alias("_E9")]
     code1 = ["CODE1"] if _code1_of_row(prep) else []
     matched = (_matched_query(prep, events, people)
-               .select("ROW", "PID", "SIG", *code1, *extra, "AGE", "DAY").collect(engine=_ENGINE))
+               .select("ROW", "PID", "SIG", *code1, "AGE", "DAY").collect(engine=_ENGINE))
+    if prep.uses_emergency:
+        matched = matched.with_columns(_emergency(prep, events, people, matched))
     part, ages = _age_parts(matched)
     decoding = _Decoding(ages, *_years(matched))
     matched = matched.with_columns(
@@ -432,17 +426,30 @@ def _units(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame, *,
     units = units.rechunk().with_row_index("UNIT")
     units = _decode_first(units, decoding)
     if prep.uses_emergency:
-        # LANGUAGE.md: "the same INDEX" -- one visit's rows (e.g. INPAT and its OPER_IN
-        # operations) share an INDEX whatever their SOURCE.
-        visits = (events.filter(pl.col("CODE9") == "1").select("FINNGENID", "INDEX").unique()
-                  .join(people.lazy().select("FINNGENID", "PID"), on="FINNGENID"))
-        urgent = (units.lazy().filter(pl.col("_EIDX").is_not_null())
-                  .join(visits, left_on=["PID", "_EIDX"], right_on=["PID", "INDEX"], how="semi",
-                        nulls_equal=_EMERGENCY_NULL_INDEX_EQUAL)
-                  .select("UNIT").collect(engine=_ENGINE))
-        units = units.with_columns((pl.col("_E9").fill_null(False)
-                                    | pl.col("UNIT").is_in(urgent["UNIT"].implode())).alias("EMERG"))
+        units = units.with_columns(pl.col("EMERG").fill_null(False))  # grouped units: never read
     return units, decoding
+
+
+def _emergency(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame,
+               matched: pl.DataFrame) -> pl.Expr:
+    """EMERG of the `matched` rows (ROW, PID, SIG): an emergent row (one an emergency `when`
+    reads) whose CODE9 is 1 or whose visit has a row with CODE9 1 (LANGUAGE.md: "the same
+    INDEX" -- one visit's rows, e.g. INPAT and its OPER_IN operations, share an INDEX whatever
+    their SOURCE). INDEX and CODE9 are read here once, for the urgent and the emergent rows,
+    and not by the matched query, which would carry them for every row."""
+    emergent = matched.filter(pl.col("SIG").is_in(list(prep.sigs.emergency)))["ROW"].implode()
+    urgent = (pl.col("CODE9") == "1").fill_null(False)
+    rows = (events.filter(urgent | pl.col("ROW").is_in(emergent))
+            .select("ROW", "FINNGENID", "INDEX", urgent.alias("_E9"))
+            .join(people.lazy().select("FINNGENID", "PID"), on="FINNGENID")
+            .collect(engine=_ENGINE).lazy())
+    own = rows.filter(pl.col("ROW").is_in(emergent))
+    visits = rows.filter(pl.col("_E9")).select("PID", "INDEX").unique()
+    hits = pl.concat([
+        own.filter(pl.col("_E9")).select("ROW"),
+        own.join(visits, on=["PID", "INDEX"], how="semi", nulls_equal=_EMERGENCY_NULL_INDEX_EQUAL).select("ROW"),
+    ]).collect(engine=_ENGINE)
+    return pl.col("ROW").is_in(hits["ROW"].implode()).alias("EMERG")
 
 
 _MAX_HUNDREDTHS = 2**22  # widest AGE range (in hundredths) decoded by a table, not a rank
