@@ -1,7 +1,7 @@
 """The merge of many spilled buckets: one pass over all files against merging groups first.
 
     python benchmarks/merge_fanin.py                          # 400 buckets, ~8e7 rows
-    python benchmarks/merge_fanin.py --buckets 900 --rows 2e8
+    python benchmarks/merge_fanin.py --buckets 900 --rows 1.5e8
 
 `evaluate` spills each person bucket's rows sorted by _KEY and merges the files in slices
 of whole endpoints (`_merged`); every slice reads from every file. Past `_MERGE_FANIN`
@@ -61,14 +61,15 @@ def timed(label: str, fn) -> float:
     return wall
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> bool:
+    """Runs the comparison; returns whether both merges gave the same rows."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--buckets", type=int, default=400)
     ap.add_argument("--rows", type=float, default=8e7, help="spilled rows in all (before duplicates)")
     ap.add_argument("--endpoints", type=int, default=4841)
     ap.add_argument("--people", type=int, default=8000, help="people per bucket")
     ap.add_argument("--seed", type=int, default=1)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="merge-fanin-") as tmp:
         folder = Path(tmp)
@@ -94,6 +95,7 @@ def main() -> None:
         same = checksum(folder / "one.parquet") == checksum(folder / "steps.parquet")
         print(f"one pass / in steps: {a / b:.2f}x; outputs identical: {same}; "
               f"peak RSS {peak:,.0f} MB")
+    return same
 
 if __name__ == "__main__":
     main()

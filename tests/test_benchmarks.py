@@ -1,11 +1,10 @@
-"""The benchmark harness (benchmarks/): the DuckDB per-endpoint baseline means what the
-engines mean, the library loader skips what the compiler rejects, and (slow) the whole
-harness runs end to end at the small size."""
+"""The benchmark harness (benchmarks/) with DuckDB: the per-endpoint baseline means what
+the engines mean, and (slow) the whole harness runs end to end at the small size. The
+parts without DuckDB are tested in test_bench_harness.py."""
 
 from __future__ import annotations
 
 import datetime as dt
-import importlib.util
 import json
 import subprocess
 import sys
@@ -18,8 +17,8 @@ from polars.testing import assert_frame_equal
 
 from endpointc.compiler import compile_text
 from endpointc.engine.reference import evaluate_reference
-from endpointc.parser import parse
 
+from bench_modules import load
 from plan_strategies import EVENT_SCHEMA, PEOPLE_SCHEMA, programs, registries
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,19 +27,7 @@ BENCH = REPO / "benchmarks"
 duckdb = pytest.importorskip("duckdb", reason="duckdb is a benchmark-only dependency (extra `bench`)")
 
 
-def _load(name: str):
-    if str(BENCH) not in sys.path:
-        sys.path.insert(0, str(BENCH))  # run.py imports its sibling duckdb_baseline
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while it loads
-    spec.loader.exec_module(module)
-    return module
-
-
-baseline = _load("duckdb_baseline")
+baseline = load("duckdb_baseline")
 
 
 def _duckdb(program, events, people, endpoints=None):
@@ -175,38 +162,6 @@ def test_random_plans_equal_reference(program, registry):
 @given(programs(max_endpoints=5), registries())
 def test_many_random_plans_equal_reference(program, registry):
     _random_plan_equals_reference(program, registry)
-
-
-# -- the library loader --------------------------------------------------------------------
-
-def test_loader_skips_rejected_endpoints_and_their_dependants():
-    run = _load("run")
-    text = """
-    endpoint GOOD { hospital icd10 I21 }
-    endpoint BAD { hospital icd10 I21  include NOWHERE }
-    endpoint USES_BAD { include BAD }
-    endpoint ALSO_GOOD { include GOOD }
-    """
-    tree, diags = parse(text, name="lib.ep")
-    assert tree is not None, diags
-    program, skipped = run.compile_skipping([tree])
-    assert program.names == ("GOOD", "ALSO_GOOD")
-    assert set(skipped) == {"BAD", "USES_BAD"}
-
-
-def test_median_run_is_the_middle_run_by_wall_time_with_the_median_cpu():
-    run = _load("run")
-    runs = [{"wall_s": 30.0, "section_cpu_s": 50.0, "peak_rss_mb": 9.0, "cases": 1},
-            {"wall_s": 10.0, "section_cpu_s": 70.0, "peak_rss_mb": 8.0, "cases": 1},
-            {"wall_s": 20.0, "section_cpu_s": 60.0, "peak_rss_mb": 7.0, "cases": 1}]
-    median = run.median_run(runs)
-    assert (median["wall_s"], median["section_cpu_s"], median["peak_rss_mb"]) == (20.0, 60.0, 7.0)
-    assert [r["wall_s"] for r in median["runs"]] == [30.0, 10.0, 20.0]
-    # an even count takes the lower middle; one run is returned as it is
-    assert run.median_run(runs[:2])["wall_s"] == 10.0 and run.median_run(runs[:2])["section_cpu_s"] == 50.0
-    assert run.median_run(runs[:1]) is runs[0]
-    # a failed run makes the contender failed
-    assert run.median_run([runs[0], {"error": "timed out"}]) == {"error": "timed out"}
 
 
 # -- end to end ------------------------------------------------------------------------------

@@ -1,0 +1,51 @@
+"""The parts of the benchmark harness (benchmarks/) that need no DuckDB: the library loader
+skips what the compiler rejects, repeated runs are summarised by their median, and the
+merge benchmark merges both ways to the same rows."""
+
+from __future__ import annotations
+
+from endpointc.parser import parse
+
+from bench_modules import load
+
+
+# -- the library loader --------------------------------------------------------------------
+
+def test_loader_skips_rejected_endpoints_and_their_dependants():
+    run = load("run")
+    text = """
+    endpoint GOOD { hospital icd10 I21 }
+    endpoint BAD { hospital icd10 I21  include NOWHERE }
+    endpoint USES_BAD { include BAD }
+    endpoint ALSO_GOOD { include GOOD }
+    """
+    tree, diags = parse(text, name="lib.ep")
+    assert tree is not None, diags
+    program, skipped = run.compile_skipping([tree])
+    assert program.names == ("GOOD", "ALSO_GOOD")
+    assert set(skipped) == {"BAD", "USES_BAD"}
+
+
+def test_median_run_is_the_middle_run_by_wall_time_with_the_median_cpu():
+    run = load("run")
+    runs = [{"wall_s": 30.0, "section_cpu_s": 50.0, "peak_rss_mb": 9.0, "cases": 1},
+            {"wall_s": 10.0, "section_cpu_s": 70.0, "peak_rss_mb": 8.0, "cases": 1},
+            {"wall_s": 20.0, "section_cpu_s": 60.0, "peak_rss_mb": 7.0, "cases": 1}]
+    median = run.median_run(runs)
+    assert (median["wall_s"], median["section_cpu_s"], median["peak_rss_mb"]) == (20.0, 60.0, 7.0)
+    assert [r["wall_s"] for r in median["runs"]] == [30.0, 10.0, 20.0]
+    # an even count takes the lower middle; one run is returned as it is
+    assert run.median_run(runs[:2])["wall_s"] == 10.0 and run.median_run(runs[:2])["section_cpu_s"] == 50.0
+    assert run.median_run(runs[:1]) is runs[0]
+    # a failed run makes the contender failed
+    assert run.median_run([runs[0], {"error": "timed out"}]) == {"error": "timed out"}
+
+
+def test_merge_fanin_benchmark_merges_both_ways_to_the_same_rows(monkeypatch, capsys):
+    from endpointc.engine import polars as engine_polars
+
+    merge_fanin = load("merge_fanin")
+    monkeypatch.setattr(engine_polars, "_MERGE_FANIN", 2)  # 5 files: merged in groups first
+    monkeypatch.setattr(engine_polars, "_MERGE_ROWS", 50)
+    assert merge_fanin.main(["--buckets", "5", "--rows", "2000", "--endpoints", "20", "--people", "30"])
+    assert "outputs identical: True" in capsys.readouterr().out
