@@ -97,5 +97,6 @@ def main(argv: list[str] | None = None) -> bool:
               f"peak RSS {peak:,.0f} MB")
     return same
 
+
 if __name__ == "__main__":
-    main()
+    raise SystemExit(0 if main() else 1)

@@ -18,11 +18,10 @@ from polars.testing import assert_frame_equal
 from endpointc.compiler import compile_text
 from endpointc.engine.reference import evaluate_reference
 
-from bench_modules import load
+from bench_modules import BENCH, load
 from plan_strategies import EVENT_SCHEMA, PEOPLE_SCHEMA, programs, registries
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH = REPO / "benchmarks"
 
 duckdb = pytest.importorskip("duckdb", reason="duckdb is a benchmark-only dependency (extra `bench`)")
 
