@@ -834,8 +834,6 @@ def _bucket_outputs(prep: Prepared, ppl: pl.DataFrame, summaries: list[pl.DataFr
     selected_cases = all_cases if everything else all_cases.join(sel, on="EP", how="semi")
     pop = ppl.lazy().select("PID", "SEX")
     chosen = set(prep.selected)
-    names = pl.DataFrame({"EP": list(range(len(eps))), "ENDPOINT": [ep.name for ep in eps]},
-                         schema={"EP": _U32, "ENDPOINT": pl.String})
     # PIDs number the sorted ids, so _KEY orders by ENDPOINT then FINNGENID
     key = (pl.lit(prep.tables.name_rank).gather(pl.col("EP")) * 2**32 + pl.col("PID")).alias("_KEY")
     # excluded from controls: wrong sex, a case of a control_exclude endpoint, or failing
@@ -872,13 +870,19 @@ def _bucket_outputs(prep: Prepared, ppl: pl.DataFrame, summaries: list[pl.DataFr
         excl.lazy().select("_KEY", pl.lit(False).alias("CASE")),
     ], how="diagonal").sort("_KEY").collect(engine=_ENGINE)
 
-    n_cases = selected_cases.group_by("EP").agg(pl.len().cast(pl.Int64).alias("N_CASES"))
-    n_excl = excl.group_by("EP").agg(pl.len().cast(pl.Int64).alias("N_EXCLUDED"))
-    counts = (
-        sel.join(names, on="EP").join(n_cases, on="EP", how="left").join(n_excl, on="EP", how="left")
-        .select("ENDPOINT", pl.col("N_CASES").fill_null(0), pl.col("N_EXCLUDED").fill_null(0),
-                pl.lit(ppl.height, dtype=pl.Int64).alias("N_POPULATION"))
-    )
+    # _KEY's high half is the name rank, so each endpoint's rows are one run of the sorted
+    # long: counted by a binary search and prefix sums of CASE, not by two group-bys
+    run_starts = long["_KEY"].search_sorted(pl.int_range(len(eps) + 1, dtype=pl.UInt64, eager=True) * 2**32)
+    cases_before = pl.concat([pl.Series([0], dtype=pl.Int64), long["CASE"].cast(pl.Int64).cum_sum()])
+    rank = prep.tables.name_rank.gather(sel["EP"])
+    lo, hi = run_starts.gather(rank), run_starts.gather(rank + 1)
+    n_cases = cases_before.gather(hi) - cases_before.gather(lo)
+    counts = pl.DataFrame({
+        "ENDPOINT": pl.Series([eps[i].name for i in prep.selected], dtype=pl.String),
+        "N_CASES": n_cases,
+        "N_EXCLUDED": (hi - lo).cast(pl.Int64) - n_cases,
+        "N_POPULATION": pl.repeat(ppl.height, len(prep.selected), dtype=pl.Int64, eager=True),
+    })
     return BucketResult(long=long, ids=ppl["FINNGENID"], counts=counts,
                         absent_events=absent_events, absent_people=absent_people)
 
