@@ -62,6 +62,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 from polars.io.plugins import register_io_source
 
@@ -870,18 +871,15 @@ def _bucket_outputs(prep: Prepared, ppl: pl.DataFrame, summaries: list[pl.DataFr
         excl.lazy().select("_KEY", pl.lit(False).alias("CASE")),
     ], how="diagonal").sort("_KEY").collect(engine=_ENGINE)
 
-    # _KEY's high half is the name rank, so each endpoint's rows are one run of the sorted
-    # long: counted by a binary search and prefix sums of CASE, not by two group-bys
-    run_starts = long["_KEY"].search_sorted(pl.int_range(len(eps) + 1, dtype=pl.UInt64, eager=True) * 2**32)
-    cases_before = pl.concat([pl.Series([0], dtype=pl.Int64), long["CASE"].cast(pl.Int64).cum_sum()])
-    rank = prep.tables.name_rank.gather(sel["EP"])
-    lo, hi = run_starts.gather(rank), run_starts.gather(rank + 1)
-    n_cases = cases_before.gather(hi) - cases_before.gather(lo)
+    # a bincount: 0.01 s for a bucket's 3e6 cases, against 0.1 s for a group-by
+    def per_endpoint(rows: pl.DataFrame) -> np.ndarray:
+        return np.bincount(rows["EP"].to_numpy(), minlength=len(eps))[list(prep.selected)]
+
     counts = pl.DataFrame({
         "ENDPOINT": pl.Series([eps[i].name for i in prep.selected], dtype=pl.String),
-        "N_CASES": n_cases,
-        "N_EXCLUDED": (hi - lo).cast(pl.Int64) - n_cases,
-        "N_POPULATION": pl.repeat(ppl.height, len(prep.selected), dtype=pl.Int64, eager=True),
+        "N_CASES": per_endpoint(selected_cases).astype(np.int64),
+        "N_EXCLUDED": per_endpoint(excl).astype(np.int64),
+        "N_POPULATION": np.full(len(prep.selected), ppl.height, dtype=np.int64),
     })
     return BucketResult(long=long, ids=ppl["FINNGENID"], counts=counts,
                         absent_events=absent_events, absent_people=absent_people)
