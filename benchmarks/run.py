@@ -273,7 +273,7 @@ def _worker_engine(spec: dict[str, Any]) -> dict[str, Any]:
     load = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as out:
         t0, c0 = time.perf_counter(), time.process_time()
-        events, people = scan_events(spec["events"]), scan_people(spec["people"])
+        events, people = scan_events(spec["events"], keep_as_read=True), scan_people(spec["people"])
         spill = Path(out) / "buckets"
         spill.mkdir()
         res = evaluate(program, events, people, buckets=spec["buckets"], spill_dir=spill)

@@ -33,11 +33,11 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 Paths = Annotated[list[Path], typer.Argument(help="Definition files (*.ep) or folders of them.")]
-def _read_registry(events: Path, people: Path):
+def _read_registry(events: Path, people: Path, *, keep_as_read: bool = False):
     """Load and check the registry, printing its warnings (RegistryError is the caller's)."""
     from .registry import load_registry
 
-    registry = load_registry(events, people)
+    registry = load_registry(events, people, keep_as_read=keep_as_read)
     for warning in registry.warnings:
         err.print(f"[yellow]warning:[/] {warning}")
     return registry
@@ -225,7 +225,8 @@ def run(
                 _usage(f"unknown endpoint(s): {', '.join(unknown)}")
         progress.update(task, description=f"compiled {len(program.endpoints)} endpoint(s); reading registry")
         try:
-            registry = _read_registry(events, people)
+            # the engine groups and hashes the code columns as read (see registry.scan_events)
+            registry = _read_registry(events, people, keep_as_read=True)
         except RegistryError as error:
             err.print(f"[bold red]error:[/] {error}")
             raise typer.Exit(1)

@@ -53,6 +53,9 @@ __all__ = [
     "scan_events",
     "scan_people",
     "load_registry",
+    "as_read",
+    "normalise_text",
+    "is_missing_text",
 ]
 
 # The SOURCE labels of the FinnGen detailed longitudinal table that some rule source reads.
@@ -151,12 +154,18 @@ class _Scan:
     defaulted: tuple[str, ...]          # optional columns added as nulls
 
 
-def scan_events(path: str | os.PathLike[str]) -> pl.LazyFrame:
+def scan_events(path: str | os.PathLike[str], *, keep_as_read: bool = False) -> pl.LazyFrame:
     """The events table at ``path`` as a normalised LazyFrame (no value checks; see ``load_registry``).
+
+    ``keep_as_read`` adds, for each text column but FINNGENID, its values as read (as text,
+    ``"NA"`` and ``""`` not yet null) under ``as_read(column)``. The Polars engine groups
+    and hashes the code columns through those and normalises only their distinct values
+    (its pass over the key columns of 2.5e8 events: 34 to 35 s against 39 to 44 s; the
+    whole evaluation 6% faster).
 
     Raises ``RegistryError`` if the file cannot be read or lacks a required column.
     """
-    return _scan(path, "events").normalised
+    return _scan(path, "events", keep_as_read=keep_as_read).normalised
 
 
 def scan_people(path: str | os.PathLike[str]) -> pl.LazyFrame:
@@ -164,8 +173,9 @@ def scan_people(path: str | os.PathLike[str]) -> pl.LazyFrame:
     return _scan(path, "people").normalised
 
 
-def load_registry(events_path: str | os.PathLike[str], people_path: str | os.PathLike[str]) -> Registry:
-    """Read, normalise and check both tables.
+def load_registry(events_path: str | os.PathLike[str], people_path: str | os.PathLike[str], *,
+                  keep_as_read: bool = False) -> Registry:
+    """Read, normalise and check both tables (``keep_as_read``: see ``scan_events``).
 
     Errors (``RegistryError``): unreadable file, missing required column, a value that is not
     of its column's type (EVENT_AGE, APPROX_EVENT_DAY, SEX, FU_END_AGE, ...), duplicate or
@@ -177,7 +187,7 @@ def load_registry(events_path: str | os.PathLike[str], people_path: str | os.Pat
     >>> reg = load_registry("events.tsv.gz", "people.tsv")        # doctest: +SKIP
     >>> for w in reg.warnings: print(w)                           # doctest: +SKIP
     """
-    ev = _scan(events_path, "events")
+    ev = _scan(events_path, "events", keep_as_read=keep_as_read)
     pp = _scan(people_path, "people")
     diags: list[Diagnostic] = []
     for scan in (ev, pp):
@@ -272,7 +282,12 @@ def load_registry(events_path: str | os.PathLike[str], people_path: str | os.Pat
 
 # --- reading ---------------------------------------------------------------------------
 
-def _scan(path: str | os.PathLike[str], table: str) -> _Scan:
+def as_read(column: str) -> str:
+    """The name of text column `column`'s values as read (see ``scan_events``)."""
+    return f"{column} (as read)"
+
+
+def _scan(path: str | os.PathLike[str], table: str, *, keep_as_read: bool = False) -> _Scan:
     file = str(path)
     raw = _read_raw(Path(path), file)
     try:
@@ -313,6 +328,8 @@ def _scan(path: str | os.PathLike[str], table: str) -> _Scan:
         exprs.append(value.alias(name))
         if bad_expr is not None:
             bad[name] = bad_expr
+        if keep_as_read and kind == "text" and name != "FINNGENID":
+            exprs.append(_as_text(pl.col(name), schema[name]).alias(as_read(name)))
     extra = tuple(n for n in names if n not in kinds)
     return _Scan(file=file, table=table, raw=raw, normalised=raw.select(exprs), bad=bad,
                  extra=extra, defaulted=tuple(defaulted))
@@ -347,13 +364,28 @@ def _unreadable(file: str, exc: BaseException) -> RegistryError:
 
 # --- normalisation ---------------------------------------------------------------------
 
-def _text(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """Any column as text with "NA"/"" as null (also for Parquet, which keeps them as strings)."""
-    if dtype != pl.String:
-        col = col.cast(pl.String)
+def _as_text(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    return col if dtype == pl.String else col.cast(pl.String)
+
+
+def _is_na(col: pl.Expr) -> pl.Expr:
     # equalities, not is_in: 20% cheaper on the 2.5e8 strings of a key column
-    is_na = functools.reduce(operator.or_, (col == na for na in _NA_STRINGS))
-    return pl.when(is_na).then(None).otherwise(col)
+    return functools.reduce(operator.or_, (col == na for na in _NA_STRINGS))
+
+
+def normalise_text(col: pl.Expr) -> pl.Expr:
+    """A text column with "NA"/"" as null (also for Parquet, which keeps them as strings)."""
+    return pl.when(_is_na(col)).then(None).otherwise(col)
+
+
+def is_missing_text(col: pl.Expr) -> pl.Expr:
+    """Whether a text column's value is missing: null, "NA" or ""."""
+    return col.is_null() | _is_na(col)
+
+
+def _text(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Any column as text with "NA"/"" as null."""
+    return normalise_text(_as_text(col, dtype))
 
 
 def _convert(col: pl.Expr, dtype: pl.DataType, kind: str, *, file: str, table: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import polars as pl
 import pytest
@@ -181,6 +182,68 @@ def test_events_join_the_keys_on_one_hash_and_on_the_columns_after_a_collision(m
     assert not match_keys(PROGRAM, EVENTS).hash_unique
     assert _run().long.collect().equals(hashed)
     assert hashed.height > 0
+
+
+def _written(events: pl.DataFrame, tmp_path, *, missing: tuple) -> pl.LazyFrame:
+    """`events` as a Parquet file that writes each missing text value as the next of
+    `missing` in turn (a mix of null, "NA" and ""), read back by the registry with the
+    columns as read."""
+    from endpointc.registry import scan_events
+
+    text = [c for c, t in events.schema.items() if t == pl.String and c != "FINNGENID"]
+    forms = itertools.cycle(missing)
+    rows = [{c: (next(forms) if c in text and v is None else v) for c, v in row.items()}
+            for row in events.iter_rows(named=True)]
+    path = tmp_path / "events.parquet"
+    pl.DataFrame(rows, schema=events.schema).write_parquet(path)
+    return scan_events(path, keep_as_read=True)
+
+
+# E11 in hospital and any purchase, over events mostly of PRIM_OUT with an unmatched Z00 (so
+# SOURCE and CODE1 get row filters; CODE1's matched values include the purchases' missing one)
+WRITTEN_PROGRAM = Program(endpoints=(
+    EndpointPlan(name="B_DIAB", rules=(_rule("E11"),)),
+    EndpointPlan(name="D_PURCH", rules=(RulePlan(index=0, source="purchase",
+                                                 branches=(Branch(sources=("PURCH",), tests=()),)),)),
+    EndpointPlan(name="E_ANY", includes=("B_DIAB", "D_PURCH")),
+))
+WRITTEN = _events([
+    *[(f"P{i % 3 + 1}", "PRIM_OUT", 30.0 + i, "Z00") for i in range(12)],
+    ("P1", "INPAT", 40.0, "E11"), ("P2", "OUTPAT", 41.0, "E119"),
+    ("P2", "PURCH", 42.0, None), ("P3", "PURCH", 43.0, None), ("P3", "PURCH", 44.0, "A10"),
+    ("P1", "PURCH", 45.0, None),
+])
+
+
+@pytest.mark.parametrize("missing", [(None,), ("NA",), ("",), ("NA", None, "")])
+def test_keys_as_read_give_the_results_of_the_normalised_keys(tmp_path, missing):
+    from endpointc.engine import polars as engine
+
+    events = _written(WRITTEN, tmp_path, missing=missing)
+    mapping = match_keys(WRITTEN_PROGRAM, events)
+    assert mapping.read_keys is not None and len(mapping.row_filters) == 2
+    # one KEYID per key, however many ways the file writes it
+    assert mapping.read_keys["KEYID"].n_unique() == mapping.keys.height
+    expected = _run(WRITTEN_PROGRAM, WRITTEN)
+    got = evaluate(WRITTEN_PROGRAM, events, PEOPLE.lazy())
+    assert got.long.collect().equals(expected.long.collect())
+    assert got.counts.collect().equals(expected.counts.collect())
+    assert expected.long.collect().filter(pl.col("ENDPOINT") == "D_PURCH")["NEVT"].to_list() == [1, 1, 2]
+    assert engine.event_pass_plan(WRITTEN_PROGRAM, events).count("(as read)") >= 2
+
+
+def test_keys_as_read_fall_back_to_the_normalised_keys_after_a_collision(tmp_path, monkeypatch):
+    from endpointc.engine import matching
+
+    events = _written(WRITTEN, tmp_path, missing=("NA", None))
+    expected = evaluate(WRITTEN_PROGRAM, events, PEOPLE.lazy()).long.collect()
+    # a hash telling apart the normalised keys but not "NA" from null: the written forms collide
+    original = matching.key_hash
+    monkeypatch.setattr(matching, "key_hash", lambda columns: original(
+        tuple(c.removesuffix(" (as read)") for c in columns)) if all(
+        c.endswith(" (as read)") for c in columns) else original(columns))
+    assert match_keys(WRITTEN_PROGRAM, events).read_keys is None
+    assert evaluate(WRITTEN_PROGRAM, events, PEOPLE.lazy()).long.collect().equals(expected)
 
 
 @pytest.mark.parametrize("ages", [(30.25, 40.5), (30.123456789, 40.5), (1e-9, 40.5)])

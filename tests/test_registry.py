@@ -15,6 +15,7 @@ from endpointc.registry import (
     PEOPLE_SCHEMA,
     Registry,
     RegistryError,
+    as_read,
     load_registry,
     scan_events,
     scan_people,
@@ -109,6 +110,26 @@ def test_parquet_na_strings_are_null_too(tmp_path):
     assert events["CODE2"].to_list() == [None, None, "85003"]
 
 
+@pytest.mark.parametrize("fmt", ["tsv", "parquet"])
+def test_text_columns_as_read_are_kept_on_request_beside_the_normalised_ones(tmp_path, fmt):
+    path = write(tmp_path / f"ev.{fmt}", EVENTS, EVENT_HEADER, fmt=fmt)
+    plain = scan_events(path).collect()
+    events = scan_events(path, keep_as_read=True).collect()
+    text = [c for c in EVENT_HEADER if EVENTS_SCHEMA[c] == pl.String and c != "FINNGENID"]
+    assert events.columns == _interleaved(plain.columns, text)
+    assert events.select(plain.columns).equals(plain)
+    # a TSV reader already reads "NA" and "" as missing; a Parquet file keeps them
+    expected = [None, None, "85003"] if fmt == "tsv" else ["NA", "", "85003"]
+    assert events[as_read("CODE2")].to_list() == expected
+    assert events[as_read("CODE1")].to_list() == ["0101", "N05BA01", "C509"]
+    reg = load_registry(path, write(tmp_path / f"pp.{fmt}", PEOPLE, PEOPLE_HEADER, fmt=fmt), keep_as_read=True)
+    assert reg.events.collect().equals(events)
+
+
+def _interleaved(columns: list[str], text: list[str]) -> list[str]:
+    return [n for c in columns for n in ((c, as_read(c)) if c in text else (c,))]
+
+
 def test_typed_parquet_columns_are_cast(tmp_path):
     df = pl.DataFrame({
         "FINNGENID": ["FGQZID01"], "SOURCE": ["INPAT"], "EVENT_AGE": [45],
@@ -127,6 +148,8 @@ def test_typed_parquet_columns_are_cast(tmp_path):
         "INDEX": "7"}
     assert pp.row(0) == ("FGQZID01", "female", dt.date(1950, 1, 1), 70.0, 1)
     assert dict(pp.schema) == PEOPLE_SCHEMA
+    as_text = scan_events(tmp_path / "ev.parquet", keep_as_read=True).collect()
+    assert as_text.select(as_read("ICDVER"), as_read("INDEX")).row(0) == ("10", "7")
 
 
 def test_parquet_column_of_wrong_type_is_an_error(tmp_path):

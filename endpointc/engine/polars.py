@@ -71,6 +71,7 @@ from ..plan import (
     Program, cond_endpoints,
 )
 from ..diagnostics import Diagnostic, DiagnosticError
+from ..registry import as_read
 from .matching import ENGINE as _ENGINE, KeyMapping, key_hash, match_keys
 from .signatures import ALL_SEXES, SEX_BITS, Signatures, sex_bits, signatures
 
@@ -353,7 +354,11 @@ def _matched_query(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame) -
         extra.append("CODE1")
     selected = events.filter(*prep.mapping.row_filters) if prep.mapping.row_filters else events
     keys = prep.sigs.keys.lazy()
-    if prep.mapping.hash_unique:
+    if prep.sigs.read_keys is not None:
+        lf = (selected.select("ROW", "FINNGENID", "EVENT_AGE", "APPROX_EVENT_DAY", *extra,
+                              key_hash(tuple(as_read(c) for c in cols)))
+              .join(prep.sigs.read_keys.lazy(), on="_HASH"))
+    elif prep.mapping.hash_unique:
         lf = (selected.select("ROW", "FINNGENID", "EVENT_AGE", "APPROX_EVENT_DAY", *extra, key_hash(cols))
               .join(keys.select("_HASH", "SIG"), on="_HASH"))
     else:

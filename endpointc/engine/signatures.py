@@ -52,7 +52,8 @@ def sex_bits(sex: pl.Expr) -> pl.Expr:
 class Signatures:
     """What the engine reads per signature (SIG, u32, numbered by first key).
 
-    `keys`: the matched keys (key columns, _HASH, SIG); `flat`: (SIG, EP, MASK) -- rows of
+    `keys`: the matched keys (key columns, _HASH, SIG); `read_keys`: (_HASH, SIG) of their
+    written forms, or None (see `KeyMapping.read_keys`); `flat`: (SIG, EP, MASK) -- rows of
     SIG are case rows of EP for people whose sex bit is in MASK (EP's own rules unless
     EP's rows are counted, plus every folded include); `counted`: (SIG, EP, RULE) for the
     rules of endpoints with a `mode`, `min` or `needs other` rule (all rules of such an
@@ -74,6 +75,7 @@ class Signatures:
     carried: frozenset[int]
     # a signature is selected by two rules of one counted endpoint: its units can repeat
     counted_repeat: bool
+    read_keys: pl.DataFrame | None = None
 
 
 def _closure(program: Program, seeds: set[int]) -> set[int]:
@@ -161,4 +163,6 @@ def signatures(program: Program, mapping: KeyMapping) -> Signatures:
         emergency=tuple(numbered.filter("_EMERG")["SIG"].to_list()),
         complex=complex_, carried=carried,
         counted_repeat=bool(counted_s.select(pl.struct("SIG", "EP").is_duplicated().any()).item()),
+        read_keys=(None if mapping.read_keys is None
+                   else mapping.read_keys.join(sig_of, on="KEYID").drop("KEYID")),
     )
