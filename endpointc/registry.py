@@ -87,8 +87,6 @@ EVENTS_SCHEMA: dict[str, pl.DataType] = {n: _DTYPES[_EVENT_KINDS[n]] for n in _E
 PEOPLE_SCHEMA: dict[str, pl.DataType] = {n: _DTYPES[_PEOPLE_KINDS[n]] for n in _PEOPLE_ORDER}
 
 _NA_STRINGS = ("NA", "")
-# events keep FINNGENID as read (see `_scan`): these values are a missing id
-_missing_id = pl.col("FINNGENID").is_null() | pl.col("FINNGENID").is_in(_NA_STRINGS)
 _DATE_FORMAT = "%Y-%m-%d"
 _EXPECTED = {
     "float": "a number",
@@ -211,11 +209,13 @@ def load_registry(events_path: str | os.PathLike[str], people_path: str | os.Pat
         *[e.sum().alias(c) for c, e in pp.bad.items()],
     )
     ids = pp.normalised.select("FINNGENID").unique()
+    # events keep FINNGENID as read (see `_scan`): "NA" and "" are a missing id there too
+    missing_id = is_missing_text(pl.col("FINNGENID"))
     orphans_q = (ev.normalised.select("FINNGENID")
                  .join(ids, on="FINNGENID", how="anti", nulls_equal=False)
                  .select(pl.len().alias("rows"),
-                         _missing_id.sum().alias("null_ids"),
-                         pl.col("FINNGENID").filter(~_missing_id).n_unique().alias("people")))
+                         missing_id.sum().alias("null_ids"),
+                         pl.col("FINNGENID").filter(~missing_id).n_unique().alias("people")))
     try:
         ev_stats, pp_stats, orphans = pl.collect_all([events_q, people_q, orphans_q])
     except (pl.exceptions.PolarsError, OSError) as exc:
