@@ -4,6 +4,7 @@ against per-endpoint SQL in DuckDB, side by side, on definition-aware synthetic 
     python benchmarks/run.py                                  # small + medium, newest FinnGen freeze
     python benchmarks/run.py --sizes small --duckdb-sample 20
     python benchmarks/run.py --sizes big --buckets 8          # ~2.5e8 events: opt-in, takes a while
+    python benchmarks/run.py --sizes huge --contenders engine # 1e9 events, twice this machine's memory
     python benchmarks/run.py --library definitions/           # the repo's own definitions
 
 Steps (see benchmarks/README.md):
@@ -19,7 +20,8 @@ Steps (see benchmarks/README.md):
    (scan Parquet, evaluate, write results), (b) the grouped pass (one scan + group_by
    FINNGENID, SOURCE, CODE1 + count, sunk to Parquet), (c) DuckDB, one SQL query per
    endpoint for a random sample of endpoints, extrapolated to all of them. With `--repeats N`
-   (a) and (b) run N times each, alternating, and the medians count.
+   (a) and (b) run N times each, alternating, and the medians count. `--contenders` runs
+   only some of them (the grouped pass holds every group in memory: at `huge` it cannot).
 4. At the first size, a scaling series: the engine on random subsets of endpoints.
 
 Prints a table and writes the same numbers as JSON. Never prints person-level values.
@@ -51,7 +53,11 @@ __all__ = ["SIZES", "compile_skipping", "resolve_library", "main"]
 
 # Target events per size; the people count is calibrated per library (a definition-aware
 # registry has more events per person the more endpoints give people cases).
-SIZES: dict[str, int] = {"small": 1_000_000, "medium": 10_000_000, "big": 250_000_000}
+# big is FinnGen; huge (opt-in, like big) has events that take about twice this machine's
+# memory as a DataFrame, to show that the engine's peak is set by the bucket, not the registry
+SIZES: dict[str, int] = {"small": 1_000_000, "medium": 10_000_000, "big": 250_000_000,
+                         "huge": 1_000_000_000}
+CONTENDERS = ("engine", "grouped", "duckdb")
 # Bumped when the generated files change form (not content): 2 = Parquet row groups carry
 # statistics, which person buckets read to skip other people's rows.
 REGISTRY_FORMAT = 2
@@ -259,6 +265,15 @@ def _worker_calibrate(spec: dict[str, Any]) -> dict[str, Any]:
     return {"events_per_person": n / (BLOCK_PEOPLE * 2)}
 
 
+def _worker_footprint(spec: dict[str, Any]) -> dict[str, Any]:
+    """The events' size in memory as one DataFrame (as `scan_events` reads them), estimated
+    from their first million rows."""
+    from endpointc.registry import scan_events
+
+    head = scan_events(spec["events"]).head(1_000_000).collect()
+    return {"events_in_memory_gib": head.estimated_size() / max(head.height, 1) * spec["n_events"] / 2**30}
+
+
 def _worker_engine(spec: dict[str, Any]) -> dict[str, Any]:
     import polars as pl
 
@@ -348,7 +363,7 @@ def _worker_duckdb(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 WORKERS = {"library": _worker_library, "generate": _worker_generate, "calibrate": _worker_calibrate, "engine": _worker_engine,
-           "grouped": _worker_grouped, "duckdb": _worker_duckdb}
+           "grouped": _worker_grouped, "duckdb": _worker_duckdb, "footprint": _worker_footprint}
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -361,14 +376,21 @@ def machine_info() -> dict[str, Any]:
                 mem = int(line.split()[1]) * 1024
     except OSError:
         pass
-    cpu = platform.processor()
+    # the model name alone ("AMD EPYC") hides the generation, which moves the ratios: on two
+    # "AMD EPYC" machines the engine's time at big differed 1.9x, the grouped pass's 1.3x
+    cpu, fields = platform.processor(), {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "cpu family", "model", "cache size"):
+                fields.setdefault(key.strip(), value.strip())
+            if not line.strip():  # the first core's block is enough
                 break
     except OSError:
         pass
+    cpu = fields.get("model name", cpu)
+    if "cpu family" in fields:
+        cpu += f" (family {fields['cpu family']}, model {fields.get('model', '?')}, L2 {fields.get('cache size', '?')})"
     from importlib import metadata
 
     versions = {"python": platform.python_version()}
@@ -422,6 +444,10 @@ def _buckets(args, events: int) -> int:
     return max(1, math.ceil(events / EVENTS_PER_BUCKET))
 
 
+def _ok(res: dict[str, Any]) -> bool:
+    return "error" not in res and not res.get("skipped")
+
+
 def _contender(res: dict[str, Any], events: int) -> dict[str, Any]:
     if "error" in res:
         return res
@@ -432,7 +458,10 @@ def _contender(res: dict[str, Any], events: int) -> dict[str, Any]:
 def median_run(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The run of median wall time (the lower of the two middle ones for an even count) of
     a contender run several times, with every run's wall time, CPU time and peak RSS under
-    `runs` and the median CPU time as `section_cpu_s`; a failed run if any failed."""
+    `runs` and the median CPU time as `section_cpu_s`; a failed run if any failed, a
+    skipped one if none ran."""
+    if not runs:
+        return {"skipped": True}
     failed = [r for r in runs if "error" in r]
     if failed or len(runs) == 1:
         return (failed or runs)[0]
@@ -450,35 +479,40 @@ def bench_size(size: str, library: dict[str, Any], names: list[str], args, log) 
     rng = random.Random(SAMPLE_SEED)
     sample = sorted(rng.sample(names, min(args.duckdb_sample, len(names))))
     common = {"program": library["program"], "events": reg["events_path"], "people": reg["people_path"]}
+    footprint = run_child("footprint", {"events": reg["events_path"], "n_events": events}, threads=args.threads)
     load_before = os.getloadavg()[0]
 
     engines, groupeds = [], []
     # alternating, so that a machine getting slower or faster during the run moves both
     for k in range(args.repeats):
         run_no = f", run {k + 1} of {args.repeats}" if args.repeats > 1 else ""
-        log(f"{size}: engine (buckets={buckets}, threads={args.threads}{run_no}) ...")
-        engines.append(_contender(run_child("engine", {**common, "buckets": buckets, "counts_for": sample},
-                                            threads=args.threads, timeout=args.timeout), events))
-        log(f"{size}: grouped pass{run_no} ...")
-        groupeds.append(_contender(run_child("grouped", common, threads=args.threads, timeout=args.timeout),
-                                   events))
+        if "engine" in args.contenders:
+            log(f"{size}: engine (buckets={buckets}, threads={args.threads}{run_no}) ...")
+            engines.append(_contender(run_child("engine", {**common, "buckets": buckets, "counts_for": sample},
+                                                threads=args.threads, timeout=args.timeout), events))
+        if "grouped" in args.contenders:
+            log(f"{size}: grouped pass{run_no} ...")
+            groupeds.append(_contender(run_child("grouped", common, threads=args.threads, timeout=args.timeout),
+                                       events))
     engine, grouped = median_run(engines), median_run(groupeds)
-    log(f"{size}: DuckDB, {len(sample)} sampled endpoints one by one ...")
-    duck_raw = run_child("duckdb", {**common, "sample": sample, "threads": args.threads,
-                                    "timeout": args.duckdb_timeout},
-                         threads=args.threads, timeout=args.timeout)
-    duck = summarise_duckdb(duck_raw, sample, len(names), engine, events)
+    duck: dict[str, Any] = {"skipped": True}
+    if "duckdb" in args.contenders:
+        log(f"{size}: DuckDB, {len(sample)} sampled endpoints one by one ...")
+        duck_raw = run_child("duckdb", {**common, "sample": sample, "threads": args.threads,
+                                        "timeout": args.duckdb_timeout},
+                             threads=args.threads, timeout=args.timeout)
+        duck = summarise_duckdb(duck_raw, sample, len(names), engine, events)
     out = {"size": size, "events": events, "people": reg["people"], "endpoints": len(names),
            "buckets": buckets, "threads": args.threads, "generate_s": reg.get("generate_s"),
+           "events_in_memory_gib": footprint.get("events_in_memory_gib"),
            "load_before": load_before, "load_after": os.getloadavg()[0],
            "engine": engine, "grouped": grouped, "duckdb": duck}
-    ok = "error" not in engine
-    out["ratio_grouped"] = (engine["wall_s"] / grouped["wall_s"]
-                            if ok and "error" not in grouped else None)
+    ok = _ok(engine)
+    out["ratio_grouped"] = engine["wall_s"] / grouped["wall_s"] if ok and _ok(grouped) else None
     out["speedup_duckdb"] = (duck["wall_s"] / engine["wall_s"]
                              if ok and duck.get("wall_s") else None)
     def cpu_of(c):
-        return c.get("section_cpu_s") if "error" not in c else None
+        return c.get("section_cpu_s") if _ok(c) else None
 
     e_cpu, g_cpu, d_cpu = cpu_of(engine), cpu_of(grouped), cpu_of(duck)
     # on a shared machine CPU time is steadier than wall time: both ratios are kept
@@ -575,7 +609,8 @@ def render(report: dict[str, Any], console) -> None:
         table.add_column(col, justify="left" if col in ("size", "contender") else "right")
     for s in report["sizes"]:
         rows = [("endpointc", s["engine"]), ("grouped pass", s["grouped"]), ("DuckDB per endpoint", s["duckdb"])]
-        for label, c in rows:
+        rows = [(label, c) for label, c in rows if not c.get("skipped")]
+        for n, (label, c) in enumerate(rows):
             err = c.get("error")
             wall = "error: " + err if err else _fmt_s(c.get("wall_s"))
             if label.startswith("DuckDB") and not err:
@@ -586,13 +621,17 @@ def render(report: dict[str, Any], console) -> None:
                 xg = _ratio(s.get("ratio_grouped"), s.get("ratio_grouped_cpu"), "x")
                 xd = _ratio(s.get("speedup_duckdb"), s.get("speedup_duckdb_cpu"), "x faster")
             cpu = c.get("section_cpu_s")
-            table.add_row(s["size"] if label == "endpointc" else "", label, f"{s['events']:,}",
+            table.add_row("" if n else s["size"], label, f"{s['events']:,}",
                           f"{s['people']:,}", f"{s['endpoints']:,}", wall, _fmt_rate(c.get("events_per_s")),
                           f"{c['peak_rss_mb']:,.0f} MB" if c.get("peak_rss_mb") else "-",
                           _fmt_s(cpu), xg, xd)
         table.add_section()
     console.print(table)
+    memory = report["machine"]["memory_gib"]
     for s in report["sizes"]:
+        if s.get("events_in_memory_gib"):
+            console.print(f"{s['size']}: the events take ~{s['events_in_memory_gib']:,.1f} GiB in memory as one "
+                          f"DataFrame ({s['events_in_memory_gib'] / memory:.2f}x this machine's {memory} GiB)")
         runs = {label: c["runs"] for label, c in (("engine", s["engine"]), ("grouped pass", s["grouped"]))
                 if c.get("runs")}
         if runs:
@@ -616,7 +655,9 @@ def render(report: dict[str, Any], console) -> None:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="small,medium", help="comma list of small, medium, big")
+    ap.add_argument("--sizes", default="small,medium", help="comma list of small, medium, big, huge")
+    ap.add_argument("--contenders", default=",".join(CONTENDERS),
+                    help="comma list of engine, grouped, duckdb (the ratios need the engine and the other)")
     ap.add_argument("--library", default="finngen-newest", help="finngen-newest, a FinnGen sheet, "
                     "a .ep file or a folder of them")
     ap.add_argument("--data-dir", type=Path, default=HERE / "data",
@@ -649,6 +690,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     unknown = [s for s in sizes if s not in SIZES]
     if unknown:
         raise SystemExit(f"unknown size(s) {unknown}; choose from {', '.join(SIZES)}")
+    args.contenders = [c.strip() for c in args.contenders.split(",") if c.strip()]
+    unknown = [c for c in args.contenders if c not in CONTENDERS]
+    if unknown or not args.contenders:
+        raise SystemExit(f"unknown or no contender(s) {unknown}; choose from {', '.join(CONTENDERS)}")
     args.data_dir.mkdir(parents=True, exist_ok=True)
     machine = machine_info()
     console.rule(f"{machine['cores']} cores, {machine['memory_gib']} GiB RAM, load {machine['load_start'][0]:.1f}"
@@ -659,13 +704,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "machine": machine, "library": library,
         "settings": {"threads": args.threads, "buckets": args.buckets, "seed": args.seed, "repeats": args.repeats,
                      "duckdb_sample": args.duckdb_sample, "duckdb_timeout": args.duckdb_timeout,
+                     "contenders": args.contenders,
                      "sample_seed": SAMPLE_SEED},
         "sizes": [], "scaling": [],
     }
     for size in sizes:
         result = bench_size(size, library, names, args, log)
         report["sizes"].append(result)
-        if size == sizes[0] and args.scaling_endpoints.strip():
+        if size == sizes[0] and args.scaling_endpoints.strip() and "engine" in args.contenders:
             report["scaling_size"] = size
             report["scaling"] = scaling_series(result, library, names, args, log)
         _write_json(report, args.json)

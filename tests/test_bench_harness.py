@@ -41,6 +41,23 @@ def test_median_run_is_the_middle_run_by_wall_time_with_the_median_cpu():
     assert run.median_run([runs[0], {"error": "timed out"}]) == {"error": "timed out"}
 
 
+def test_table_leaves_out_contenders_that_did_not_run():
+    from rich.console import Console
+
+    run = load("run")
+    engine = {"wall_s": 12.0, "section_cpu_s": 20.0, "peak_rss_mb": 900.0, "events_per_s": 1e6}
+    report = {"machine": {"memory_gib": 23.5}, "scaling": [], "sizes": [{
+        "size": "huge", "events": 12_000_000, "people": 20_000, "endpoints": 7, "events_in_memory_gib": 47.0,
+        "engine": engine, "grouped": run.median_run([]), "duckdb": {"skipped": True},
+        "ratio_grouped": None, "speedup_duckdb": None}]}
+    console = Console(record=True, width=200)
+    run.render(report, console)
+    text = console.export_text()
+    (row,) = [line for line in text.splitlines() if line.startswith("│")]
+    assert "endpointc" in row and "12.0 s" in row and "900 MB" in row
+    assert "~47.0 GiB in memory" in text and "2.00x this machine's 23.5 GiB" in text
+
+
 def test_merge_fanin_benchmark_merges_both_ways_to_the_same_rows(monkeypatch, capsys):
     from endpointc.engine import polars as engine_polars
 

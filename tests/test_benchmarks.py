@@ -187,3 +187,12 @@ def test_harness_small_size_end_to_end(tmp_path):
     assert engine["wall_s"] == min(r["wall_s"] for r in engine["runs"])
     series = report["scaling"]
     assert [s["requested"] for s in series][-1] == "all" and all(s["wall_s"] > 0 for s in series)
+    assert 0 < size["events_in_memory_gib"] < 5
+
+    # the engine alone, on the registry just generated
+    only = tmp_path / "engine.json"
+    subprocess.run([*cmd[:cmd.index("--json")], "--json", str(only), "--contenders", "engine",
+                    "--scaling-endpoints", ""], check=True, cwd=REPO, timeout=3600)
+    (size,) = json.loads(only.read_text())["sizes"]
+    assert size["engine"]["wall_s"] > 0 and size["grouped"] == size["duckdb"] == {"skipped": True}
+    assert size["ratio_grouped"] is None and size["speedup_duckdb"] is None

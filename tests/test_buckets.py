@@ -13,6 +13,7 @@ from endpointc import cli
 from endpointc.cli import app, auto_buckets
 from endpointc.compiler import compile_paths
 from endpointc.engine import polars as engine_polars
+from endpointc.engine.matching import match_keys
 from endpointc.engine.polars import evaluate, person_buckets
 from endpointc.registry import load_registry
 from endpointc.synth import write_registry
@@ -146,6 +147,29 @@ def test_many_buckets_merge_in_steps_to_the_same_result(registry, program, tmp_p
         else ["merged-2-00000.parquet"])
     assert spilled.long.collect().equals(one.long.collect())
     assert spilled.counts.collect().equals(one.counts.collect())
+
+
+@pytest.mark.parametrize("keep_as_read", [False, True])
+def test_key_prepass_in_parts_matches_the_keys_of_one_pass(registry, program, monkeypatch, keep_as_read):
+    # parts of 2 buckets: evaluate's key prepass reads the events part by part
+    reg = load_registry(registry / "events.parquet", registry / "people.parquet", keep_as_read=keep_as_read)
+    one = match_keys(program, reg.events)
+    parts = match_keys(program, reg.events, parts=person_buckets(reg.people, 4))
+    assert parts.keys.equals(one.keys) and parts.rules.equals(one.rules)
+    assert (parts.hash_unique, len(parts.row_filters)) == (one.hash_unique, len(one.row_filters))
+    assert (parts.read_keys is None) == (one.read_keys is None) == (not keep_as_read)
+    if keep_as_read:
+        assert parts.read_keys.sort("_HASH").equals(one.read_keys.sort("_HASH"))  # a join table: any order
+
+    monkeypatch.setattr(engine_polars, "_KEY_PART_BUCKETS", 2)
+    seen = []
+    real = engine_polars.match_keys
+    monkeypatch.setattr(engine_polars, "match_keys", lambda *a, **kw: seen.append(kw["parts"]) or real(*a, **kw))
+    whole = evaluate(program, reg.events, reg.people)
+    bucketed = evaluate(program, reg.events, reg.people, buckets=5)
+    assert [len(p) for p in seen] == [1, 3]  # 5 buckets: parts of 2, 2 and 1
+    assert bucketed.long.collect().equals(whole.long.collect())
+    assert bucketed.counts.collect().equals(whole.counts.collect())
 
 
 def test_a_bucket_filter_reaches_the_parquet_reader(registry):

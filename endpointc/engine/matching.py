@@ -18,6 +18,7 @@ to the events is the engine's single pass over the event table.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -140,10 +141,13 @@ def _match_column(values: pl.Series, tests: list[tuple[int, CodeSet]]) -> pl.Dat
     return pl.concat(frames).unique()
 
 
-def match_keys(program: Program, keys: pl.LazyFrame | pl.DataFrame) -> KeyMapping:
+def match_keys(program: Program, keys: pl.LazyFrame | pl.DataFrame, *,
+               parts: Sequence[pl.Expr] | None = None) -> KeyMapping:
     """Match every branch of `program` against the distinct `keys` (SOURCE + tested columns).
 
     `keys` may hold duplicates and extra columns; only `key_columns(program)` are read.
+    `parts`, filters that split the rows of `keys` (such as groups of person buckets), has
+    the distinct keys gathered part by part, in memory bounded by one part.
     """
     columns = key_columns(program)
     keys_lf = keys.lazy() if isinstance(keys, pl.DataFrame) else keys
@@ -154,13 +158,11 @@ def match_keys(program: Program, keys: pl.LazyFrame | pl.DataFrame) -> KeyMappin
     if set(read) <= set(keys_lf.collect_schema().names()):
         # the distinct keys as written ("NA", "" and null are one missing value), each then
         # normalised once: 34 to 35 s against 39 to 44 s for the normalised keys of 2.5e8 events
-        written = (keys_lf.select(read).group_by(read).agg(pl.len().alias("_ROWS"))
-                   .collect(engine=ENGINE)
+        written = (_distinct(keys_lf, read, parts)
                    .with_columns(normalise_text(pl.col(r)).alias(c) for r, c in zip(read, columns)))
         counted = written.group_by(columns).agg(pl.col("_ROWS").sum())
     else:
-        counted = (keys_lf.select(columns).group_by(columns).agg(pl.len().alias("_ROWS"))
-                   .collect(engine=ENGINE))
+        counted = _distinct(keys_lf, columns, parts)
     # sorted: KEYIDs independent of input order
     counted = counted.sort(columns, nulls_last=True).with_columns(key_hash(columns))
     # every event's key is one of `counted`: distinct hashes there mean no event's hash can
@@ -284,6 +286,21 @@ def match_keys(program: Program, keys: pl.LazyFrame | pl.DataFrame) -> KeyMappin
     return KeyMapping(columns=columns, keys=matched, rules=rules,
                       row_filters=_row_filters(counted, matched, columns, as_read=read_keys is not None),
                       hash_unique=hash_unique, read_keys=read_keys)
+
+
+def _distinct(keys: pl.LazyFrame, columns: tuple[str, ...], parts: Sequence[pl.Expr] | None
+              ) -> pl.DataFrame:
+    """The distinct rows of `columns` with their row counts (_ROWS), part by part, each
+    part's folded into the running counts as it comes. One streaming group-by over all
+    rows holds memory that grows with the rows, not the keys (3e5 keys: 2.1 GB at 2.5e8
+    events, 3.2 GB at 1e9); in parts of 5e7 rows, 1.2 GB at both, in the same time."""
+    seen = None
+    for part in parts if parts and len(parts) > 1 else (None,):
+        rows = keys if part is None else keys.filter(part)
+        got = (rows.select(columns).group_by(columns).agg(pl.len().cast(pl.UInt64).alias("_ROWS"))
+               .collect(engine=ENGINE))
+        seen = got if seen is None else pl.concat([seen, got]).group_by(columns).agg(pl.col("_ROWS").sum())
+    return seen
 
 
 def _row_filters(counted: pl.DataFrame, matched: pl.DataFrame, columns: tuple[str, ...],

@@ -297,8 +297,9 @@ def _levels(program: Program) -> tuple[tuple[int, ...], ...]:
 
 
 def prepare(program: Program, events: pl.LazyFrame, *,
-            endpoints: Sequence[str] | None = None) -> Prepared:
-    """Select endpoints (plus dependencies), check the event columns, match all patterns."""
+            endpoints: Sequence[str] | None = None, parts: Sequence[pl.Expr] | None = None) -> Prepared:
+    """Select endpoints (plus dependencies), check the event columns, match all patterns
+    (`parts`: filters that split the events, read one at a time; see `match_keys`)."""
     if endpoints is not None:
         wanted = list(dict.fromkeys(endpoints))
         program = program.subset(wanted)
@@ -314,7 +315,7 @@ def prepare(program: Program, events: pl.LazyFrame, *,
             "the events table has no CODE9 column (urgency), needed by `when emergency` in "
             f"{', '.join(users[:5])}{' ...' if len(users) > 5 else ''}",
             None, "CODE9 is the service-sector urgency field of the longitudinal table")])
-    mapping = match_keys(program, events)
+    mapping = match_keys(program, events, parts=parts)
     uses_mode = any(r.mode for ep in program.endpoints for r in ep.rules)
     sigs = signatures(program, mapping)
     levels = _levels(program)
@@ -971,10 +972,18 @@ def person_buckets(people: pl.LazyFrame, buckets: int) -> tuple[pl.Expr, ...]:
     outside a bucket's range and each bucket reads only its own share of the file. On an
     unsorted file a bucket reads the whole file, but still keeps only its own rows. Rows
     with a missing FINNGENID go to the first bucket (they match no person)."""
+    return _ranges(_cuts(people, buckets))
+
+
+def _cuts(people: pl.LazyFrame, buckets: int) -> list[str]:
+    """The first id of each of `person_buckets`' ranges but the first."""
     if buckets <= 1:
-        return (pl.lit(True),)
+        return []
     ids = people.select(pl.col("FINNGENID").drop_nulls().unique().sort()).collect(engine=_ENGINE)["FINNGENID"]
-    cuts = sorted({ids[k * len(ids) // buckets] for k in range(1, buckets)} - {ids[0]}) if len(ids) else []
+    return sorted({ids[k * len(ids) // buckets] for k in range(1, buckets)} - {ids[0]}) if len(ids) else []
+
+
+def _ranges(cuts: Sequence[str]) -> tuple[pl.Expr, ...]:
     if not cuts:
         return (pl.lit(True),)
     fid = pl.col("FINNGENID")
@@ -1008,8 +1017,11 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
         raise ValueError("buckets must be at least 1")
     events = events.lazy()
     people = people.lazy()
-    prep = prepare(program, events, endpoints=endpoints)
-    filters = person_buckets(people, buckets)
+    cuts = _cuts(people, buckets)
+    filters = _ranges(cuts)
+    # the key prepass reads the events in groups of whole buckets (see `match_keys`)
+    prep = prepare(program, events, endpoints=endpoints,
+                   parts=_ranges(cuts[_KEY_PART_BUCKETS - 1::_KEY_PART_BUCKETS]))
     spill = Path(spill_dir) if spill_dir is not None and len(filters) > 1 else None
     if spill is not None:
         # each bucket's people come after all earlier buckets' (consecutive id ranges): a
@@ -1053,6 +1065,7 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
                    counts=_combine_counts(prep, parts).lazy(), warnings=_combine_warnings(parts))
 
 
+_KEY_PART_BUCKETS = 10  # buckets per part of the key prepass: 5e7 events with `--buckets auto`
 _MERGE_ROWS = 2_000_000  # rows per merged slice: a slice is all that is ever in memory
 # Most files one merge reads. Each slice of `_merged` reads from every file, at ~1 ms a
 # read whatever its size, so merging B files in one pass takes (rows / _MERGE_ROWS) * B
