@@ -293,7 +293,8 @@ def _distinct(keys: pl.LazyFrame, columns: tuple[str, ...], parts: Sequence[pl.E
     """The distinct rows of `columns` with their row counts (_ROWS), part by part, each
     part's folded into the running counts as it comes. One streaming group-by over all
     rows holds memory that grows with the rows, not the keys (3e5 keys: 2.1 GB at 2.5e8
-    events, 3.2 GB at 1e9); in parts of 5e7 rows, 1.2 GB at both, in the same time."""
+    events, 3.2 GB at 1e9); in parts of ten 5e6-event buckets, 1.25 and 1.40 GB, in the
+    same time (20.0 s against 19.5, 70.1 s against 69.7)."""
     seen = None
     for part in parts if parts and len(parts) > 1 else (None,):
         rows = keys if part is None else keys.filter(part)
