@@ -19,7 +19,8 @@ Design (issue 3; memory bounded for issue 6):
   (endpoint, person) case table; controls last. Row sets of an endpoint are dropped as
   soon as no later level includes them.
 * Cost: the events are read by one grouped pass (distinct keys with row counts, in
-  `prepare`) and, per bucket, one filtered join (single-column `is_in` pre-filters chosen
+  `prepare`, in parts of ten buckets so that its memory does not grow with the registry)
+  and, per bucket, one filtered join (single-column `is_in` pre-filters chosen
   from those counts, then the matched-key join on one u64 hash of the key columns).
   Everything after runs on units: each carries a u64 order key (AGE part, DAY) so the
   first event of any (endpoint, person) is a plain group min; groupings are on one u64
