@@ -296,10 +296,9 @@ def _distinct(keys: pl.LazyFrame, columns: tuple[str, ...], parts: Sequence[pl.E
     events, 3.2 GB at 1e9); in parts of ten 5e6-event buckets, 1.25 and 1.40 GB, in the
     same time (20.0 s against 19.5, 70.1 s against 69.7)."""
     seen = None
-    for part in parts if parts and len(parts) > 1 else (None,):
-        rows = keys if part is None else keys.filter(part)
-        got = (rows.select(columns).group_by(columns).agg(pl.len().cast(pl.UInt64).alias("_ROWS"))
-               .collect(engine=ENGINE))
+    for part in parts or (pl.lit(True),):  # Polars drops a filter on a literal true
+        got = (keys.filter(part).select(columns).group_by(columns)
+               .agg(pl.len().cast(pl.UInt64).alias("_ROWS")).collect(engine=ENGINE))
         seen = got if seen is None else pl.concat([seen, got]).group_by(columns).agg(pl.col("_ROWS").sum())
     return seen
 
