@@ -2,8 +2,8 @@
 
 Each endpoint's plan (with everything it depends on) is translated by hand-written rules
 into a single query over the events and people tables, and the queries are run one by one.
-This is the comparison point of issue 6 ("evaluating the same endpoints one by one as SQL
-in DuckDB"), so the translation is deliberately the straightforward one a careful analyst
+This is the benchmark's comparison point (evaluating the same endpoints one by one as SQL
+in DuckDB), so the translation is deliberately the straightforward one a careful analyst
 would write, not a clever one:
 
 * a rule is ``SOURCE IN (...)`` and, per tested column, ``col LIKE 'E11%'`` for prefixes,
@@ -17,8 +17,8 @@ would write, not a clever one:
 * sex, ``require`` and the control rules are joins with the people table and with the
   dependencies' case tables.
 
-The meaning is notes/SEMANTICS.md; tests/test_benchmarks.py checks the translation against
-the reference engine. Regexes are run by RE2, which has no lookaround or backreferences:
+The meaning is the one docs/language.md gives; tests/test_benchmarks.py checks the
+translation against the reference engine. Regexes are run by RE2, which has no lookaround or backreferences:
 `endpoint_sql` refuses such endpoints (`UnsupportedSQL`) instead of changing their meaning.
 
 >>> from endpointc.compiler import compile_text
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from endpointc.plan import (
-    AllOf, AnyOf, Branch, Cmp, CodeSet, ColumnTest, Const, Count, EndpointPlan, Field_, FirstAge,
+    AllOf, AnyOf, Branch, Cmp, CodeSet, ColumnTest, Const, Count, EndpointPlan, EventField, FirstAge,
     FirstYear, IsCase, Negate, Program, RulePlan, cond_endpoints,
 )
 
@@ -118,7 +118,7 @@ class _Scope:
 def _value(node, scope: _Scope) -> str:
     if isinstance(node, Const):
         return _num(node.value)
-    if isinstance(node, Field_):
+    if isinstance(node, EventField):
         _need(scope.event, node)
         if node.name == "age":
             return "EVENT_AGE"
@@ -136,7 +136,7 @@ def _value(node, scope: _Scope) -> str:
 
 def _bool(node, scope: _Scope) -> str:
     """Plain two-valued logic: every boolean produced here is TRUE or FALSE, never NULL."""
-    if isinstance(node, Field_) and node.name == "emergency":
+    if isinstance(node, EventField) and node.name == "emergency":
         _need(scope.event, node)
         return "EMERG"
     if isinstance(node, IsCase):
@@ -307,7 +307,7 @@ def endpoint_sql(program: Program, name: str) -> str:
 def connect(events: str | Path, people: str | Path, *, threads: int | None = None,
             memory_limit: str | None = None) -> "duckdb.DuckDBPyConnection":
     """An in-memory DuckDB with the views ``ev`` and ``people`` over two Parquet files (in
-    the normalised schema of notes/SEMANTICS.md), read in place by every query, as a user
+    the normalised schema of endpointc.registry), read in place by every query, as a user
     querying the registry files would. ``_row`` is the row's position in the events file.
     """
     import duckdb

@@ -11,6 +11,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .registers import REGISTERS
 from .source import Span
 
 __all__ = [
@@ -22,18 +23,8 @@ __all__ = [
     "SOURCES", "VOCABULARIES", "META_KEYS", "OPTIONS",
 ]
 
-# Rule sources and their vocabularies, as written in the language (LANGUAGE.md s.3).
-SOURCES: dict[str, tuple[str, ...]] = {
-    "hospital": ("icd10", "icd9", "icd8"),
-    "inpatient": ("icd10", "icd9", "icd8"),
-    "outpatient": ("icd10", "icd9", "icd8"),
-    "primary": ("icd10", "icpc2", "procedure"),
-    "death": ("icd10", "icd9", "icd8"),
-    "operation": ("nomesco", "hl", "hp1", "hp2"),
-    "reimbursement": ("kela", "icd10", "icd9"),
-    "purchase": ("atc", "vnr", "kela"),
-    "cancer": ("topography", "morphology", "behaviour"),
-}
+# Rule sources and their vocabularies, as written in the language (from the one table).
+SOURCES: dict[str, tuple[str, ...]] = {name: tuple(r.vocabularies) for name, r in REGISTERS.items()}
 VOCABULARIES: tuple[str, ...] = (
     "icd10", "icd9", "icd8", "icpc2", "procedure", "nomesco", "hl", "hp1", "hp2",
     "kela", "atc", "vnr", "topography", "morphology", "behaviour",

@@ -40,7 +40,6 @@ from pathlib import Path
 import polars as pl
 
 from .engine.polars import evaluate
-from .explain import option_tests
 from .plan import Branch, EndpointPlan, Program, RulePlan
 from .results import mask_counts, write_text_atomic
 
@@ -239,12 +238,16 @@ def _loose(rule: RulePlan) -> RulePlan:
     return rule.model_copy(update={"min_events": 1, "needs_other": False})
 
 
+# Column tests that stand for a rule option, and the option as written.
+_OPTION_WORDS = {"main": "main", "with_atc": "with atc"}
+
+
 def _stripped(rule: RulePlan) -> RulePlan:
     """The rule without `except`, `main`, `with atc` and `mode`: its patterns alone."""
-    options = {t for _, t in option_tests(rule.source)}
     branches: list[Branch] = []
     for branch in rule.branches:
-        plain = branch.model_copy(update={"tests": tuple(t for t in branch.tests if t not in options), "excepts": ()})
+        plain = branch.model_copy(update={"tests": tuple(t for t in branch.tests if t.role not in _OPTION_WORDS),
+                                          "excepts": ()})
         if plain not in branches:
             branches.append(plain)
     return rule.model_copy(update={"branches": tuple(branches), "mode": False})
@@ -255,9 +258,9 @@ def _option_names(rule: RulePlan) -> list[str]:
     found: list[str] = []
     if any(b.excepts for b in rule.branches):
         found.append("except")
-    for name, test in option_tests(rule.source):
-        if rule.branches and all(test in b.tests for b in rule.branches):
-            found.append(name)
+    for role, word in _OPTION_WORDS.items():
+        if rule.branches and all(any(t.role == role for t in b.tests) for b in rule.branches):
+            found.append(word)
     if rule.mode:
         found.append("mode")
     return found

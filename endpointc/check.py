@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 
 from . import ast, codes
 from .diagnostics import Diagnostic, sort_diagnostics
+from .registers import allowing, allows, in_words
 from .source import Span
 
 __all__ = ["Library", "check", "index_library", "endpoint_dependencies"]
@@ -105,9 +106,6 @@ def check(files: Sequence[ast.File], *, strict: bool = False) -> tuple[Library, 
     return index_library(files), tuple(sort_diagnostics(checker.diagnostics))
 
 
-# Sources where `main` (CATEGORY 0 / U) and `with atc` (CODE3) have a meaning.
-MAIN_SOURCES = frozenset({"hospital", "inpatient", "outpatient", "death", "primary"})
-WITH_ATC_SOURCES = frozenset({"hospital", "inpatient", "outpatient", "death"})
 NUMERIC_VARS = frozenset({"age", "year"})
 # FinnGen column names that curators write in PRE_CONDITIONS, and what `when` calls them.
 FINNGEN_FIELDS = {"EVENT_AGE": "age", "EVENT_YEAR": "year", "APPROX_EVENT_DAY": "year",
@@ -346,11 +344,11 @@ class _Checker:
 
     def check_pattern(self, vocab: str, pattern, source: str | None) -> None:
         if isinstance(pattern, ast.Combination):
-            if vocab != "icd10" or (source is not None and source not in codes.COMBINATION_SOURCES):
+            if vocab != "icd10" or (source is not None and not allows(source, "combinations")):
                 where = f"{source} {vocab}" if source else f"a {vocab} codelist"
                 self.error("EP306", f"combination codes (A&B) are not allowed in {where}", pattern.span,
                            "A&B matches CODE1 and CODE2 of the same event, which only "
-                           "hospital, inpatient, outpatient, death and primary icd10 have")
+                           f"{in_words(allowing('combinations'))} icd10 have")
             self.check_pattern(vocab, pattern.first, source)
             self.check_pattern(vocab, pattern.second, source)
             return
@@ -417,14 +415,13 @@ class _Checker:
                 self.error("EP401", f"min must be {what}", option.span,
                            "min N counts a person only with at least N events of this rule; min 1 is the default "
                            "(min 3 for purchase)")
-            elif option.name == "main" and rule.source not in MAIN_SOURCES:
+            elif option.name == "main" and not allows(rule.source, "main"):
                 self.error("EP403", f"main is not an option of {rule.source}", option.span,
-                           "main keeps the main diagnosis, which only hospital, inpatient, outpatient, "
-                           "death and primary rows have")
-            elif option.name == "with_atc" and rule.source not in WITH_ATC_SOURCES:
+                           f"main keeps the main diagnosis, which only {in_words(allowing('main'))} rows have")
+            elif option.name == "with_atc" and not allows(rule.source, "with_atc"):
                 self.error("EP404", f"with atc is not an option of {rule.source}", option.span,
-                           "with atc keeps events with an adverse-drug ATC (CODE3), which only hospital, "
-                           "inpatient, outpatient and death rows have")
+                           "with atc keeps events with an adverse-drug ATC (CODE3), which only "
+                           f"{in_words(allowing('with_atc'))} rows have")
             elif option.name.startswith("with_") and option.name != "with_atc":
                 self.error("EP405", f"with {option.name[5:]} is not an option; only `with atc` exists",
                            option.span, "with atc keeps events whose CODE3 holds an ATC code")

@@ -32,6 +32,7 @@ from functools import lru_cache
 from typing import Mapping
 
 from . import ast
+from .registers import allowing
 
 __all__ = [
     "VOCABULARY_REGEX", "VOCABULARY_EXAMPLES", "COMBINATION_SOURCES", "ALPHABET",
@@ -82,7 +83,7 @@ VOCABULARY_EXAMPLES: dict[str, str] = {
 }
 
 # Sources whose rows carry a second diagnosis in CODE2, so `A&B` means something.
-COMBINATION_SOURCES: frozenset[str] = frozenset({"hospital", "inpatient", "outpatient", "death", "primary"})
+COMBINATION_SOURCES: frozenset[str] = frozenset(allowing("combinations"))
 
 # Characters that occur in stored codes, in the order ranges use.
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -19,7 +19,7 @@ from typing import Iterable
 import polars as pl
 
 from .plan import (
-    AllOf, AnyOf, Branch, Cmp, CodeSet, ColumnTest, Const, Count, EndpointPlan, Field_, FirstAge,
+    AllOf, AnyOf, Branch, Cmp, CodeSet, ColumnTest, Const, Count, EndpointPlan, EventField, FirstAge,
     FirstYear, IsCase, Negate, Program,
 )
 
@@ -70,11 +70,11 @@ def describe_cond(cond) -> str:
     match cond:
         case Const(value=v):
             return f"{v:g}"
-        case Field_(name="age"):
+        case EventField(name="age"):
             return "age at the event"
-        case Field_(name="year"):
+        case EventField(name="year"):
             return "year of the event"
-        case Field_(name="emergency"):
+        case EventField(name="emergency"):
             return "the visit was an emergency"
         case IsCase(endpoint=e):
             return f"is a case of {e}"

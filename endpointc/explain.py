@@ -38,7 +38,7 @@ import polars as pl
 from .engine.reference import compare, evaluate_reference, truth
 from .lower import MAIN_CATEGORIES, SOURCE_ROWS, VOCAB_COLUMNS
 from .plan import (
-    AllOf, AnyOf, Branch, Cmp, CodeSet, ColumnTest, Const, Count, EndpointPlan, Field_, FirstAge,
+    AllOf, AnyOf, Branch, Cmp, CodeSet, ColumnTest, Const, Count, EndpointPlan, EventField, FirstAge,
     FirstYear, IsCase, Negate, Program, RulePlan,
 )
 
@@ -370,12 +370,12 @@ class _Walker:
         match cond:
             case Const(value=v):
                 return v
-            case Field_(name="age"):
+            case EventField(name="age"):
                 return row["EVENT_AGE"]
-            case Field_(name="year"):
+            case EventField(name="year"):
                 day = row["APPROX_EVENT_DAY"]
                 return day.year if day is not None else None
-            case Field_(name="emergency"):
+            case EventField(name="emergency"):
                 return self.emergency(row)
             case Cmp(op=op, left=left, right=right):
                 return compare(op, self._event_value(left, row), self._event_value(right, row))
@@ -549,7 +549,7 @@ def _note(row: Row, kept: bool, reason: str) -> EventNote:
 def _fields(cond) -> tuple[str, ...]:
     found: list[str] = []
     for leaf in _leaves(cond):
-        if isinstance(leaf, Field_) and leaf.name not in found:
+        if isinstance(leaf, EventField) and leaf.name not in found:
             found.append(leaf.name)
     return tuple(found)
 
@@ -576,7 +576,7 @@ def format_cond(cond) -> str:
     match cond:
         case Const(value=v):
             return f"{v:g}"
-        case Field_(name=name):
+        case EventField(name=name):
             return name
         case IsCase(endpoint=e):
             return e

@@ -29,15 +29,16 @@ from typing import Iterable
 from . import ast
 from .check import Library
 from .diagnostics import Diagnostic
+from .fmt import pattern_text
 from .plan import (
-    AllOf, AnyOf, Branch, Cmp, CodeSet, ColumnTest, Cond, Const, Count, EndpointPlan, Field_,
-    FirstAge, FirstYear, IsCase, Negate, Program, RulePlan,
+    AllOf, AnyOf, Branch, Cmp, CodeSet, ColumnTest, Cond, Const, Count, EndpointPlan, EventField,
+    FirstAge, FirstYear, IsCase, Negate, Program, RulePlan, Written,
 )
+from .registers import REGISTERS, Pin
 from .source import Span
 
 __all__ = [
-    "lower", "lower_patterns", "LowerError", "SOURCE_ROWS", "VOCAB_COLUMNS", "MAIN_CATEGORIES",
-    "EXPANSION_LIMIT", "CODE_ALPHABET",
+    "lower", "lower_patterns", "LowerError", "EXPANSION_LIMIT", "CODE_ALPHABET",
 ]
 
 # The characters of a well-formed stored code: FinnGen stores codes upper-case, without dots.
@@ -47,70 +48,12 @@ EXPANSION_LIMIT = 500
 # A range is enumerated over at most this many candidate tails (guards against typos).
 _RANGE_CANDIDATE_LIMIT = 1_000_000
 
-SOURCE_ROWS: dict[str, tuple[str, ...]] = {
-    "hospital": ("INPAT", "OUTPAT"),
-    "inpatient": ("INPAT",),
-    "outpatient": ("OUTPAT",),
-    "primary": ("PRIM_OUT",),
-    "death": ("DEATH",),
-    "operation": ("OPER_IN", "OPER_OUT"),
-    "reimbursement": ("REIMB",),
-    "purchase": ("PURCH",),
-    "cancer": ("CANC",),
-}
-
-
-def _exact(*codes: str) -> CodeSet:
-    return CodeSet(exact=codes)
-
-
-def _prefix(*codes: str) -> CodeSet:
-    return CodeSet(prefixes=codes)
-
-
-_ICD_BY_VERSION = {
-    "icd10": ("CODE1", (ColumnTest(column="ICDVER", codes=_exact("10")),)),
-    "icd9": ("CODE1", (ColumnTest(column="ICDVER", codes=_exact("9")),)),
-    "icd8": ("CODE1", (ColumnTest(column="ICDVER", codes=_exact("8")),)),
-}
-_OPERATION = {
-    "nomesco": ("CODE1", (ColumnTest(column="CATEGORY", codes=_prefix("NOM")),)),
-    "hl": ("CODE1", (ColumnTest(column="CATEGORY", codes=_prefix("MFHL", "SFHL")),)),
-    "hp1": ("CODE1", (ColumnTest(column="CATEGORY", codes=_prefix("HPO")),)),
-    "hp2": ("CODE1", (ColumnTest(column="CATEGORY", codes=_prefix("HPN")),)),
-}
-
-# (source, vocabulary) -> (the column its patterns match, tests that pin it to its rows).
-VOCAB_COLUMNS: dict[tuple[str, str], tuple[str, tuple[ColumnTest, ...]]] = {
-    **{(s, v): c for s in ("hospital", "inpatient", "outpatient", "death") for v, c in _ICD_BY_VERSION.items()},
-    ("primary", "icd10"): ("CODE1", (ColumnTest(column="CATEGORY", codes=_prefix("ICD")),)),
-    ("primary", "icpc2"): ("CODE1", (ColumnTest(column="CATEGORY", codes=_prefix("ICP")),)),
-    ("primary", "procedure"): ("CODE1", (ColumnTest(column="CATEGORY", codes=_prefix("OP", "MOP")),)),
-    **{("operation", v): c for v, c in _OPERATION.items()},
-    ("reimbursement", "kela"): ("CODE1", ()),
-    ("reimbursement", "icd10"): ("CODE2", (ColumnTest(column="ICDVER", codes=_exact("10")),)),
-    ("reimbursement", "icd9"): ("CODE2", (ColumnTest(column="ICDVER", codes=_exact("9")),)),
-    ("purchase", "atc"): ("CODE1", ()),
-    ("purchase", "vnr"): ("CODE3", ()),
-    ("purchase", "kela"): ("CODE2", ()),
-    ("cancer", "topography"): ("CODE1", ()),
-    ("cancer", "morphology"): ("CODE2", ()),
-    ("cancer", "behaviour"): ("CODE3", ()),
-}
-
-# `main`: the CATEGORY values of a main diagnosis per source.
-MAIN_CATEGORIES: dict[str, CodeSet] = {
-    "hospital": _exact("0"),
-    "inpatient": _exact("0"),
-    "outpatient": _exact("0"),
-    "death": _exact("U"),
-    "primary": _exact("ICD0", "ICP0", "OP0", "MOP0"),
-}
-
 # `with atc`: the adverse-effect ATC lives in CODE3 and only has to be filled.
-_WITH_ATC = ColumnTest(column="CODE3", codes=CodeSet(prefixes=("",)))
+_WITH_ATC = ColumnTest(column="CODE3", codes=CodeSet(prefixes=("",)), role="with_atc")
 
-_DEFAULT_MIN = {"purchase": 3}
+
+def _pin(pin: Pin) -> ColumnTest:
+    return ColumnTest(column=pin.column, codes=CodeSet(prefixes=pin.prefixes, exact=pin.exact), role="pin")
 
 
 class LowerError(Exception):
@@ -173,16 +116,17 @@ class _Alternative:
 
 
 def _rule(index: int, rule: ast.Rule, library: Library) -> RulePlan:
-    if rule.source not in SOURCE_ROWS:
+    register = REGISTERS.get(rule.source)
+    if register is None:
         raise _fail("EP490", f"unknown rule source {rule.source!r}", rule.span)
     extra: list[ColumnTest] = []
-    min_events = _DEFAULT_MIN.get(rule.source, 1)
+    min_events = register.default_min
     needs_other = mode = False
     for option in rule.options:
         if option.name == "main":
-            if rule.source not in MAIN_CATEGORIES:
+            if not register.main:
                 raise _fail("EP490", f"`main` is not defined for `{rule.source}` rules", option.span)
-            extra.append(ColumnTest(column="CATEGORY", codes=MAIN_CATEGORIES[rule.source]))
+            extra.append(ColumnTest(column="CATEGORY", codes=CodeSet(exact=register.main), role="main"))
         elif option.name == "with_atc":
             extra.append(_WITH_ATC)
         elif option.name == "single":
@@ -201,21 +145,21 @@ def _rule(index: int, rule: ast.Rule, library: Library) -> RulePlan:
     # Clauses on the same column are alternatives; different columns must hold together.
     groups: dict[str, list[_Alternative]] = {}
     for clause in rule.clauses:
-        key = (rule.source, clause.vocab)
-        if key not in VOCAB_COLUMNS:
+        vocabulary = register.vocabularies.get(clause.vocab)
+        if vocabulary is None:
             raise _fail("EP490", f"`{clause.vocab}` is not a vocabulary of `{rule.source}` rules", clause.span)
-        column, pins = VOCAB_COLUMNS[key]
-        groups.setdefault(column, []).extend(_clause(clause, column, pins, library))
+        pins = tuple(_pin(p) for p in vocabulary.pins)
+        groups.setdefault(vocabulary.column, []).extend(_clause(clause, vocabulary.column, pins, library))
 
     branches: list[Branch] = []
     for combo in itertools.product(*groups.values()):
         tests = tuple(t for alt in combo for t in alt.tests) + tuple(extra)
         excepts = tuple(dict.fromkeys(e for alt in combo for e in alt.excepts))
-        branch = Branch(sources=SOURCE_ROWS[rule.source], tests=_dedupe(tests), excepts=excepts)
+        branch = Branch(sources=register.rows, tests=_dedupe(tests), excepts=excepts)
         if branch not in branches:
             branches.append(branch)
-    return RulePlan(index=index, source=rule.source, branches=tuple(branches), min_events=min_events,
-                    needs_other=needs_other, mode=mode, span=rule.span)
+    return RulePlan(index=index, source=rule.source, source_rows=register.rows, branches=tuple(branches),
+                    min_events=min_events, needs_other=needs_other, mode=mode, span=rule.span)
 
 
 def _dedupe(tests: Iterable[ColumnTest]) -> tuple[ColumnTest, ...]:
@@ -224,41 +168,47 @@ def _dedupe(tests: Iterable[ColumnTest]) -> tuple[ColumnTest, ...]:
 
 def _clause(clause: ast.VocabClause, column: str, pins: tuple[ColumnTest, ...],
             library: Library) -> list[_Alternative]:
-    simple, combos = _split(clause.patterns, library)
-    simple_x, combos_x = _split(clause.excepts, library)
+    simple, combos = _expand_codelists(clause.patterns, library)
+    simple_x, combos_x = _expand_codelists(clause.excepts, library)
     excepts: list[tuple[ColumnTest, ...]] = []
     if simple_x:
-        codes = _union(_codeset(p, library) for p in simple_x)
-        if not codes.is_empty:
-            excepts.append((ColumnTest(column=column, codes=codes),))
+        test = _pattern_test(column, simple_x, library)
+        if not test.codes.is_empty:
+            excepts.append((test,))
     for combo in combos_x:
-        first, second = _combination_codes(combo, library)
-        if not (first.is_empty or second.is_empty):
-            excepts.append((ColumnTest(column="CODE1", codes=first), ColumnTest(column="CODE2", codes=second)))
+        first, second = _combination_tests(combo, library)
+        if not (first.codes.is_empty or second.codes.is_empty):
+            excepts.append((first, second))
 
     alternatives: list[_Alternative] = []
     if simple:
-        codes = _union(_codeset(p, library) for p in simple)
+        test = _pattern_test(column, simple, library)
         # `none` and empty sets select nothing: no branch is the same meaning, and cheaper.
-        if not codes.is_empty:
-            alternatives.append(_Alternative((ColumnTest(column=column, codes=codes), *pins), tuple(excepts)))
+        if not test.codes.is_empty:
+            alternatives.append(_Alternative((test, *pins), tuple(excepts)))
     for combo in combos:
-        first, second = _combination_codes(combo, library)
-        if not (first.is_empty or second.is_empty):
-            tests = (ColumnTest(column="CODE1", codes=first), ColumnTest(column="CODE2", codes=second), *pins)
-            alternatives.append(_Alternative(tests, tuple(excepts)))
+        first, second = _combination_tests(combo, library)
+        if not (first.codes.is_empty or second.codes.is_empty):
+            alternatives.append(_Alternative((first, second, *pins), tuple(excepts)))
     return alternatives
 
 
-def _split(patterns: Iterable[ast.Pattern], library: Library,
-           seen: tuple[str, ...] = ()) -> tuple[list[ast.Pattern], list[ast.Combination]]:
-    """Patterns with codelist references expanded: (simple patterns, combinations)."""
+def _pattern_test(column: str, patterns: Iterable[ast.Pattern], library: Library) -> ColumnTest:
+    """The test that `column` matches one of the (simple) patterns, each kept as written."""
+    written = tuple(Written(text=pattern_text(p), codes=_codeset(p, library)) for p in patterns)
+    return ColumnTest(column=column, codes=_union(w.codes for w in written), written=written)
+
+
+def _expand_codelists(patterns: Iterable[ast.Pattern], library: Library,
+                      seen: tuple[str, ...] = ()) -> tuple[list[ast.Pattern], list[ast.Combination]]:
+    """Patterns with codelist references replaced by the codelists' patterns:
+    (simple patterns, combinations)."""
     simple: list[ast.Pattern] = []
     combos: list[ast.Combination] = []
     for pattern in patterns:
         if isinstance(pattern, ast.CodelistRef):
             codelist = _codelist(pattern, library, seen)
-            s, c = _split(codelist.patterns, library, (*seen, pattern.name))
+            s, c = _expand_codelists(codelist.patterns, library, (*seen, pattern.name))
             simple.extend(s)
             combos.extend(c)
         elif isinstance(pattern, ast.Combination):
@@ -276,14 +226,15 @@ def _codelist(ref: ast.CodelistRef, library: Library, seen: tuple[str, ...]) -> 
     return library.codelists[ref.name]
 
 
-def _combination_codes(combo: ast.Combination, library: Library) -> tuple[CodeSet, CodeSet]:
-    def side(pattern: ast.Pattern) -> CodeSet:
-        simple, combos = _split((pattern,), library)
+def _combination_tests(combo: ast.Combination, library: Library) -> tuple[ColumnTest, ColumnTest]:
+    """`A&B`: CODE1 matches A and CODE2 matches B on the same row."""
+    def side(column: str, pattern: ast.Pattern) -> ColumnTest:
+        simple, combos = _expand_codelists((pattern,), library)
         if combos:
             raise _fail("EP490", "a combination code cannot contain another combination", combo.span)
-        return _union(_codeset(p, library) for p in simple)
+        return _pattern_test(column, simple, library)
 
-    return side(combo.first), side(combo.second)
+    return side("CODE1", combo.first), side("CODE2", combo.second)
 
 
 # -- patterns ----------------------------------------------------------------------
@@ -297,7 +248,7 @@ def lower_patterns(patterns: Iterable[ast.Pattern], library: Library | None = No
     CodeSet(prefixes=('E10', 'E11', 'E12', 'F32', 'F33'), exact=(), regexes=())
     """
     library = library or Library(files=(), endpoints={}, codelists={}, order=())
-    simple, combos = _split(patterns, library)
+    simple, combos = _expand_codelists(patterns, library)
     if combos:
         raise _fail("EP490", "a combination code is not a simple pattern", combos[0].span)
     return _union(_codeset(p, library) for p in simple)
@@ -425,7 +376,7 @@ def _cond(expr: ast.Expr, *, event_level: bool) -> Cond:
     if isinstance(expr, ast.Var):
         if not event_level:
             raise _fail("EP490", f"`{expr.name}` is an event field; use it in `when`", expr.span)
-        return Field_(name=expr.name)
+        return EventField(name=expr.name)
     if isinstance(expr, (ast.EndpointRef, ast.Attr)):
         if event_level:
             raise _fail("EP490", f"`when` filters events and cannot read endpoint {expr.name}", expr.span,

@@ -13,16 +13,17 @@ join instead of running thousands of regexes.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, Iterator, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .source import Span
 
 __all__ = [
-    "CodeSet", "ColumnTest", "Branch", "RulePlan",
-    "Const", "Field_", "IsCase", "Count", "FirstAge", "FirstYear", "Cmp", "AllOf", "AnyOf", "Negate",
-    "Cond", "EndpointPlan", "Program", "EVENT_FIELDS", "CODE_COLUMNS",
+    "CodeSet", "Written", "ColumnTest", "Branch", "RulePlan",
+    "Const", "EventField", "EndpointFact", "IsCase", "Count", "FirstAge", "FirstYear", "Cmp", "AllOf",
+    "AnyOf", "Negate", "Cond", "NUMBER", "TRUTH", "children", "walk", "cond_endpoints", "cond_fields",
+    "EndpointPlan", "Program", "EVENT_FIELDS", "CODE_COLUMNS",
 ]
 
 CODE_COLUMNS = ("CODE1", "CODE2", "CODE3", "ICDVER", "CATEGORY")
@@ -66,11 +67,32 @@ class CodeSet(_Frozen):
         )
 
 
+class Written(_Frozen):
+    """One pattern as the author wrote it (`I2[12]`, `E10-E14`, `=E119`, `any`), with its
+    own codes: for showing which pattern selected a row, never for matching."""
+
+    text: str
+    codes: CodeSet
+
+
 class ColumnTest(_Frozen):
-    """The event's `column` is in `codes`."""
+    """The event's `column` is in `codes`; `role` says what the test is for.
+
+    - `pattern`: the author's codes (`written` lists them, each with its codes, so that
+      tools can say which one a value matched);
+    - `pin`: keeps a vocabulary to its rows (ICDVER 10 for icd10, a CATEGORY prefix);
+    - `main`: the rule's `main` option (CATEGORY of a main diagnosis);
+    - `with_atc`: the rule's `with atc` option (CODE3 filled).
+    """
 
     column: Literal["CODE1", "CODE2", "CODE3", "ICDVER", "CATEGORY"]
     codes: CodeSet
+    role: Literal["pattern", "pin", "main", "with_atc"] = "pattern"
+    written: tuple[Written, ...] = ()
+
+    def written_match(self, value: str) -> str | None:
+        """The first written pattern that `value` matches."""
+        return next((w.text for w in self.written if w.codes.matches(value)), None)
 
 
 class Branch(_Frozen):
@@ -87,6 +109,9 @@ class RulePlan(_Frozen):
 
     index: int  # position among the endpoint's rules, for explain/attrition
     source: str  # the language's source word, e.g. "hospital"
+    # the SOURCE values of the rows it reads, also when no branch is left (as for `none`);
+    # by default those of its branches
+    source_rows: tuple[str, ...]
     branches: tuple[Branch, ...]
     min_events: int = Field(1, ge=1)
     needs_other: bool = False
@@ -96,111 +121,195 @@ class RulePlan(_Frozen):
     mode: bool = False
     span: Span | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_rows(cls, data):
+        if isinstance(data, dict) and "source_rows" not in data:
+            rows = [s for b in data.get("branches", ()) for s in (b.sources if isinstance(b, Branch) else b["sources"])]
+            data = {**data, "source_rows": tuple(dict.fromkeys(rows))}
+        return data
+
+    @model_validator(mode="after")
+    def _rows_cover_branches(self) -> "RulePlan":
+        outside = {s for b in self.branches for s in b.sources} - set(self.source_rows)
+        if outside:
+            raise ValueError(f"rule {self.index + 1} has branches on rows it does not read: {sorted(outside)}")
+        return self
+
+    @property
+    def counted(self) -> bool:
+        """Whether its events are counted per person (`min`, `needs other`, `mode`), so
+        that a row alone does not decide whether it is kept."""
+        return self.mode or self.min_events > 1 or self.needs_other
+
 
 # -- conditions: `when` (event level) and `require`/controls (person level) ---------
+#
+# One small expression language. Every node knows its value type (a number or a truth
+# value) and builds only when its operands have the types it needs, so a plan cannot hold
+# `not B.count` or `A < B`; `EndpointPlan` further keeps event terms to `when` and
+# endpoint terms to `require` and controls. `walk` is the one traversal every consumer
+# uses; it is iterative, so deep nesting cannot exhaust the stack.
+
+NUMBER = "number"
+TRUTH = "truth value"
+
 
 class Const(_Frozen):
     kind: Literal["const"] = "const"
     value: float
 
+    @property
+    def value_type(self) -> str:
+        return NUMBER
 
-class Field_(_Frozen):
-    """An event field: age (EVENT_AGE), year (of APPROX_EVENT_DAY), emergency (bool)."""
+
+class EventField(_Frozen):
+    """An event field: age (EVENT_AGE), year (of APPROX_EVENT_DAY), emergency (a truth value)."""
     kind: Literal["field"] = "field"
     name: Literal["age", "year", "emergency"]
 
+    @property
+    def value_type(self) -> str:
+        return TRUTH if self.name == "emergency" else NUMBER
 
-class IsCase(_Frozen):
-    kind: Literal["is_case"] = "is_case"
+
+class EndpointFact(_Frozen):
+    """A fact about a person's status for another endpoint (the base of the four below)."""
     endpoint: str
 
+    @property
+    def value_type(self) -> str:
+        return NUMBER
 
-class Count(_Frozen):
+
+class IsCase(EndpointFact):
+    kind: Literal["is_case"] = "is_case"
+
+    @property
+    def value_type(self) -> str:
+        return TRUTH
+
+
+class Count(EndpointFact):
     """Number of case events; 0 for a non-case."""
     kind: Literal["count"] = "count"
-    endpoint: str
 
 
-class FirstAge(_Frozen):
+class FirstAge(EndpointFact):
     """Age at first case event; missing for a non-case."""
     kind: Literal["first_age"] = "first_age"
-    endpoint: str
 
 
-class FirstYear(_Frozen):
+class FirstYear(EndpointFact):
     kind: Literal["first_year"] = "first_year"
-    endpoint: str
+
+
+def _expect(value_type: str, nodes, where: str) -> None:
+    for node in nodes:
+        if node.value_type != value_type:
+            raise ValueError(f"{where} needs a {value_type}, not {type(node).__name__} (a {node.value_type})")
 
 
 class Cmp(_Frozen):
-    """A binary comparison; false where either side is missing."""
+    """A binary comparison of numbers; false where either side is missing."""
     kind: Literal["cmp"] = "cmp"
     op: Literal["<", "<=", ">", ">=", "==", "!="]
     left: "Cond"
     right: "Cond"
+
+    @model_validator(mode="after")
+    def _numbers(self) -> "Cmp":
+        _expect(NUMBER, (self.left, self.right), f"comparison {self.op}")
+        return self
+
+    @property
+    def value_type(self) -> str:
+        return TRUTH
 
 
 class AllOf(_Frozen):
     kind: Literal["all"] = "all"
     args: tuple["Cond", ...]
 
+    @model_validator(mode="after")
+    def _truths(self) -> "AllOf":
+        _expect(TRUTH, self.args, "and")
+        return self
+
+    @property
+    def value_type(self) -> str:
+        return TRUTH
+
 
 class AnyOf(_Frozen):
     kind: Literal["any"] = "any"
     args: tuple["Cond", ...]
+
+    @model_validator(mode="after")
+    def _truths(self) -> "AnyOf":
+        _expect(TRUTH, self.args, "or")
+        return self
+
+    @property
+    def value_type(self) -> str:
+        return TRUTH
 
 
 class Negate(_Frozen):
     kind: Literal["not"] = "not"
     arg: "Cond"
 
+    @model_validator(mode="after")
+    def _truth(self) -> "Negate":
+        _expect(TRUTH, (self.arg,), "not")
+        return self
+
+    @property
+    def value_type(self) -> str:
+        return TRUTH
+
 
 Cond = Annotated[
-    Union[Const, Field_, IsCase, Count, FirstAge, FirstYear, Cmp, AllOf, AnyOf, Negate],
+    Union[Const, EventField, IsCase, Count, FirstAge, FirstYear, Cmp, AllOf, AnyOf, Negate],
     Field(discriminator="kind"),
 ]
 for _model in (Cmp, AllOf, AnyOf, Negate):
     _model.model_rebuild()
 
+_CHILDREN = {
+    Const: lambda c: (), EventField: lambda c: (), IsCase: lambda c: (), Count: lambda c: (),
+    FirstAge: lambda c: (), FirstYear: lambda c: (),
+    Cmp: lambda c: (c.left, c.right), AllOf: lambda c: c.args, AnyOf: lambda c: c.args,
+    Negate: lambda c: (c.arg,),
+}
+
+
+def children(cond: Cond) -> tuple[Cond, ...]:
+    """A condition node's operands, in reading order."""
+    try:
+        return _CHILDREN[type(cond)](cond)
+    except KeyError:
+        raise TypeError(f"{type(cond).__name__} is not a condition node") from None
+
+
+def walk(cond: Cond | None) -> Iterator[Cond]:
+    """Every node of a condition, parents before their operands, in reading order."""
+    stack = [] if cond is None else [cond]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(children(node)))
+
 
 def cond_endpoints(cond: Cond | None) -> tuple[str, ...]:
     """Endpoint names a condition reads, in first-seen order."""
-    found: list[str] = []
-
-    def walk(c):
-        if c is None:
-            return
-        if isinstance(c, (IsCase, Count, FirstAge, FirstYear)):
-            if c.endpoint not in found:
-                found.append(c.endpoint)
-        elif isinstance(c, Cmp):
-            walk(c.left), walk(c.right)
-        elif isinstance(c, (AllOf, AnyOf)):
-            for a in c.args:
-                walk(a)
-        elif isinstance(c, Negate):
-            walk(c.arg)
-
-    walk(cond)
-    return tuple(found)
+    return tuple(dict.fromkeys(n.endpoint for n in walk(cond) if isinstance(n, EndpointFact)))
 
 
 def cond_fields(cond: Cond | None) -> tuple[str, ...]:
-    found: list[str] = []
-
-    def walk(c):
-        if isinstance(c, Field_) and c.name not in found:
-            found.append(c.name)
-        elif isinstance(c, Cmp):
-            walk(c.left), walk(c.right)
-        elif isinstance(c, (AllOf, AnyOf)):
-            for a in c.args:
-                walk(a)
-        elif isinstance(c, Negate):
-            walk(c.arg)
-
-    walk(cond)
-    return tuple(found)
+    """Event fields a condition reads, in first-seen order."""
+    return tuple(dict.fromkeys(n.name for n in walk(cond) if isinstance(n, EventField)))
 
 
 class EndpointPlan(_Frozen):
@@ -214,14 +323,30 @@ class EndpointPlan(_Frozen):
     control_require: Cond | None = None
     span: Span | None = None
 
+    @model_validator(mode="after")
+    def _conditions(self) -> "EndpointPlan":
+        for where, cond in (("when", self.when), ("require", self.require),
+                            ("controls require", self.control_require)):
+            if cond is None:
+                continue
+            _expect(TRUTH, (cond,), f"{self.name}: {where}")
+            wrong = EndpointFact if where == "when" else EventField
+            for node in walk(cond):
+                if isinstance(node, wrong):
+                    raise ValueError(f"{self.name}: {where} cannot read {type(node).__name__}")
+        return self
+
     @property
     def dependencies(self) -> tuple[str, ...]:
-        deps = list(self.includes)
-        for name in (*cond_endpoints(self.require), *self.control_exclude,
-                     *cond_endpoints(self.control_require)):
-            if name not in deps:
-                deps.append(name)
-        return tuple(deps)
+        """Every endpoint it reads: includes, and names in `when`, `require` and controls."""
+        return tuple(dict.fromkeys((
+            *self.includes, *cond_endpoints(self.when), *cond_endpoints(self.require),
+            *self.control_exclude, *cond_endpoints(self.control_require))))
+
+    @property
+    def counted(self) -> bool:
+        """Whether some rule of it is counted per person (see `RulePlan.counted`)."""
+        return any(rule.counted for rule in self.rules)
 
     @property
     def uses_emergency(self) -> bool:

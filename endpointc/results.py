@@ -34,6 +34,8 @@ from typing import TypeVar
 
 import polars as pl
 
+from .engine.schema import COUNT_COLUMNS, LONG_SCHEMA
+
 __all__ = [
     "LONG_SCHEMA",
     "COUNT_COLUMNS",
@@ -47,11 +49,6 @@ __all__ = [
     "write_text_atomic",
 ]
 
-LONG_SCHEMA: dict[str, pl.DataType] = {
-    "FINNGENID": pl.String, "ENDPOINT": pl.String, "STATUS": pl.String,
-    "AGE": pl.Float64, "YEAR": pl.Int32, "NEVT": pl.Int64,
-}
-COUNT_COLUMNS: tuple[str, ...] = ("N_CASES", "N_CONTROLS", "N_EXCLUDED")
 LONG_FILE = "endpoints.parquet"
 COUNTS_FILE = "counts.tsv"
 WIDE_FILE = "endpoints_wide.tsv"

@@ -113,7 +113,7 @@ _RULES = [rule_plans(i) for i in range(3)]
 # -- conditions ---------------------------------------------------------------------
 
 consts = st.builds(P.Const, value=st.sampled_from((0.0, 1.0, 2.0, 20.5, 30.0, 2000.0, 2005.0)))
-event_values = st.one_of(consts, st.builds(P.Field_, name=st.sampled_from(("age", "year"))))
+event_values = st.one_of(consts, st.builds(P.EventField, name=st.sampled_from(("age", "year"))))
 _OPS = st.sampled_from(("<", "<=", ">", ">=", "==", "!="))
 
 
@@ -131,7 +131,7 @@ def _logic(atoms):
 
 _EVENT_CONDS = _logic(st.one_of(
     st.builds(P.Cmp, op=_OPS, left=event_values, right=event_values),
-    st.just(P.Field_(name="emergency")),
+    st.just(P.EventField(name="emergency")),
 ))
 
 
@@ -215,7 +215,7 @@ NODE_STRATEGIES: dict[type, st.SearchStrategy] = {
     P.Branch: branches,
     P.RulePlan: rule_plans(),
     P.Const: consts,
-    P.Field_: st.builds(P.Field_, name=st.sampled_from(P.EVENT_FIELDS)),
+    P.EventField: st.builds(P.EventField, name=st.sampled_from(P.EVENT_FIELDS)),
     P.IsCase: st.builds(P.IsCase, endpoint=st.just("E0")),
     P.Count: st.builds(P.Count, endpoint=st.just("E0")),
     P.FirstAge: st.builds(P.FirstAge, endpoint=st.just("E0")),

@@ -11,7 +11,7 @@ import pytest
 from endpointc.engine.matching import match_keys, regex_filter
 from endpointc.engine.polars import COUNTS_SCHEMA, LONG_SCHEMA, MissingColumnError, evaluate
 from endpointc.plan import (
-    AllOf, Branch, Cmp, CodeSet, ColumnTest, Const, EndpointPlan, Field_, IsCase, Negate,
+    AllOf, Branch, Cmp, CodeSet, ColumnTest, Const, EndpointPlan, EventField, IsCase, Negate,
     Program, RulePlan,
 )
 
@@ -94,7 +94,7 @@ def test_absent_people_are_ignored_and_counted_in_a_warning():
 
 def test_emergency_without_code9_is_a_clear_error():
     program = Program(endpoints=(
-        EndpointPlan(name="URGENT", rules=(_rule("I2"),), when=Field_(name="emergency")),))
+        EndpointPlan(name="URGENT", rules=(_rule("I2"),), when=EventField(name="emergency")),))
     with pytest.raises(ValueError, match="CODE9") as info:
         _run(program=program, events=EVENTS.drop("CODE9"))
     assert isinstance(info.value, MissingColumnError)
@@ -105,7 +105,7 @@ def test_emergency_without_code9_is_a_clear_error():
 
 def test_emergency_propagates_within_a_visit_but_not_through_missing_index():
     program = Program(endpoints=(
-        EndpointPlan(name="URGENT", rules=(_rule("I2"),), when=Field_(name="emergency")),))
+        EndpointPlan(name="URGENT", rules=(_rule("I2"),), when=EventField(name="emergency")),))
     events = _events([
         ("P1", "INPAT", 40.0, "I21", "v1", None), ("P1", "INPAT", 40.0, "Z00", "v1", "1"),
         ("P2", "INPAT", 40.0, "I21", None, None), ("P2", "INPAT", 40.0, "Z00", None, "1"),
@@ -143,7 +143,7 @@ def test_min_needs_other_and_when():
     program = Program(endpoints=(EndpointPlan(
         name="X",
         rules=(_rule("E11", min_events=2), _rule("I2", index=1, needs_other=True)),
-        when=Cmp(op=">=", left=Field_(name="age"), right=Const(value=15)),
+        when=Cmp(op=">=", left=EventField(name="age"), right=Const(value=15)),
     ),))
     events = _events([
         ("P1", "INPAT", 30.0, "E11"), ("P1", "INPAT", 31.0, "E11"), ("P1", "INPAT", 32.0, "I21"),

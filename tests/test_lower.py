@@ -13,8 +13,10 @@ from endpointc.compiler import compile_paths, compile_program, compile_text
 from endpointc.diagnostics import DiagnosticError
 from endpointc.lower import CODE_ALPHABET, LowerError, lower, lower_patterns
 from endpointc.parser import parse
+from endpointc.registers import REGISTERS
 from endpointc.plan import (
-    AllOf, AnyOf, Cmp, CodeSet, ColumnTest, Const, Count, Field_, FirstAge, FirstYear, IsCase, Negate,
+    CODE_COLUMNS, AllOf, AnyOf, Cmp, CodeSet, ColumnTest, Const, Count, EventField, FirstAge, FirstYear, IsCase,
+    Negate,
 )
 
 
@@ -36,11 +38,43 @@ def columns_of(branch) -> dict[str, list[CodeSet]]:
     return found
 
 
-def test_every_source_vocabulary_has_a_mapping():
-    for source, vocabularies in ast.SOURCES.items():
-        assert source in lower_module.SOURCE_ROWS
-        for vocab in vocabularies:
-            assert (source, vocab) in lower_module.VOCAB_COLUMNS, (source, vocab)
+def test_every_vocabulary_of_the_registers_table_is_a_language_vocabulary_on_a_code_column():
+    used = set()
+    for source, register in REGISTERS.items():
+        assert register.rows, source
+        for vocab, vocabulary in register.vocabularies.items():
+            assert vocab in ast.VOCABULARIES, (source, vocab)
+            assert vocabulary.column in CODE_COLUMNS, (source, vocab)
+            assert all(pin.column in CODE_COLUMNS for pin in vocabulary.pins)
+            used.add(vocab)
+    assert used == set(ast.VOCABULARIES)
+
+
+@pytest.mark.parametrize("text, roles", [
+    ("hospital main icd10 I21", ["pattern", "pin", "main"]),
+    ("hospital with atc icd10 I21", ["pattern", "pin", "with_atc"]),
+    ("cancer behaviour any", ["pattern"]),
+    ("primary icd10 I21&I22", ["pattern", "pattern", "pin"]),
+])
+def test_each_column_test_says_what_it_is_for(text, roles):
+    rule = rule_of(f"endpoint A {{ {text} }}")
+    assert [t.role for t in rule.branches[0].tests] == roles
+
+
+def test_pattern_tests_keep_each_pattern_as_written():
+    rule = rule_of("codelist L icd10 E1[01]\n"
+                   "endpoint A { hospital icd10 I21-I22 | =X99 | @L except I219 }")
+    test = rule.branches[0].tests[0]
+    assert [w.text for w in test.written] == ["I21-I22", "=X99", "E1[01]"]
+    assert test.written_match("I221") == "I21-I22" and test.written_match("E105") == "E1[01]"
+    assert test.written_match("X99") == "=X99" and test.written_match("X991") is None
+    assert [w.text for w in rule.branches[0].excepts[0][0].written] == ["I219"]
+    assert rule.source_rows == ("INPAT", "OUTPAT") and not rule.counted
+
+
+def test_a_rule_without_branches_still_knows_its_rows():
+    rule = rule_of("endpoint A { purchase atc none }")
+    assert rule.branches == () and rule.source_rows == ("PURCH",) and rule.counted  # purchase: min 3
 
 
 @pytest.mark.parametrize("source, rows", [
@@ -115,11 +149,9 @@ def test_combination_is_its_own_branch_on_code1_and_code2():
 def test_excepts_are_per_clause():
     rule = rule_of("endpoint A { hospital icd10 I21 except I219 | I21&E11 icd9 410 }")
     icd10, icd9 = rule.branches
-    assert icd10.excepts == (
-        (ColumnTest(column="CODE1", codes=CodeSet(prefixes=("I219",))),),
-        (ColumnTest(column="CODE1", codes=CodeSet(prefixes=("I21",))),
-         ColumnTest(column="CODE2", codes=CodeSet(prefixes=("E11",)))),
-    )
+    meaning = [[(t.column, t.codes) for t in conjunction] for conjunction in icd10.excepts]
+    assert meaning == [[("CODE1", CodeSet(prefixes=("I219",)))],
+                       [("CODE1", CodeSet(prefixes=("I21",))), ("CODE2", CodeSet(prefixes=("E11",)))]]
     assert icd9.excepts == ()
 
 
@@ -231,7 +263,7 @@ def test_conditions():
         }
     """)
     a = plan.get("A")
-    age, emergency = Field_(name="age"), Field_(name="emergency")
+    age, emergency = EventField(name="age"), EventField(name="emergency")
     assert a.when == AnyOf(args=(
         AllOf(args=(Cmp(op="<=", left=Const(value=4), right=age), Cmp(op="<=", left=age, right=Const(value=40)))),
         emergency,

@@ -7,7 +7,8 @@ STATUS ("case" | "excluded"), AGE, YEAR, NEVT, sorted by ENDPOINT then FINNGENID
 """
 
 from .polars import MissingColumnError, Results, evaluate
-from .reference import COUNTS_SCHEMA, LONG_SCHEMA, counts_reference, evaluate_reference
+from .reference import counts_reference, evaluate_reference
+from .schema import COUNTS_SCHEMA, LONG_SCHEMA
 
 __all__ = [
     "evaluate", "Results", "MissingColumnError",

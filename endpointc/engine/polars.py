@@ -68,11 +68,12 @@ import polars as pl
 from polars.io.plugins import register_io_source
 
 from ..plan import (
-    AllOf, AnyOf, Cmp, Const, Count, Field_, FirstAge, FirstYear, IsCase, Negate,
+    AllOf, AnyOf, Cmp, Const, Count, EventField, FirstAge, FirstYear, IsCase, Negate,
     Program, cond_endpoints,
 )
 from ..diagnostics import Diagnostic, DiagnosticError
 from ..registry import as_read
+from .schema import COUNTS_SCHEMA, LONG_SCHEMA
 from .matching import ENGINE as _ENGINE, KeyMapping, key_hash, match_keys
 from .signatures import ALL_SEXES, SEX_BITS, Signatures, sex_bits, signatures
 
@@ -81,13 +82,6 @@ __all__ = [
     "combine_buckets", "person_buckets", "case_events", "event_pass_plan", "LONG_SCHEMA", "COUNTS_SCHEMA",
 ]
 
-LONG_SCHEMA = {
-    "FINNGENID": pl.String, "ENDPOINT": pl.String, "STATUS": pl.String,
-    "AGE": pl.Float64, "YEAR": pl.Int32, "NEVT": pl.Int64,
-}
-COUNTS_SCHEMA = {
-    "ENDPOINT": pl.String, "N_CASES": pl.Int64, "N_CONTROLS": pl.Int64, "N_EXCLUDED": pl.Int64,
-}
 _U32 = pl.UInt32
 _CONCURRENT_BUCKETS = 2
 _CASES_SCHEMA = {"EP": _U32, "PID": _U32, "AGE": pl.Float64, "YEAR": pl.Int32, "NEVT": pl.Int64}
@@ -165,7 +159,7 @@ def _tables(program: Program, sigs: Signatures, levels: tuple[tuple[int, ...], .
     for members in level_complex:
         pairs = [(pos[x], i) for i in members for x in eps[i].includes if pos[x] in sigs.carried]
         edges.append(pl.DataFrame(pairs, schema={"_CHILD": _U32, "EP": _U32}, orient="row") if pairs else None)
-    counted = [i for i, ep in enumerate(eps) if _is_counted(ep)]
+    counted = [i for i, ep in enumerate(eps) if ep.counted]
     rules = [(e, r, rule) for e, ep in enumerate(eps) for r, rule in enumerate(ep.rules)]
     return _Tables(
         pos=pos,
@@ -235,7 +229,7 @@ def _need(fn, what: str, node):
     return fn
 
 
-def _field(node: Field_, ctx: _Ctx) -> pl.Expr:
+def _field(node: EventField, ctx: _Ctx) -> pl.Expr:
     return _need(ctx.field, "person-level", node)(node.name).cast(pl.Float64)
 
 
@@ -252,13 +246,13 @@ _CMP = {
 
 _VALUE: dict[type, Callable[..., pl.Expr]] = {
     Const: lambda n, ctx: pl.lit(float(n.value), dtype=pl.Float64),
-    Field_: _field,
+    EventField: _field,
     Count: _ep("count"),
     FirstAge: _ep("age"),
     FirstYear: _ep("year"),
 }
 _BOOL: dict[type, Callable[..., pl.Expr]] = {
-    Field_: lambda n, ctx: (_need(ctx.field, "person-level", n)(n.name) if n.name == "emergency"
+    EventField: lambda n, ctx: (_need(ctx.field, "person-level", n)(n.name) if n.name == "emergency"
                             else _bool_number(_field(n, ctx))),
     IsCase: _ep("case"),
     Cmp: lambda n, ctx: _CMP[n.op](_value(n.left, ctx), _value(n.right, ctx)).fill_null(False),
@@ -521,10 +515,6 @@ def _decode_first(first: pl.DataFrame, decoding: _Decoding) -> pl.DataFrame:
         pl.lit(decoding.ages).gather(pl.when(part == _NO_PART).then(None).otherwise(part - 1)).alias("AGE"),
         year.alias("YEAR"),
     )
-
-
-def _is_counted(ep) -> bool:
-    return any(r.mode or r.min_events > 1 or r.needs_other for r in ep.rules)
 
 
 def _counted_rows(prep: Prepared, units: pl.DataFrame) -> pl.DataFrame:

@@ -26,20 +26,14 @@ from typing import Any, Sequence
 import polars as pl
 
 from ..diagnostics import Diagnostic, DiagnosticError
+from .schema import COUNTS_SCHEMA, LONG_SCHEMA
 from ..plan import (
-    AllOf, AnyOf, Branch, Cmp, Const, Count, EndpointPlan, Field_, FirstAge, FirstYear, IsCase,
+    AllOf, AnyOf, Branch, Cmp, Const, Count, EndpointPlan, EventField, FirstAge, FirstYear, IsCase,
     Negate, Program, RulePlan,
 )
 
-__all__ = ["evaluate_reference", "counts_reference", "LONG_SCHEMA", "COUNTS_SCHEMA"]
+__all__ = ["evaluate_reference", "counts_reference"]
 
-LONG_SCHEMA = pl.Schema({
-    "FINNGENID": pl.Utf8, "ENDPOINT": pl.Utf8, "STATUS": pl.Utf8,
-    "AGE": pl.Float64, "YEAR": pl.Int32, "NEVT": pl.Int64,
-})
-COUNTS_SCHEMA = pl.Schema({
-    "ENDPOINT": pl.Utf8, "N_CASES": pl.Int64, "N_CONTROLS": pl.Int64, "N_EXCLUDED": pl.Int64,
-})
 
 Row = dict[str, Any]
 
@@ -244,7 +238,7 @@ def _event_value(cond, row: Row, emergency) -> Any:
     """A `when` condition on one event row."""
     if isinstance(cond, Const):
         return cond.value
-    if isinstance(cond, Field_):
+    if isinstance(cond, EventField):
         if cond.name == "age":
             return row["EVENT_AGE"]
         if cond.name == "year":

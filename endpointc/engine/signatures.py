@@ -93,8 +93,7 @@ def _closure(program: Program, seeds: set[int]) -> set[int]:
 def signatures(program: Program, mapping: KeyMapping) -> Signatures:
     eps = program.endpoints
     pos = {ep.name: i for i, ep in enumerate(eps)}
-    counted = {i for i, ep in enumerate(eps)
-               if any(r.mode or r.min_events > 1 or r.needs_other for r in ep.rules)}
+    counted = {i for i, ep in enumerate(eps) if ep.counted}
     pure: list[bool] = []
     sources: list[dict[int, int]] = []  # per endpoint: endpoint whose own rules it reads -> sex mask
     for i, ep in enumerate(eps):  # dependency order: included endpoints come first

@@ -238,13 +238,13 @@ def _windows(cond, P):
         if isinstance(c, P.AllOf):
             for a in c.args:
                 walk(a)
-        elif isinstance(c, P.Field_) and c.name == "emergency":
+        elif isinstance(c, P.EventField) and c.name == "emergency":
             bound("emergency", "==", 1)
         elif isinstance(c, P.Cmp):
             left, right, op = c.left, c.right, c.op
-            if isinstance(left, P.Const) and isinstance(right, P.Field_):
+            if isinstance(left, P.Const) and isinstance(right, P.EventField):
                 left, right, op = right, left, _FLIP[op]
-            if isinstance(left, P.Field_) and isinstance(right, P.Const):
+            if isinstance(left, P.EventField) and isinstance(right, P.Const):
                 bound(left.name, op, right.value)
 
     if cond is not None:
