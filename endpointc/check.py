@@ -18,6 +18,7 @@ from typing import Mapping, Sequence
 
 from . import ast, codes
 from .diagnostics import Diagnostic, sort_diagnostics
+from .fmt import pattern_text
 from .registers import allowing, allows, in_words
 from .source import Span
 
@@ -380,7 +381,7 @@ class _Checker:
                            "a class lists characters or ranges of them in order: F3[2-3], C34.[123457]")
                 return
         if not codes.can_match(vocab, pattern):
-            self.warning("EP302", f"{_show(pattern)} cannot match any well-formed {vocab} code", pattern.span,
+            self.warning("EP302", f"{pattern_text(pattern)} cannot match any well-formed {vocab} code", pattern.span,
                          f"{vocab} codes look like {codes.VOCABULARY_EXAMPLES.get(vocab, '?')}",
                          *self._other_vocabs(vocab, pattern, source))
 
@@ -434,8 +435,7 @@ class _Checker:
 
     # -- conditions --------------------------------------------------------------------
     def check_condition(self, expr, where: str) -> None:
-        kind = self._kind(expr, where)
-        if kind == "number":
+        if self._value_type(expr, where) == "number":
             self._not_a_condition(expr, where)
 
     def _not_a_condition(self, expr, where: str) -> None:
@@ -449,8 +449,8 @@ class _Checker:
             self.error("EP410", "a number is not a condition", expr.span,
                        f"compare something with it, e.g. {'age' if where == 'when' else 'X.count'} > 1")
 
-    def _kind(self, expr, where: str) -> str:
-        """'number', 'bool' or 'unknown' (already reported); reports what does not belong in `where` on the way."""
+    def _value_type(self, expr, where: str) -> str:
+        """'number', 'truth' or 'unknown' (already reported); reports what does not belong in `where` on the way."""
         in_when = where == "when"
         if isinstance(expr, ast.Number):
             return "number"
@@ -460,7 +460,7 @@ class _Checker:
                            f"{where} is about the person: use an endpoint's attribute such as X.age, "
                            "or move the filter to `when`")
                 return "unknown"  # reported: say nothing more about this operand
-            return "number" if expr.name in NUMERIC_VARS else "bool"
+            return "number" if expr.name in NUMERIC_VARS else "truth"
         if isinstance(expr, (ast.EndpointRef, ast.Attr)):
             if in_when:
                 shown = expr.name if isinstance(expr, ast.EndpointRef) else f"{expr.name}.{expr.attr}"
@@ -472,22 +472,22 @@ class _Checker:
                     self.error("EP407", f"`when` filters events and cannot use the endpoint {shown}", expr.span,
                                "when may use age, year and emergency; person conditions go in `require`")
                 return "unknown"
-            return "bool" if isinstance(expr, ast.EndpointRef) else "number"
+            return "truth" if isinstance(expr, ast.EndpointRef) else "number"
         if isinstance(expr, ast.Compare):
             for operand in expr.operands:
-                if self._kind(operand, where) == "bool":
+                if self._value_type(operand, where) == "truth":
                     self._not_a_number(operand)
-            return "bool"
+            return "truth"
         if isinstance(expr, (ast.And, ast.Or)):
             for arg in expr.args:
-                if self._kind(arg, where) == "number":
+                if self._value_type(arg, where) == "number":
                     self._not_a_condition(arg, where)
-            return "bool"
+            return "truth"
         if isinstance(expr, ast.Not):
-            if self._kind(expr.arg, where) == "number":
+            if self._value_type(expr.arg, where) == "number":
                 self._not_a_condition(expr.arg, where)
-            return "bool"
-        return "bool"  # pragma: no cover - the AST has no other expression nodes
+            return "truth"
+        return "truth"  # pragma: no cover - the AST has no other expression nodes
 
     def _not_a_number(self, expr) -> None:
         if isinstance(expr, ast.EndpointRef):
@@ -499,18 +499,6 @@ class _Checker:
         else:
             self.error("EP409", "a condition is not a number: it cannot be compared", expr.span,
                        "put parentheses around the comparison you mean, or compare numbers only")
-
-
-def _show(pattern) -> str:
-    if isinstance(pattern, ast.Code):
-        return pattern.text
-    if isinstance(pattern, ast.Exact):
-        return "=" + pattern.text
-    if isinstance(pattern, ast.Range):
-        return f"{pattern.start}-{pattern.end}"
-    if isinstance(pattern, ast.Regex):
-        return f're"{pattern.regex}"'
-    return type(pattern).__name__
 
 
 def _strongly_connected(graph: Mapping[str, list[_Ref]]) -> list[list[str]]:

@@ -253,22 +253,16 @@ def _windows(cond, P):
 
 
 def _positive_endpoints(cond, P) -> tuple[str, ...]:
-    """Endpoints a `require` needs the person to be a case of (outside any negation)."""
+    """Endpoints a `require` needs the person to be a case of: outside any negation, and
+    of an `or` only its first operand (one way to satisfy it is enough)."""
     found: list[str] = []
-
-    def walk(c):
-        if isinstance(c, P.IsCase):
-            found.append(c.endpoint)
-        elif isinstance(c, (P.Count, P.FirstAge, P.FirstYear)):
-            found.append(c.endpoint)
-        elif isinstance(c, P.Cmp):
-            walk(c.left), walk(c.right)
-        elif isinstance(c, P.AllOf):
-            for a in c.args:
-                walk(a)
-        elif isinstance(c, P.AnyOf) and c.args:
-            walk(c.args[0])
-
-    if cond is not None:
-        walk(cond)
+    stack = [] if cond is None else [cond]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, P.EndpointFact):
+            found.append(node.endpoint)
+        elif isinstance(node, (P.Cmp, P.AllOf)):
+            stack.extend(reversed(P.children(node)))
+        elif isinstance(node, P.AnyOf) and node.args:
+            stack.append(node.args[0])
     return tuple(dict.fromkeys(found))
