@@ -1,12 +1,15 @@
 """The Polars engine against a naive per-endpoint loop, measured in the same run.
 
-    /tmp/venv/bin/python benchmarks/engine_vs_loop.py                       # 2,000 people (~1e6 events)
-    /tmp/venv/bin/python benchmarks/engine_vs_loop.py --people 20000        # ~1e7 events
-    /tmp/venv/bin/python benchmarks/engine_vs_loop.py --finngen --limit 200 --loop-sample 20
+Run it with the Python that has endpointc installed (e.g. after `pip install -e .`):
+
+    python benchmarks/engine_vs_loop.py                       # 2,000 people (~1e6 events)
+    python benchmarks/engine_vs_loop.py --people 20000        # ~1e7 events
+    python benchmarks/engine_vs_loop.py --finngen --limit 200 --loop-sample 20
 
 The registry is `endpointc.synth.generate` (definition-aware: every endpoint gets cases)
 for the starter library definitions/ (99 endpoints) or, with `--finngen`, for the imported
-FinnGen DF6 library instead (read from ../shared/reference/finngen/, never copied);
+FinnGen DF6 library instead (the FinnGen reference definition file, when present at
+../shared/reference/finngen; read in place, never copied);
 `--limit N` keeps its first N endpoints (plus their dependencies). The loop is what a user would write by hand: per endpoint, one filter over
 the whole event table (its rules' sources and code tests) and a group-by person. It ignores
 include/require/when/sex/min/needs-other/mode, so its case counts are checked only on the

@@ -1,4 +1,4 @@
-"""Throughput of the synthetic registry generator (issue 4 target: >= 1e6 events/s).
+"""Throughput of the synthetic registry generator (the target: >= 1e6 events/s).
 
     python benchmarks/synth_throughput.py --people 50000
     python benchmarks/synth_throughput.py --people 500000 --out /tmp/fg500k   # FinnGen size
