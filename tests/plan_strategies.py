@@ -78,8 +78,18 @@ def _code_sets(column: str) -> st.SearchStrategy[P.CodeSet]:
 
 # strategies are built once: building them inside draws makes generation 10x slower
 _CODE_SETS = {column: _code_sets(column) for column in P.CODE_COLUMNS}
-_COLUMN_TESTS = st.sampled_from(("CODE1",) * 4 + P.CODE_COLUMNS).flatmap(
-    lambda c: st.builds(P.ColumnTest, column=st.just(c), codes=_CODE_SETS[c]))
+_ROLES = st.sampled_from(("pattern",) * 5 + ("pin", "main", "with_atc"))
+
+
+def _column_test(column: str) -> st.SearchStrategy[P.ColumnTest]:
+    # A pattern test keeps its codes as one written pattern: `written` is for display only.
+    def build(codes: P.CodeSet, role: str) -> P.ColumnTest:
+        written = (P.Written(text=f"pattern of {column}", codes=codes),) if role == "pattern" else ()
+        return P.ColumnTest(column=column, codes=codes, role=role, written=written)
+    return st.builds(build, _CODE_SETS[column], _ROLES)
+
+
+_COLUMN_TESTS = st.sampled_from(("CODE1",) * 4 + P.CODE_COLUMNS).flatmap(_column_test)
 
 
 def column_tests() -> st.SearchStrategy[P.ColumnTest]:
@@ -97,9 +107,14 @@ branches = st.builds(
 )
 
 
+def _rule_plan(*, branches: tuple[P.Branch, ...], **fields) -> P.RulePlan:
+    rows = tuple(dict.fromkeys(s for b in branches for s in b.sources))
+    return P.RulePlan(branches=branches, source_rows=rows, **fields)
+
+
 def rule_plans(index: int = 0) -> st.SearchStrategy[P.RulePlan]:
     return st.builds(
-        P.RulePlan, index=st.just(index),
+        _rule_plan, index=st.just(index),
         source=st.sampled_from(("hospital", "purchase", "cancer", "death")),
         branches=_tuple(branches, min_size=1, max_size=2),
         min_events=st.sampled_from((1, 1, 1, 1, 2, 3)),
@@ -212,6 +227,7 @@ def programs(draw, max_endpoints: int = 5) -> P.Program:
 NODE_STRATEGIES: dict[type, st.SearchStrategy] = {
     P.CodeSet: code_sets(),
     P.ColumnTest: column_tests(),
+    P.Written: st.builds(P.Written, text=st.just("E11"), codes=code_sets()),
     P.Branch: branches,
     P.RulePlan: rule_plans(),
     P.Const: consts,
