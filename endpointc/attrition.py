@@ -41,7 +41,7 @@ import polars as pl
 
 from .engine.polars import evaluate
 from .plan import Branch, EndpointPlan, Program, RulePlan
-from .results import mask_counts, write_text_atomic
+from .results import MASK_THRESHOLD, mask_counts, write_text_atomic
 
 __all__ = ["attrition", "write_attrition", "ATTRITION_SCHEMA", "COUNT_COLUMNS"]
 
@@ -63,7 +63,7 @@ class _Row:
 
 
 def attrition(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *, endpoint: str,
-              mask_threshold: int | None = 5) -> pl.DataFrame:
+              mask_threshold: int | None = MASK_THRESHOLD) -> pl.DataFrame:
     """People remaining after each step of `endpoint`, for cases and controls (see module doc).
 
     Columns ENDPOINT, SIDE, RULE (1-based, empty for endpoint-level steps), STEP,

@@ -11,7 +11,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Iterable, Optional, Sequence
+from typing import Annotated, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .diagnostics import Diagnostic, has_errors, sort_diagnostics
+from .masking import MASK_THRESHOLD
 
 __all__ = ["app", "main"]
 
@@ -33,6 +34,11 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 Paths = Annotated[list[Path], typer.Argument(help="Definition files (*.ep) or folders of them.")]
+EventsFile = Annotated[Path, typer.Option(help="Longitudinal events: TSV, TSV.gz or Parquet.")]
+PeopleFile = Annotated[Path, typer.Option(help="People table (the population): TSV, TSV.gz or Parquet.")]
+NoMask = Annotated[bool, typer.Option("--no-mask", help=f"Show counts under {MASK_THRESHOLD} (individual-level risk).")]
+
+
 def _read_registry(events: Path, people: Path, *, keep_as_read: bool = False):
     """Load and check the registry, printing its warnings (RegistryError is the caller's)."""
     from .registry import load_registry
@@ -43,22 +49,25 @@ def _read_registry(events: Path, people: Path, *, keep_as_read: bool = False):
     return registry
 
 
-EventsFile = Annotated[Path, typer.Option(help="Longitudinal events: TSV, TSV.gz or Parquet.")]
-PeopleFile = Annotated[Path, typer.Option(help="People table (the population): TSV, TSV.gz or Parquet.")]
+def _definition_files(paths: Sequence[Path]) -> list[Path]:
+    """`compiler.definition_files`, where a missing path or finding no file is a usage error."""
+    from .compiler import definition_files
 
-
-def _ep_files(paths: Iterable[Path]) -> list[Path]:
-    files: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            files.extend(sorted(path.rglob("*.ep")))
-        elif path.exists():
-            files.append(path)
-        else:
+        if not path.exists():
             _usage(f"{path}: no such file or folder")
+    files = list(definition_files(paths))
     if not files:
         _usage("no definition files (*.ep) found in " + ", ".join(map(str, paths)))
     return files
+
+
+def _mask_threshold(no_mask: bool) -> int | None:
+    return None if no_mask else MASK_THRESHOLD
+
+
+def _warn_unmasked(advice: str) -> None:
+    err.print(f"[yellow]warning:[/] --no-mask: counts under {MASK_THRESHOLD} are shown; {advice}")
 
 
 def _usage(message: str) -> None:
@@ -99,14 +108,9 @@ def _summary(diagnostics: Sequence[Diagnostic], files: int) -> str:
 def _parse_and_check(files: Sequence[Path]):
     """Every file parsed and the lot checked: the trees that parsed, all diagnostics sorted."""
     from .check import check as check_files
-    from .parser import parse_file
+    from .compiler import parse_paths
 
-    trees, diagnostics = [], []
-    for path in files:
-        tree, found = parse_file(path)
-        diagnostics.extend(found)
-        if tree is not None:
-            trees.append(tree)
+    trees, diagnostics = parse_paths(files)
     diagnostics.extend(check_files(trees)[1])
     return trees, sort_diagnostics(diagnostics)
 
@@ -115,7 +119,7 @@ def _compile(paths: list[Path]):
     """Parse, check and lower; print diagnostics (warnings too) and exit 1 on errors."""
     from .compiler import compile_paths
 
-    files = _ep_files(paths)
+    files = _definition_files(paths)
     program, diagnostics = compile_paths(files)
     if diagnostics:
         _print_diagnostics(diagnostics)
@@ -132,7 +136,7 @@ def check(
     as_json: Annotated[bool, typer.Option("--json", help="Print diagnostics as JSON.")] = False,
 ) -> None:
     """Check definitions: syntax, names, cycles, vocabularies, patterns, options."""
-    files = _ep_files(paths)
+    files = _definition_files(paths)
     _, diagnostics = _parse_and_check(files)
     failed = has_errors(diagnostics) or (strict and bool(diagnostics))
     if as_json:
@@ -158,7 +162,7 @@ def fmt(
     from .results import write_text_atomic
 
     changed, broken = [], []
-    for path in _ep_files(paths):
+    for path in _definition_files(paths):
         text = path.read_text(encoding="utf-8-sig")
         new, diagnostics = format_text(text, name=str(path))
         if new is None:
@@ -199,7 +203,7 @@ def run(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the results.")],
     endpoints: Annotated[Optional[str], typer.Option(help="Comma-separated endpoint names (their dependencies are evaluated too).")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="Also write the FinnGen-style wide table.")] = False,
-    no_mask: Annotated[bool, typer.Option("--no-mask", help="Show counts under 5 in counts.tsv (individual-level risk).")] = False,
+    no_mask: Annotated[bool, typer.Option("--no-mask", help=f"Show counts under {MASK_THRESHOLD} in counts.tsv (individual-level risk).")] = False,
     buckets: Annotated[str, typer.Option(help="Person buckets evaluated one after another (bounds memory): a number, or auto (one per 5 million events). Buckets are consecutive FINNGENID ranges: on a file sorted by person each reads only its own row groups.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(min=1, help="Polars threads (POLARS_MAX_THREADS); default: all cores.")] = None,
 ) -> None:
@@ -209,7 +213,8 @@ def run(
 
     from .engine.polars import evaluate
     from .registry import RegistryError
-    from .results import mask_counts, write_results
+    from .masking import mask_counts
+    from .results import write_results
 
     names = _split_names(endpoints)
     n_buckets = _parse_buckets(buckets)
@@ -248,10 +253,10 @@ def run(
                                    buckets=n_buckets, spill_dir=spill, on_bucket=on_bucket)
                 progress.update(task, description="writing results")
                 if no_mask:
-                    err.print("[yellow]warning:[/] --no-mask: counts under 5 are shown; do not export counts.tsv")
+                    _warn_unmasked("do not export counts.tsv")
                 write_results(results.long, results.counts, out_dir, people=registry.people,
-                              wide=wide, mask_threshold=None if no_mask else 5, long_sorted=True)
-            counts = mask_counts(results.counts.collect(), threshold=None if no_mask else 5)
+                              wide=wide, mask_threshold=_mask_threshold(no_mask), long_sorted=True)
+            counts = mask_counts(results.counts.collect(), threshold=_mask_threshold(no_mask))
         except (ValueError, RegistryError) as error:
             err.print(f"[bold red]error:[/] {error}")
             raise typer.Exit(1)
@@ -448,7 +453,7 @@ def export_finngen_(
     """Write definitions back in the FinnGen spreadsheet layout (TSV)."""
     from .finngen import export_finngen
 
-    trees, diagnostics = _parse_and_check(_ep_files(paths))
+    trees, diagnostics = _parse_and_check(_definition_files(paths))
     if has_errors(diagnostics):
         _print_diagnostics(diagnostics)
         raise typer.Exit(1)
@@ -494,7 +499,7 @@ def attrition_(
     people: PeopleFile,
     endpoint: Annotated[str, typer.Option(help="The endpoint to follow step by step.")],
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Also write the table as TSV.")] = None,
-    no_mask: Annotated[bool, typer.Option("--no-mask", help="Show counts under 5 (individual-level risk).")] = False,
+    no_mask: NoMask = False,
 ) -> None:
     """People remaining after each step of one endpoint, for cases and controls (aggregate counts)."""
     from .attrition import attrition, write_attrition
@@ -505,18 +510,19 @@ def attrition_(
     if endpoint not in program.names:
         _usage(f"unknown endpoint {endpoint}" + _did_you_mean(endpoint, program.names))
     if no_mask:
-        err.print("[yellow]warning:[/] --no-mask: counts under 5 are shown; do not share this output")
+        _warn_unmasked("do not share this output")
     try:
         registry = _read_registry(events, people)
         with err.status(f"evaluating the steps of {endpoint}"):
             table = attrition(program, registry.events, registry.people, endpoint=endpoint,
-                              mask_threshold=None if no_mask else 5)
+                              mask_threshold=_mask_threshold(no_mask))
         if out_file is not None:
             write_attrition(table, out_file)
     except (RegistryError, DiagnosticError, OSError) as error:
         err.print(f"[bold red]error:[/] {error}")
         raise typer.Exit(1)
-    shown = Table(title=f"Attrition of {endpoint}" + ("" if no_mask else " (counts 1-4 shown as <5)"))
+    masked_note = f" (counts 1-{MASK_THRESHOLD - 1} shown as <{MASK_THRESHOLD})"
+    shown = Table(title=f"Attrition of {endpoint}" + ("" if no_mask else masked_note))
     for column in ("SIDE", "RULE", "STEP", "N_PEOPLE", "N_ADDED_BACK"):
         shown.add_column(column, justify="right" if column.startswith("N_") or column == "RULE" else "left")
     for row in table.iter_rows(named=True):
@@ -533,33 +539,27 @@ def report_(
     events: EventsFile,
     people: PeopleFile,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the HTML report (replaced if it holds one).")],
-    no_mask: Annotated[bool, typer.Option("--no-mask", help="Show counts under 5 (individual-level risk).")] = False,
+    no_mask: NoMask = False,
 ) -> None:
     """Write a static, offline HTML report: every endpoint with counts, plots and its definition."""
-    from .compiler import compile_files
+    from .compiler import compile_files, parse_paths
     from .diagnostics import DiagnosticError
-    from .parser import parse_file
     from .registry import RegistryError
     from .report import ReportError, build_report
 
-    trees, diagnostics = [], []
-    for path in _ep_files(paths):
-        tree, found = parse_file(path)
-        diagnostics.extend(found)
-        if tree is not None:
-            trees.append(tree)
+    trees, diagnostics = parse_paths(_definition_files(paths))
     program, diagnostics = compile_files(trees, diagnostics=diagnostics)
     if diagnostics:
         _print_diagnostics(diagnostics)
     if program is None:
         raise typer.Exit(1)
     if no_mask:
-        err.print("[yellow]warning:[/] --no-mask: counts under 5 are shown; do not share this report")
+        _warn_unmasked("do not share this report")
     try:
         registry = _read_registry(events, people)
         with err.status(f"building the report of {len(program.endpoints)} endpoint(s)"):
             build_report(program, registry.events, registry.people, out_dir, files=trees,
-                         mask_threshold=None if no_mask else 5)
+                         mask_threshold=_mask_threshold(no_mask))
     except ReportError as error:
         _usage(str(error))
     except (RegistryError, DiagnosticError, OSError) as error:
@@ -574,7 +574,7 @@ def diff_(
     new: Annotated[Path, typer.Argument(help="The new library: a .ep file or a folder of them.")],
     events: Annotated[Optional[Path], typer.Option(help="With --people: compare counts on this registry.")] = None,
     people: Annotated[Optional[Path], typer.Option(help="People table (the population) for --events.")] = None,
-    no_mask: Annotated[bool, typer.Option("--no-mask", help="Show counts under 5 (individual-level risk).")] = False,
+    no_mask: NoMask = False,
 ) -> None:
     """What changed between two libraries, in words; with a registry, the change in counts."""
     from .diagnostics import DiagnosticError
@@ -583,9 +583,9 @@ def diff_(
 
     if (events is None) != (people is None):
         _usage("give both --events and --people, or neither")
-    old_files, new_files = _ep_files([old]), _ep_files([new])
+    old_files, new_files = _definition_files([old]), _definition_files([new])
     if no_mask and events is not None:
-        err.print("[yellow]warning:[/] --no-mask: counts under 5 are shown; do not share this output")
+        _warn_unmasked("do not share this output")
     try:
         data = {}
         if events is not None:
@@ -599,7 +599,7 @@ def diff_(
     except RegistryError as error:
         err.print(f"[bold red]error:[/] {error}")
         raise typer.Exit(1)
-    out.print(format_diff(diff, mask_threshold=None if no_mask else 5), markup=False, soft_wrap=True)
+    out.print(format_diff(diff, mask_threshold=_mask_threshold(no_mask)), markup=False, soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Sequence
 
 from . import ast
-from .check import Library, check, index_library
+from .check import check
 from .diagnostics import Diagnostic, DiagnosticError, has_errors
 from .lower import LowerError, lower
 from .parser import parse, parse_file
 from .plan import Program
 
-__all__ = ["compile_paths", "compile_text", "compile_files", "compile_program", "definition_files"]
+__all__ = ["compile_paths", "compile_text", "compile_files", "compile_program", "definition_files",
+           "parse_paths"]
 
 
 def definition_files(paths: Sequence[str | Path]) -> tuple[Path, ...]:
@@ -38,6 +39,19 @@ def definition_files(paths: Sequence[str | Path]) -> tuple[Path, ...]:
         else:
             found.append(path)
     return tuple(dict.fromkeys(found))
+
+
+def parse_paths(paths: Sequence[str | Path]) -> tuple[list[ast.File], list[Diagnostic]]:
+    """Every file of `definition_files(paths)` parsed: the trees that parsed, and the
+    diagnostics of all files (a file that cannot be read is an error, not an exception)."""
+    trees: list[ast.File] = []
+    diagnostics: list[Diagnostic] = []
+    for path in definition_files(paths):
+        tree, found = parse_file(path)
+        diagnostics.extend(found)
+        if tree is not None:
+            trees.append(tree)
+    return trees, diagnostics
 
 
 def compile_paths(paths: Sequence[str | Path]) -> tuple[Program | None, tuple[Diagnostic, ...]]:
@@ -52,14 +66,8 @@ def compile_paths(paths: Sequence[str | Path]) -> tuple[Program | None, tuple[Di
     >>> program.get("E4_DM2").rules[0].min_events
     3
     """
-    files: list[ast.File] = []
-    diagnostics: list[Diagnostic] = []
-    for path in definition_files(paths):
-        tree, found = parse_file(path)
-        diagnostics.extend(found)
-        if tree is not None:
-            files.append(tree)
-    return compile_files(files, diagnostics=diagnostics)
+    trees, diagnostics = parse_paths(paths)
+    return compile_files(trees, diagnostics=diagnostics)
 
 
 def compile_text(text: str, *, name: str = "<string>") -> tuple[Program | None, tuple[Diagnostic, ...]]:
@@ -76,7 +84,8 @@ def compile_files(files: Sequence[ast.File], *, diagnostics: Sequence[Diagnostic
         # A file that did not parse leaves names undefined: checking the rest would only
         # add noise about them.
         return None, tuple(found)
-    library = _check(files, found)
+    library, checked = check(files)
+    found.extend(checked)
     if has_errors(found):
         return None, tuple(found)
     try:
@@ -99,14 +108,3 @@ def compile_program(paths: Sequence[str | Path]) -> Program:
     if program is None:
         raise DiagnosticError(diagnostics)
     return program
-
-
-def _check(files: Sequence[ast.File], found: list[Diagnostic]) -> Library:
-    try:
-        library, diagnostics = check(files)
-    except NotImplementedError:
-        # Until the checker lands, index names and trust the input (lower still refuses
-        # what it cannot give a meaning to).
-        return index_library(files)
-    found.extend(diagnostics)
-    return library

@@ -12,9 +12,9 @@ endpoint with the first `hospital` rule of the new one, and so on; a rule withou
 is added or removed whole. An endpoint whose text is unchanged but that uses a changed
 codelist is listed as changed too.
 
-`format_diff` renders a Diff as plain text; counts are masked there (1 to threshold-1 shown
-as ``<5``, and a change is masked when either side or the change itself is small), while the
-Diff itself keeps the raw numbers.
+`format_diff` renders a Diff as plain text; counts are masked there by `masking.mask_count`
+(``<5`` by default), and a change is masked when either side or the change itself would be,
+while the Diff itself keeps the raw numbers.
 
 >>> from endpointc.parser import parse
 >>> old, _ = parse('endpoint I9_MI { hospital icd10 I21 | I24  when age < 40 }', name="old.ep")
@@ -41,6 +41,7 @@ from . import ast
 from .diagnostics import DiagnosticError, has_errors
 # fmt's item printers are private; diff speaks exactly the text fmt writes.
 from .fmt import clause_text, expr_text, meta_text, option_text, pattern_text, quote, strip_spans
+from .masking import MASK_THRESHOLD, is_masked, mask_count
 
 __all__ = ["Diff", "EndpointChange", "CodelistChange", "CountChange", "diff_libraries", "format_diff",
            "read_library"]
@@ -71,16 +72,16 @@ class CountChange:
     old: tuple[int, int, int] | None
     new: tuple[int, int, int] | None
 
-    def _side(self, side, i: int) -> int:
+    def _count(self, side: tuple[int, int, int] | None, i: int) -> int:
         return 0 if side is None else side[i]
 
     @property
     def cases_change(self) -> int:
-        return self._side(self.new, 0) - self._side(self.old, 0)
+        return self._count(self.new, 0) - self._count(self.old, 0)
 
     @property
     def controls_change(self) -> int:
-        return self._side(self.new, 1) - self._side(self.old, 1)
+        return self._count(self.new, 1) - self._count(self.old, 1)
 
 
 @dataclass(frozen=True)
@@ -131,12 +132,12 @@ def diff_libraries(old_files: Library, new_files: Library, *, events: pl.LazyFra
     old_trees, new_trees = read_library(old_files), read_library(new_files)
     old_eps = {e.name: e for f in old_trees for e in f.endpoints}
     new_eps = {e.name: e for f in new_trees for e in f.endpoints}
-    old_cls = {c.name: c for f in old_trees for c in f.codelists}
-    new_cls = {c.name: c for f in new_trees for c in f.codelists}
+    old_codelists = {c.name: c for f in old_trees for c in f.codelists}
+    new_codelists = {c.name: c for f in new_trees for c in f.codelists}
 
     codelists_changed = []
-    for name in sorted(set(old_cls) & set(new_cls)):
-        lines = _codelist_lines(old_cls[name], new_cls[name])
+    for name in sorted(set(old_codelists) & set(new_codelists)):
+        lines = _codelist_lines(old_codelists[name], new_codelists[name])
         if lines:
             codelists_changed.append(CodelistChange(name, lines))
     touched = {c.name for c in codelists_changed}
@@ -153,16 +154,16 @@ def diff_libraries(old_files: Library, new_files: Library, *, events: pl.LazyFra
         added=tuple(sorted(set(new_eps) - set(old_eps))),
         removed=tuple(sorted(set(old_eps) - set(new_eps))),
         changed=tuple(changed),
-        codelists_added=tuple(sorted(set(new_cls) - set(old_cls))),
-        codelists_removed=tuple(sorted(set(old_cls) - set(new_cls))),
+        codelists_added=tuple(sorted(set(new_codelists) - set(old_codelists))),
+        codelists_removed=tuple(sorted(set(old_codelists) - set(new_codelists))),
         codelists_changed=tuple(codelists_changed),
     )
     if events is None and people is None:
         return diff
     if events is None or people is None:
         raise ValueError("give both events and people to compare counts")
-    old_counts = _counts(old_trees, events, people)
-    new_counts = _counts(new_trees, events, people)
+    old_counts = _endpoint_counts(old_trees, events, people)
+    new_counts = _endpoint_counts(new_trees, events, people)
     moves = [CountChange(n, old_counts.get(n), new_counts.get(n))
              for n in sorted(set(old_counts) | set(new_counts))]
     differing = [m for m in moves if m.old != m.new]
@@ -170,8 +171,8 @@ def diff_libraries(old_files: Library, new_files: Library, *, events: pl.LazyFra
     return dataclasses.replace(diff, counts=tuple(differing), unchanged_counts=len(moves) - len(differing))
 
 
-def _counts(trees: Sequence[ast.File], events: pl.LazyFrame, people: pl.LazyFrame
-            ) -> dict[str, tuple[int, int, int]]:
+def _endpoint_counts(trees: Sequence[ast.File], events: pl.LazyFrame, people: pl.LazyFrame
+                     ) -> dict[str, tuple[int, int, int]]:
     from .compiler import compile_files
     from .engine.polars import evaluate
 
@@ -195,7 +196,7 @@ def _added_removed(old: Iterable[str], new: Iterable[str]) -> str:
     return "; ".join(parts)
 
 
-def _changed(what: str, old: str | None, new: str | None) -> str | None:
+def _change_line(what: str, old: str | None, new: str | None) -> str | None:
     if old == new:
         return None
     if old is None:
@@ -257,8 +258,8 @@ def _endpoint_lines(old: ast.Endpoint, new: ast.Endpoint) -> tuple[list[str], li
     includes = _added_removed((n.name for n in old.includes), (n.name for n in new.includes))
     if includes:
         lines.append(f"include: {includes}")
-    for kind, cls in (("when", ast.When), ("require", ast.Require)):
-        line = _changed(kind, _conditions(old, cls), _conditions(new, cls))
+    for kind, item_type in (("when", ast.When), ("require", ast.Require)):
+        line = _change_line(kind, _conditions(old, item_type), _conditions(new, item_type))
         if line:
             lines.append(line)
     if old.sex != new.sex:
@@ -266,14 +267,14 @@ def _endpoint_lines(old: ast.Endpoint, new: ast.Endpoint) -> tuple[list[str], li
     excludes = _added_removed(_control_excludes(old), _control_excludes(new))
     if excludes:
         lines.append(f"controls exclude: {excludes}")
-    line = _changed("controls require", _control_require(old), _control_require(new))
+    line = _change_line("controls require", _control_require(old), _control_require(new))
     if line:
         lines.append(line)
     return lines, _meta_lines(old, new)
 
 
-def _conditions(endpoint: ast.Endpoint, cls) -> str | None:
-    found = [i for i in endpoint.items if isinstance(i, cls)]
+def _conditions(endpoint: ast.Endpoint, item_type: type) -> str | None:
+    found = [i for i in endpoint.items if isinstance(i, item_type)]
     if not found:
         return None
     return " and ".join(expr_text(i.condition, 3 if len(found) > 1 else 0) for i in found)
@@ -309,7 +310,7 @@ def _meta_lines(old: ast.Endpoint, new: ast.Endpoint) -> list[str]:
             if tags:
                 lines.append(f"tags: {tags}")
             continue
-        line = _changed(label, _meta_value(a), _meta_value(b))
+        line = _change_line(label, _meta_value(a), _meta_value(b))
         if line:
             lines.append(line)
     return lines
@@ -358,22 +359,24 @@ def _codelist_lines(old: ast.Codelist, new: ast.Codelist) -> tuple[str, ...]:
 
 # -- rendering --------------------------------------------------------------------------
 
-def _masked(n: int, threshold: int | None) -> str:
-    return f"<{threshold}" if threshold is not None and 1 <= n < threshold else str(n)
+def _count_cell(n: int | None, threshold: int | None) -> str:
+    """A count as shown, "-" where the endpoint is absent from that library."""
+    return "-" if n is None else mask_count(n, threshold)
 
 
-def _is_small(n: int | None, threshold: int | None) -> bool:
-    return threshold is not None and n is not None and 1 <= abs(n) < threshold
+def _hidden(n: int | None, threshold: int | None) -> bool:
+    """Whether masking hides `n`; a change counts by its size, whichever its sign."""
+    return n is not None and is_masked(abs(n), threshold)
 
 
-def _change(old: int | None, new: int | None, threshold: int | None) -> tuple[str, bool]:
+def _change_cell(old: int | None, new: int | None, threshold: int | None) -> tuple[str, bool]:
     """The change as text and whether it is masked: a change is masked when either side is
     (it would give the masked side away) or when it is itself small."""
     delta = (new or 0) - (old or 0)
-    if _is_small(old, threshold) or _is_small(new, threshold):
+    if _hidden(old, threshold) or _hidden(new, threshold):
         return "masked", True
-    if _is_small(delta, threshold):
-        return f"{'+' if delta > 0 else '-'}<{threshold}", True
+    if _hidden(delta, threshold):
+        return ("+" if delta > 0 else "-") + mask_count(abs(delta), threshold), True
     return f"{delta:+d}" if delta else "0", False
 
 
@@ -381,7 +384,7 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def format_diff(diff: Diff, *, mask_threshold: int | None = 5) -> str:
+def format_diff(diff: Diff, *, mask_threshold: int | None = MASK_THRESHOLD) -> str:
     """The diff as plain text: summary, added, removed, changed (definition, then metadata),
     codelists, and with data a table of counts (masked at `mask_threshold`)."""
     summary = [_summary_part(len(x), w) for x, w in
@@ -424,9 +427,8 @@ def _counts_lines(diff: Diff, threshold: int | None) -> list[str]:
         for i in (0, 1):
             old = None if move.old is None else move.old[i]
             new = None if move.new is None else move.new[i]
-            text, masked = _change(old, new, threshold)
-            cells += ["-" if old is None else _masked(old, threshold),
-                      "-" if new is None else _masked(new, threshold), text]
+            text, masked = _change_cell(old, new, threshold)
+            cells += [_count_cell(old, threshold), _count_cell(new, threshold), text]
             if i == 0:
                 hidden = masked
         # Sorted by what is shown: masked changes last, so order does not hint at them.

@@ -11,13 +11,12 @@ progressive enhancement; without it, every endpoint is listed and tag pages do t
   it includes, is included by, or refers to;
 - ``tags/TAG.html``: the endpoints of one tag; ``style.css``.
 
-Green-data discipline: every aggregate number on every page goes through `_count` (1 to
-threshold-1 shown as ``<5``). Histogram bins are merged with their neighbours until each
-holds 0 or at least `threshold` people, so no bar is small and bars still add up to the
-total; source categories under the threshold are pooled into "other sources", and a bar
-whose value is masked is not drawn (its length would tell). Masking is
-per cell, as in `results.mask_counts`: there is no secondary suppression against a reader
-who subtracts. ``mask_threshold=None`` shows everything (the CLI warns).
+Green-data discipline: every aggregate number on every page goes through
+`masking.mask_count` (``<5`` by default). Histogram bins are merged with their neighbours
+until each holds 0 or at least `threshold` people, so no bar is small and bars still add up
+to the total; source categories under the threshold are pooled into "other sources", and a
+bar whose value is masked is not drawn (its length would tell). ``mask_threshold=None``
+shows everything (the CLI warns).
 
 Cases by registry source are exact: the case event rows of each endpoint are rebuilt with
 the Polars engine's own selection (own rules after mode, `when`, min, needs-other, plus
@@ -52,6 +51,7 @@ import polars as pl
 
 from . import ast
 from .describe import describe_endpoint
+from .masking import MASK_THRESHOLD, check_threshold, is_masked, mask_count
 from .plan import Program, cond_endpoints
 
 __all__ = ["build_report", "age_bins", "ReportError", "MARKER", "AGE_BIN_WIDTH", "SOURCE_NAMES"]
@@ -65,9 +65,9 @@ SOURCE_NAMES: dict[str, str] = {
     "DEATH": "cause of death", "OPER_IN": "operation (inpatient)", "OPER_OUT": "operation (outpatient)",
     "REIMB": "drug reimbursement", "PURCH": "drug purchase", "CANC": "cancer registry",
 }
-_NUM_TD = '<td class="n">'
+_COUNT_CELL = '<td class="n">'
 _SEXES = (("female", "Female"), ("male", "Male"), (None, "Sex unknown"))
-_OTHER = "other sources"
+_OTHER_SOURCES = "other sources"
 
 
 class ReportError(ValueError):
@@ -88,7 +88,7 @@ class _Info:
 
 def build_report(program: Program, events: pl.LazyFrame, people: pl.LazyFrame,
                  out_dir: str | os.PathLike[str], *, files: Sequence[ast.File] = (),
-                 mask_threshold: int | None = 5, title: str = "Endpoint report",
+                 mask_threshold: int | None = MASK_THRESHOLD, title: str = "Endpoint report",
                  attrition: bool = True) -> Path:
     """Evaluate `program` over `events`/`people` and write the HTML report into `out_dir`.
 
@@ -96,9 +96,7 @@ def build_report(program: Program, events: pl.LazyFrame, people: pl.LazyFrame,
     tags and source text (without them pages show the plan only). `attrition=False` leaves
     out the per-step attrition tables (one extra evaluation per endpoint). Returns `out_dir`.
     """
-    if mask_threshold is not None and (isinstance(mask_threshold, bool) or not isinstance(mask_threshold, int)
-                                       or mask_threshold < 1):
-        raise ValueError(f"mask threshold must be a whole number >= 1, got {mask_threshold!r}")
+    check_threshold(mask_threshold)
     out = Path(out_dir)
     _check_target(out)
     data = _Data.compute(program, events.lazy(), people.lazy(),
@@ -197,12 +195,6 @@ def _infos(program: Program, files: Sequence[ast.File]) -> dict[str, _Info]:
 
 # -- masking ----------------------------------------------------------------------------
 
-def _count(n: int, threshold: int | None) -> str:
-    if threshold is not None and 1 <= n < threshold:
-        return f"<{threshold}"
-    return str(n)
-
-
 def age_bins(ages: Iterable[float], threshold: int | None) -> tuple[tuple[float, float, int], ...]:
     """(low, high, n) bins of AGE_BIN_WIDTH years, merged left to right until each holds 0
     or at least `threshold` people (a small remainder joins the last non-empty bin); empty
@@ -242,7 +234,7 @@ def _pooled_sources(first: Mapping[str, int], threshold: int | None) -> list[tup
         return sorted(first.items())
     big = sorted((s, n) for s, n in first.items() if n >= threshold)
     rest = sum(n for n in first.values() if n < threshold)
-    return big + ([(_OTHER, rest)] if rest else [])
+    return big + ([(_OTHER_SOURCES, rest)] if rest else [])
 
 
 # -- plots ------------------------------------------------------------------------------
@@ -280,7 +272,7 @@ def _age_plot(name: str, panels: list[tuple[str, tuple[tuple[float, float, int],
             continue
         bars = ax.bar([b[0] for b in bins], [b[2] for b in bins], width=[b[1] - b[0] for b in bins],
                       align="edge", color="#3b6ea5", edgecolor="white", linewidth=0.8)
-        ax.bar_label(bars, labels=[_count(b[2], threshold) if b[2] else "" for b in bins], fontsize=8)
+        ax.bar_label(bars, labels=[mask_count(b[2], threshold) if b[2] else "" for b in bins], fontsize=8)
         ax.set_ylabel("cases", fontsize=9)
         ax.margins(y=0.2)
     axes[-1].set_xlabel("age at first event (years)", fontsize=9)
@@ -297,9 +289,9 @@ def _source_plot(name: str, rows: list[tuple[str, int]], threshold: int | None) 
     labels = [source for source, _ in rows][::-1]
     values = [n for _, n in rows][::-1]
     # A masked value gets no bar at all: its length would give the number away.
-    lengths = [0 if _count(v, threshold) != str(v) else v for v in values]
+    lengths = [0 if is_masked(v, threshold) else v for v in values]
     bars = ax.barh(labels, lengths, color="#6a8f3b")
-    ax.bar_label(bars, labels=[_count(v, threshold) for v in values], fontsize=8, padding=3)
+    ax.bar_label(bars, labels=[mask_count(v, threshold) for v in values], fontsize=8, padding=3)
     ax.set_xlabel("cases by SOURCE of the first event", fontsize=9)
     ax.spines[["top", "right"]].set_visible(False)
     ax.margins(x=0.15)
@@ -358,7 +350,7 @@ _SCRIPT = """\
 """
 
 
-def _e(text: object) -> str:
+def _escape(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
@@ -374,7 +366,7 @@ def _page(title: str, body: str, *, depth: int, script: str = "") -> str:
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-        f"<title>{_e(title)}</title>\n<link rel=\"stylesheet\" href=\"{up}style.css\">\n</head>\n"
+        f"<title>{_escape(title)}</title>\n<link rel=\"stylesheet\" href=\"{up}style.css\">\n</head>\n"
         f"<body>\n{body}\n" + (f"<script>\n{script}</script>\n" if script else "") + "</body>\n</html>\n"
     )
 
@@ -382,7 +374,8 @@ def _page(title: str, body: str, *, depth: int, script: str = "") -> str:
 class _Site:
     def __init__(self, program: Program, data: _Data, infos: Mapping[str, _Info],
                  threshold: int | None, title: str):
-        self.program, self.data, self.infos, self.t, self.title = program, data, infos, threshold, title
+        self.program, self.data, self.infos, self.title = program, data, infos, title
+        self.threshold = threshold
         self.names = sorted(program.names)
         self.included_by: dict[str, list[str]] = {n: [] for n in self.names}
         self.referenced_by: dict[str, list[str]] = {n: [] for n in self.names}
@@ -413,28 +406,30 @@ class _Site:
     # pieces
 
     def _mask_note(self) -> str:
-        if self.t is None:
+        if self.threshold is None:
             return ("<p class=\"note\"><strong>Counts are not masked</strong> (--no-mask): small counts "
                     "may identify people. Do not share this report.</p>")
-        return (f"<p class=\"note\">Counts from 1 to {self.t - 1} are shown as &lt;{self.t} "
+        return (f"<p class=\"note\">Counts from 1 to {self.threshold - 1} are shown as &lt;{self.threshold} "
                 "(masked cell by cell).</p>")
 
+    def _count_cells(self, *counts: int) -> str:
+        return "".join(f"{_COUNT_CELL}{mask_count(n, self.threshold)}</td>" for n in counts)
+
     def _tag_links(self, tags: Iterable[str], up: str) -> str:
-        return "".join(f"<a class=\"tag\" href=\"{up}tags/{_slug(t)}.html\">{_e(t)}</a>" for t in tags)
+        return "".join(f"<a class=\"tag\" href=\"{up}tags/{_slug(t)}.html\">{_escape(t)}</a>" for t in tags)
 
     def _rows(self, names: Iterable[str], up: str) -> str:
         rows = []
         for name in names:
             info = self.info(name)
             cases, controls, excluded = self.data.counts.get(name, (0, 0, 0))
-            search = _e(f"{name} {info.title}".lower())
-            tags = _e("|" + "|".join(info.tags) + "|")
+            search = _escape(f"{name} {info.title}".lower())
+            tags = _escape("|" + "|".join(info.tags) + "|")
             rows.append(
                 f"<tr data-search=\"{search}\" data-tags=\"{tags}\">"
-                f"<td><a href=\"{up}endpoints/{name}.html\">{_e(name)}</a></td>"
-                f"<td>{_e(info.title)}</td><td>{self._tag_links(info.tags, up)}</td>"
-                f"<td class=\"n\">{_count(cases, self.t)}</td><td class=\"n\">{_count(controls, self.t)}</td>"
-                f"<td class=\"n\">{_count(excluded, self.t)}</td></tr>")
+                f"<td><a href=\"{up}endpoints/{name}.html\">{_escape(name)}</a></td>"
+                f"<td>{_escape(info.title)}</td><td>{self._tag_links(info.tags, up)}</td>"
+                f"{self._count_cells(cases, controls, excluded)}</tr>")
         return "\n".join(rows)
 
     def _table(self, names: Sequence[str], up: str) -> str:
@@ -445,12 +440,12 @@ class _Site:
             f"{self._rows(names, up)}\n</tbody>\n</table>")
 
     def index(self) -> str:
-        options = "".join(f"<option value=\"{_e(t)}\">{_e(t)}</option>" for t in self.tags)
+        options = "".join(f"<option value=\"{_escape(t)}\">{_escape(t)}</option>" for t in self.tags)
         tag_list = (f"<p>Tags: {self._tag_links(self.tags, '')}</p>" if self.tags else "")
         body = (
-            f"<h1>{_e(self.title)}</h1>\n"
+            f"<h1>{_escape(self.title)}</h1>\n"
             f"<p>{len(self.names)} endpoints evaluated over a population of "
-            f"{_count(self.data.population, self.t)} people.</p>\n{self._mask_note()}\n{tag_list}\n"
+            f"{mask_count(self.data.population, self.threshold)} people.</p>\n{self._mask_note()}\n{tag_list}\n"
             "<div id=\"filters\" hidden>"
             "<label>Search <input id=\"q\" type=\"search\" placeholder=\"name or title\"></label>"
             f"<label>Tag <select id=\"tag\"><option value=\"\">all tags</option>{options}</select></label>"
@@ -460,35 +455,34 @@ class _Site:
 
     def tag_page(self, tag: str) -> str:
         names = [n for n in self.names if tag in self.info(n).tags]
-        body = (f"<nav><a href=\"../index.html\">All endpoints</a></nav>\n<h1>Tag {_e(tag)}</h1>\n"
+        body = (f"<nav><a href=\"../index.html\">All endpoints</a></nav>\n<h1>Tag {_escape(tag)}</h1>\n"
                 f"<p>{len(names)} endpoints.</p>\n{self._mask_note()}\n{self._table(names, '../')}")
         return _page(f"Tag {tag}", body, depth=1)
 
     def _links(self, names: Sequence[str]) -> str:
         if not names:
             return "none"
-        return ", ".join(f"<a href=\"{n}.html\">{_e(n)}</a>" for n in names)
+        return ", ".join(f"<a href=\"{n}.html\">{_escape(n)}</a>" for n in names)
 
     def endpoint(self, name: str) -> str:
-        info, t = self.info(name), self.t
+        info = self.info(name)
         ep = self.program.get(name)
         cases, controls, excluded = self.data.counts.get(name, (0, 0, 0))
         parts = [
             "<nav><a href=\"../index.html\">All endpoints</a></nav>",
-            f"<h1>{_e(name)}" + (f" <small>{_e(info.title)}</small>" if info.title else "") + "</h1>",
+            f"<h1>{_escape(name)}" + (f" <small>{_escape(info.title)}</small>" if info.title else "") + "</h1>",
             f"<p>{self._tag_links(info.tags, '../')}</p>" if info.tags else "",
             "<h2>Counts</h2>",
             "<table><thead><tr><th class=\"n\">Cases</th><th class=\"n\">Controls</th>"
             "<th class=\"n\">Excluded</th></tr></thead>"
-            f"<tbody><tr><td class=\"n\">{_count(cases, t)}</td><td class=\"n\">{_count(controls, t)}</td>"
-            f"<td class=\"n\">{_count(excluded, t)}</td></tr></tbody></table>",
+            f"<tbody><tr>{self._count_cells(cases, controls, excluded)}</tr></tbody></table>",
             self._mask_note(),
             "<h2>Definition in plain words</h2>",
-            f"<pre class=\"words\">{_e(describe_endpoint(self.program, name))}</pre>",
+            f"<pre class=\"words\">{_escape(describe_endpoint(self.program, name))}</pre>",
         ]
         if info.source:
-            parts += [f"<h2>Source text</h2>\n<p class=\"note\">From {_e(info.file)}, canonical layout.</p>",
-                      f"<pre class=\"source\">{_e(info.source)}</pre>"]
+            parts += [f"<h2>Source text</h2>\n<p class=\"note\">From {_escape(info.file)}, canonical layout.</p>",
+                      f"<pre class=\"source\">{_escape(info.source)}</pre>"]
         parts += self._attrition_section(name)
         parts += self._age_section(name, cases)
         parts += self._source_section(name, cases)
@@ -513,7 +507,7 @@ class _Site:
             cells = ["" if row[c] is None else str(row[c]) for c in ("SIDE", "RULE", "STEP", "N_PEOPLE",
                                                                     "N_ADDED_BACK")]
             # Only counts are class "n" (what the masking tests read); RULE is an index.
-            rows.append("<tr>" + "".join((_NUM_TD if i in (3, 4) else "<td>") + f"{_e(c)}</td>"
+            rows.append("<tr>" + "".join((_COUNT_CELL if i in (3, 4) else "<td>") + f"{_escape(c)}</td>"
                                          for i, c in enumerate(cells)) + "</tr>")
         return ["<h2>Attrition, step by step</h2>",
                 "<table class=\"attrition\"><thead><tr><th>side</th><th>rule</th><th>step</th>"
@@ -522,7 +516,7 @@ class _Site:
                 f"<tbody>{''.join(rows)}</tbody></table>"]
 
     def _age_section(self, name: str, cases: int) -> list[str]:
-        t = self.t
+        threshold = self.threshold
         head = "<h2>Age at first event, by sex</h2>"
         if not cases:
             return [head, "<p>No cases.</p>"]
@@ -534,22 +528,22 @@ class _Site:
                 continue
             known = [a for a in ages if a is not None]
             unknown_age += len(ages) - len(known)
-            bins = age_bins(known, t)
-            note = "no cases" if not known else f"fewer than {t} cases: not shown"
-            panels.append((f"{label}: {_count(len(known), t)} cases", bins, note))
+            bins = age_bins(known, threshold)
+            note = "no cases" if not known else f"fewer than {threshold} cases: not shown"
+            panels.append((f"{label}: {mask_count(len(known), threshold)} cases", bins, note))
         notes = [f"Bins are {AGE_BIN_WIDTH} years wide (the last holds everyone aged "
                  f"{_AGE_EDGES[-2]} or more)."]
-        if t is not None:
-            notes.append(f"Adjacent bins are merged until each holds no one or at least {t} people, "
+        if threshold is not None:
+            notes.append(f"Adjacent bins are merged until each holds no one or at least {threshold} people, "
                          "so a wider bar is a merged bin; a sex with fewer than "
-                         f"{t} cases in all is not plotted.")
+                         f"{threshold} cases in all is not plotted.")
         if unknown_age:
-            notes.append(f"{_count(unknown_age, t)} cases have no age at the first event.")
-        return [head, f"<figure>{_age_plot(name, panels, t)}</figure>",
-                f"<p class=\"note\">{_e(' '.join(notes))}</p>"]
+            notes.append(f"{mask_count(unknown_age, threshold)} cases have no age at the first event.")
+        return [head, f"<figure>{_age_plot(name, panels, threshold)}</figure>",
+                f"<p class=\"note\">{_escape(' '.join(notes))}</p>"]
 
     def _source_section(self, name: str, cases: int) -> list[str]:
-        t = self.t
+        threshold = self.threshold
         head = "<h2>Cases by registry source</h2>"
         if not cases:
             return [head, "<p>No cases.</p>"]
@@ -557,25 +551,25 @@ class _Site:
         any_ = self.data.any_source.get(name, {})
         rows = []
         for source in sorted(set(first) | set(any_)):
-            rows.append(f"<tr><td>{_e(source)}</td><td>{_e(SOURCE_NAMES.get(source, ''))}</td>"
-                        f"<td class=\"n\">{_count(first.get(source, 0), t)}</td>"
-                        f"<td class=\"n\">{_count(any_.get(source, 0), t)}</td></tr>")
-        pooled = _pooled_sources(first, t)
+            rows.append(f"<tr><td>{_escape(source)}</td><td>{_escape(SOURCE_NAMES.get(source, ''))}</td>"
+                        f"{self._count_cells(first.get(source, 0), any_.get(source, 0))}</tr>")
+        pooled = _pooled_sources(first, threshold)
         note = ("First event: the SOURCE of each case's earliest case event (by age at the event, "
                 "then date; a tie at the same moment goes to the first SOURCE name). Any event: "
                 "cases with at least one case event from that SOURCE, so a case can count in "
                 "several rows. Case events are the rows that made the person a case: the "
                 "endpoint's own rules after all their options and `when`, plus the case events of "
                 "included endpoints.")
-        if t is not None and any(n < t for n in first.values()):
-            note += f" In the plot, sources with fewer than {t} first events are pooled as “{_OTHER}”."
-        plot = f"<figure>{_source_plot(name, pooled, t)}</figure>" if pooled and (
-            t is None or cases >= t) else ""
+        if threshold is not None and any(n < threshold for n in first.values()):
+            note += (f" In the plot, sources with fewer than {threshold} first events are pooled as "
+                     f"“{_OTHER_SOURCES}”.")
+        plot = f"<figure>{_source_plot(name, pooled, threshold)}</figure>" if pooled and (
+            threshold is None or cases >= threshold) else ""
         return [head, plot,
                 "<table class=\"sources\"><thead><tr><th>SOURCE</th><th>registry</th>"
                 "<th class=\"n\">first event</th><th class=\"n\">any event</th></tr></thead>"
                 f"<tbody>{''.join(rows)}</tbody></table>",
-                f"<p class=\"note\">{_e(note)}</p>"]
+                f"<p class=\"note\">{_escape(note)}</p>"]
 
 
 # -- writing ----------------------------------------------------------------------------

@@ -4,8 +4,8 @@
 
 - ``endpoints.parquet``: the long table (FINNGENID, ENDPOINT, STATUS, AGE, YEAR, NEVT), one
   row per person and endpoint for cases and excluded people, sorted by ENDPOINT, FINNGENID;
-- ``counts.tsv``: ENDPOINT, N_CASES, N_CONTROLS, N_EXCLUDED, with small counts masked
-  (1 to threshold-1 shown as ``<5`` by default; ``mask_threshold=None`` turns masking off);
+- ``counts.tsv``: ENDPOINT, N_CASES, N_CONTROLS, N_EXCLUDED, with small counts masked by
+  `masking.mask_counts` (``<5`` by default; ``mask_threshold=None`` turns masking off);
 - with ``wide=True``, ``endpoints_wide.tsv``: FINNGENID, then per endpoint NAME (1 case,
   0 control, NA excluded), NAME_NEVT, NAME_AGE, NAME_YEAR.
 
@@ -14,9 +14,6 @@ renamed into place only when every one of them is complete, so a failure leaves 
 directory as it was (earlier outputs untouched, no temporary files left). The files are
 created readable by the owner only (they may hold individual-level data). Output bytes are
 deterministic: rows are sorted, floats in TSV files use a fixed number of decimals.
-
-Masking is per cell only: a reader who knows the population size can still recover a
-masked cell from the other two (there is no secondary suppression).
 
 >>> counts = counts_table(long, people, endpoints=["I9_CHD"])      # doctest: +SKIP
 >>> write_results(long, counts, "out", people=people, wide=True)   # doctest: +SKIP
@@ -30,15 +27,16 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar
 
 import polars as pl
 
 from .engine.schema import COUNT_COLUMNS, LONG_SCHEMA
+from .masking import MASK_THRESHOLD, check_threshold, mask_counts
 
 __all__ = [
     "LONG_SCHEMA",
     "COUNT_COLUMNS",
+    "MASK_THRESHOLD",
     "LONG_FILE",
     "COUNTS_FILE",
     "WIDE_FILE",
@@ -64,8 +62,6 @@ _ROW_GROUP_SIZE = 1 << 17
 # zstd's fastest level: the 2.3e8-row long table was written about 10% faster than at the
 # default level, for a 6% larger file
 _ZSTD_LEVEL = 1
-
-Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 
 def counts_table(long: pl.LazyFrame, people: pl.LazyFrame, *,
@@ -99,33 +95,6 @@ def counts_table(long: pl.LazyFrame, people: pl.LazyFrame, *,
                 pl.col("N_EXCLUDED").fill_null(0),
             )
             .sort("ENDPOINT"))
-
-
-def mask_counts(df: Frame, *, threshold: int | None = 5,
-                columns: Sequence[str] | None = None) -> Frame:
-    """Counts from 1 to ``threshold - 1`` replaced by ``"<threshold"`` (green-data rule).
-
-    The masked columns become text (0 and counts >= threshold are written as numbers);
-    ``columns`` defaults to those of N_CASES, N_CONTROLS, N_EXCLUDED present in ``df``.
-    ``threshold=None`` returns ``df`` unchanged. Works on DataFrames and LazyFrames.
-
-    >>> mask_counts(pl.DataFrame({"N_CASES": [0, 3, 5]})).rows()
-    [('0',), ('<5',), ('5',)]
-    """
-    if threshold is None:
-        return df
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
-        raise ValueError(f"mask threshold must be a whole number >= 1, got {threshold!r}")
-    names = df.collect_schema().names()
-    targets = [c for c in (columns if columns is not None else COUNT_COLUMNS) if c in names]
-    if columns is not None and len(targets) != len(columns):
-        raise ValueError(f"mask_counts: no column {', '.join(c for c in columns if c not in names)}")
-    masked = pl.lit(f"<{threshold}")
-    return df.with_columns(
-        pl.when(pl.col(c).is_between(1, threshold - 1)).then(masked)
-        .otherwise(pl.col(c).cast(pl.String)).alias(c)
-        for c in targets
-    )
 
 
 def wide_table(long: pl.LazyFrame, people: pl.LazyFrame, endpoints: Sequence[str]) -> pl.DataFrame:
@@ -179,7 +148,7 @@ def wide_table(long: pl.LazyFrame, people: pl.LazyFrame, endpoints: Sequence[str
 
 def write_results(long: pl.LazyFrame, counts: pl.LazyFrame, out_dir: str | os.PathLike[str], *,
                   people: pl.LazyFrame, wide: bool = False, wide_endpoints: Sequence[str] | None = None,
-                  mask_threshold: int | None = 5, age_decimals: int = 2,
+                  mask_threshold: int | None = MASK_THRESHOLD, age_decimals: int = 2,
                   long_sorted: bool = False) -> tuple[Path, ...]:
     """Write endpoints.parquet, counts.tsv and (``wide=True``) endpoints_wide.tsv into ``out_dir``.
 
@@ -191,7 +160,7 @@ def write_results(long: pl.LazyFrame, counts: pl.LazyFrame, out_dir: str | os.Pa
     ENDPOINT, FINNGENID (as ``evaluate`` returns it): it is then streamed to disk as it is,
     never held in memory whole. Returns the paths written.
     """
-    mask_counts(pl.DataFrame({"N_CASES": [0]}), threshold=mask_threshold)  # validate early
+    check_threshold(mask_threshold)
     out = Path(out_dir)
 
     # Everything that can fail on the data happens before a file is renamed into place.

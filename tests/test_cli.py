@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -68,6 +70,19 @@ def test_check_usage_problems_exit_2(tmp_path):
     assert invoke("check", tmp_path / "missing.ep").exit_code == 2
     assert invoke("check", tmp_path).exit_code == 2  # a folder without .ep files
     assert invoke("check").exit_code == 2
+
+
+def test_usage_messages_name_the_path(tmp_path):
+    missing = invoke("check", DEFINITIONS, tmp_path / "missing.ep")
+    assert f"{tmp_path / 'missing.ep'}: no such file or folder" in " ".join(missing.output.split())
+    empty = invoke("check", tmp_path)
+    assert f"no definition files (*.ep) found in {tmp_path}" in " ".join(empty.output.split())
+
+
+def test_importing_the_cli_leaves_polars_unloaded():
+    # --threads only works if polars starts after the CLI has set POLARS_MAX_THREADS.
+    code = "import sys, endpointc.cli; sys.exit('polars' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
 def test_fmt_check_rewrite_and_mode(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 
 import polars as pl
@@ -17,8 +16,6 @@ from endpointc.engine.polars import evaluate
 
 from plan_strategies import NODE_STRATEGIES, programs, registries
 
-HAVE_REFERENCE = importlib.util.find_spec("endpointc.engine.reference") is not None
-needs_reference = pytest.mark.skipif(not HAVE_REFERENCE, reason="endpointc.engine.reference missing")
 
 _SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                       HealthCheck.data_too_large])
@@ -78,7 +75,6 @@ def _needs_code9(program) -> bool:
     return any(ep.uses_emergency for ep in program.endpoints)
 
 
-@needs_reference
 @settings(max_examples=150, **_SETTINGS)
 @given(programs(), registries(), st.data())
 def test_polars_equals_reference(program, registry, data):

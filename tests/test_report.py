@@ -18,8 +18,6 @@ from endpointc.parser import parse, parse_file
 from endpointc.report import MARKER, ReportError, age_bins, build_report
 from endpointc.synth import generate
 
-pytest.importorskip("matplotlib")
-
 ROOT = Path(__file__).resolve().parents[1]
 
 

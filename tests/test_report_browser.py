@@ -17,7 +17,6 @@ from endpointc.report import build_report
 
 from test_report import tiny
 
-pytest.importorskip("matplotlib")
 
 CHROMIUM = "/usr/bin/chromium"
 _FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

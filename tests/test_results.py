@@ -1,4 +1,4 @@
-"""Output tables, masking and atomic writes (endpointc.results)."""
+"""Output tables, masking and atomic writes (endpointc.results, endpointc.masking)."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from endpointc.results import (
     LONG_SCHEMA,
     WIDE_FILE,
     counts_table,
-    mask_counts,
     wide_table,
     write_results,
 )
+from endpointc.masking import MASK_THRESHOLD, check_threshold, is_masked, mask_count, mask_counts
 
 # Population p1..p9. E1: 2 cases, 1 excluded. E2: 5 cases. E3 (zero cases) only via the endpoint list.
 LONG = pl.LazyFrame(
@@ -71,10 +71,27 @@ def test_mask_counts_threshold():
     assert mask_counts(df, columns=["N_CASES"]).equals(mask_counts(df))
 
 
+@pytest.mark.parametrize("threshold", [1, 5, 6])
+def test_a_table_is_masked_cell_by_cell_like_a_number(threshold):
+    values = [0, 1, 4, 5, 6, 120]
+    table = mask_counts(pl.DataFrame({"N_CASES": values}), threshold=threshold)
+    assert table["N_CASES"].to_list() == [mask_count(n, threshold) for n in values]
+    assert [is_masked(n, threshold) for n in values] == [mask_count(n, threshold) != str(n) for n in values]
+
+
+def test_mask_count_defaults_and_no_masking():
+    assert MASK_THRESHOLD == 5
+    assert [mask_count(n) for n in (0, 1, 4, 5)] == ["0", "<5", "<5", "5"]
+    assert mask_count(3, None) == "3" and not is_masked(3, None)
+    assert results.mask_counts is mask_counts  # attrition and older callers import it from here
+
+
 @pytest.mark.parametrize("threshold", [0, -5, 2.5, True, "5"])
 def test_mask_counts_rejects_bad_thresholds(threshold):
     with pytest.raises(ValueError):
         mask_counts(pl.DataFrame({"N_CASES": [1]}), threshold=threshold)
+    with pytest.raises(ValueError, match="mask threshold"):
+        check_threshold(threshold)
 
 
 def test_mask_counts_unknown_column():

@@ -1,13 +1,12 @@
 """The spec suite: every `tests/spec/<feature>/*.case` through both engines.
 
-Each case's expected table was computed by hand from LANGUAGE.md and notes/SEMANTICS.md;
+Each case's expected table was computed by hand from the language reference (docs/language.md);
 both the reference engine and the Polars engine must reproduce it exactly (values,
 dtypes, row order).
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import polars as pl
@@ -16,11 +15,11 @@ from polars.testing import assert_frame_equal
 
 from casefile import Case, read_case
 from endpointc.compiler import compile_text
+from endpointc.engine.polars import evaluate
 from endpointc.engine.reference import counts_reference, evaluate_reference
 
 HERE = Path(__file__).resolve().parent
 CASE_FILES = sorted(HERE.glob("*/*.case"))
-HAVE_POLARS_ENGINE = importlib.util.find_spec("endpointc.engine.polars") is not None
 
 
 def _compile(case: Case):
@@ -39,8 +38,6 @@ def _reference(case: Case, program) -> pl.DataFrame:
 
 
 def _polars(case: Case, program) -> pl.DataFrame:
-    from endpointc.engine.polars import evaluate
-
     results = evaluate(program, case.events.lazy(), case.people.lazy(), endpoints=case.endpoints)
     return results.long.collect()
 
@@ -57,8 +54,6 @@ def test_cases_exist():
 @pytest.mark.parametrize("engine", sorted(ENGINES))
 @pytest.mark.parametrize("path", CASE_FILES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_case(path: Path, engine: str):
-    if engine == "polars" and not HAVE_POLARS_ENGINE:
-        pytest.skip("endpointc.engine.polars does not exist yet")
     case = read_case(path)
     program = _compile(case)
     run = ENGINES[engine]
@@ -86,8 +81,5 @@ def test_counts(path: Path):
         assert row["N_CASES"] == mine.filter(pl.col("STATUS") == "case").height
         assert row["N_EXCLUDED"] == mine.filter(pl.col("STATUS") == "excluded").height
         assert row["N_CASES"] + row["N_CONTROLS"] + row["N_EXCLUDED"] == case.people.height
-    if HAVE_POLARS_ENGINE:
-        from endpointc.engine.polars import evaluate
-
-        results = evaluate(program, case.events.lazy(), case.people.lazy(), endpoints=case.endpoints)
-        assert_frame_equal(results.counts.collect(), counts, check_exact=True)
+    results = evaluate(program, case.events.lazy(), case.people.lazy(), endpoints=case.endpoints)
+    assert_frame_equal(results.counts.collect(), counts, check_exact=True)

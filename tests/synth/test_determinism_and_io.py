@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
+from endpointc.registry import load_registry
 from endpointc.synth import BLOCK_PEOPLE, generate, write_registry
 
 
@@ -101,9 +102,8 @@ def test_output_path_is_a_file(tmp_path):
 
 @pytest.mark.parametrize("fmt", ["parquet", "tsv"])
 def test_registry_reader_accepts_the_files(tmp_path, fmt):
-    registry = pytest.importorskip("endpointc.registry")
     out = write_registry(tmp_path, people=120, seed=6, fmt=fmt)
-    reg = registry.load_registry(out["events"], out["people"])
+    reg = load_registry(out["events"], out["people"])
     assert reg.warnings == ()
     back = reg.events.collect()
     assert back.height == out["n_events"]

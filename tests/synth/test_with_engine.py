@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from endpointc.compiler import compile_paths
+from endpointc.diagnostics import DiagnosticError
+from endpointc.engine.polars import evaluate
 from endpointc.synth import case_recipes, generate
 
 REPO = Path(__file__).resolve().parents[2]
@@ -13,17 +16,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def program():
-    compiler = pytest.importorskip("endpointc.compiler")
-    program, diagnostics = compiler.compile_paths([REPO / "definitions"])
-    if program is None:
-        pytest.skip(f"starter definitions do not compile: {[d.message for d in diagnostics][:3]}")
+    program, diagnostics = compile_paths([REPO / "definitions"])
+    assert program is not None, [d.message for d in diagnostics][:3]
     return program
 
 
 def test_every_starter_endpoint_gets_cases(program):
-    engine = pytest.importorskip("endpointc.engine.polars")
     events, people = generate(people=1200, seed=3, definitions=program, prevalence=0.05)
-    counts = engine.evaluate(program, events, people).counts.collect()
+    counts = evaluate(program, events, people).counts.collect()
     without = counts.filter(counts["N_CASES"] == 0)["ENDPOINT"].to_list()
     assert not without, f"endpoints without cases: {without}"
     assert set(counts["ENDPOINT"]) == set(program.names)
@@ -47,6 +47,5 @@ def test_definitions_given_as_paths(program):
 
 
 def test_bad_definition_path_raises():
-    diagnostics = pytest.importorskip("endpointc.diagnostics")
-    with pytest.raises(diagnostics.DiagnosticError):
+    with pytest.raises(DiagnosticError):
         generate(people=5, seed=1, definitions=[REPO / "no-such-definitions.ep"])
