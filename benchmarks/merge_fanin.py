@@ -4,8 +4,8 @@
     python benchmarks/merge_fanin.py --buckets 900 --rows 1.5e8
 
 `evaluate` spills each person bucket's rows sorted by _KEY and merges the files in slices
-of whole endpoints (`_merged`); every slice reads from every file. Past `_MERGE_FANIN`
-files, `_merge_down` first merges groups of neighbouring files. This script writes the
+of whole endpoints (`spill.stream_merged`); every slice reads from every file. Past `spill.MERGE_FANIN`
+files, `spill.merge_neighbours` first merges groups of neighbouring files. This script writes the
 same spill files as `evaluate` (synthetic rows of the same shape: B consecutive person
 ranges, E endpoints, random cases), then times, side by side on the same files, the
 merged stream sunk to Parquet (a) in one pass over all B files and (b) as `evaluate` does,
@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from endpointc.engine import polars as engine
+from endpointc.engine import spill
+from endpointc.engine.columns import LONG_CODED
 
 
 def write_spill(folder: Path, *, buckets: int, rows: int, endpoints: int, people: int,
@@ -39,9 +40,9 @@ def write_spill(folder: Path, *, buckets: int, rows: int, endpoints: int, people
         n = len(keys)
         frame = pl.DataFrame({"_KEY": keys, "CASE": np.ones(n, dtype=bool),
                               "AGE": rng.uniform(0, 100, n), "YEAR": np.full(n, 2000, dtype=np.int32),
-                              "NEVT": np.ones(n, dtype=np.int64)}, schema=engine._LONG_CODED)
+                              "NEVT": np.ones(n, dtype=np.int64)}, schema=LONG_CODED)
         path = folder / f"bucket-{b:05d}.parquet"
-        engine._write_spill(frame, path)
+        spill.write_spill(frame, path)
         files.append(path)
         sizes.append(np.bincount((keys // np.uint64(2**32)).astype(np.int64), minlength=endpoints).tolist())
     return files, sizes
@@ -76,18 +77,18 @@ def main(argv: list[str] | None = None) -> bool:
         (folder / "spill").mkdir()
         files, sizes = write_spill(folder / "spill", buckets=args.buckets, rows=int(args.rows),
                                    endpoints=args.endpoints, people=args.people, seed=args.seed)
-        # _merge_down removes the files it has merged: it gets a copy
+        # merge_neighbours removes the files it has merged: it gets a copy
         shutil.copytree(folder / "spill", folder / "steps")
         copies = [folder / "steps" / f.name for f in files]
         print(f"{len(files)} spill files, {sum(map(sum, sizes)):,} rows, {args.endpoints} endpoints; "
-              f"slices of {engine._MERGE_ROWS:,} rows, fan-in {engine._MERGE_FANIN}", flush=True)
+              f"slices of {spill.MERGE_ROWS:,} rows, fan-in {spill.MERGE_FANIN}", flush=True)
 
         def one_pass() -> None:
-            engine._merged(files, sizes).sink_parquet(folder / "one.parquet", compression="uncompressed")
+            spill.stream_merged(files, sizes).sink_parquet(folder / "one.parquet", compression="uncompressed")
 
         def in_steps() -> None:
-            merged, merged_sizes = engine._merge_down(copies, sizes, folder / "steps")
-            engine._merged(merged, merged_sizes).sink_parquet(folder / "steps.parquet", compression="uncompressed")
+            merged, merged_sizes = spill.merge_neighbours(copies, sizes, folder / "steps")
+            spill.stream_merged(merged, merged_sizes).sink_parquet(folder / "steps.parquet", compression="uncompressed")
 
         a = timed(f"one pass over {len(files)} files", one_pass)
         b = timed("as evaluate merges (groups of neighbours first)", in_steps)

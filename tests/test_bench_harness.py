@@ -59,10 +59,10 @@ def test_table_leaves_out_contenders_that_did_not_run():
 
 
 def test_merge_fanin_benchmark_merges_both_ways_to_the_same_rows(monkeypatch, capsys):
-    from endpointc.engine import polars as engine_polars
+    from endpointc.engine import spill
 
     merge_fanin = load("merge_fanin")
-    monkeypatch.setattr(engine_polars, "_MERGE_FANIN", 2)  # 5 files: merged in groups first
-    monkeypatch.setattr(engine_polars, "_MERGE_ROWS", 50)
+    monkeypatch.setattr(spill, "MERGE_FANIN", 2)  # 5 files: merged in groups first
+    monkeypatch.setattr(spill, "MERGE_ROWS", 50)
     assert merge_fanin.main(["--buckets", "5", "--rows", "2000", "--endpoints", "20", "--people", "30"])
     assert "outputs identical: True" in capsys.readouterr().out

@@ -13,6 +13,9 @@ from endpointc import cli
 from endpointc.cli import app, auto_buckets
 from endpointc.compiler import compile_paths
 from endpointc.engine import polars as engine_polars
+from endpointc.engine import prepare as engine_prepare
+from endpointc.engine import spill
+from endpointc.engine.columns import LONG_CODED
 from endpointc.engine.matching import match_keys
 from endpointc.engine.polars import evaluate, person_buckets
 from endpointc.registry import load_registry
@@ -123,7 +126,7 @@ def test_person_buckets_cover_everyone_once_in_id_order():
 def test_spilled_buckets_merge_to_the_in_memory_result(registry, program, tmp_path, monkeypatch,
                                                        slice_rows):
     # 50 rows per merged slice: many slices, some of a single endpoint larger than that
-    monkeypatch.setattr(engine_polars, "_MERGE_ROWS", slice_rows)
+    monkeypatch.setattr(spill, "MERGE_ROWS", slice_rows)
     reg = load_registry(registry / "events.parquet", registry / "people.parquet")
     one = evaluate(program, reg.events, reg.people)
     spilled = evaluate(program, reg.events, reg.people, buckets=4, spill_dir=tmp_path)
@@ -136,8 +139,8 @@ def test_spilled_buckets_merge_to_the_in_memory_result(registry, program, tmp_pa
 def test_many_buckets_merge_in_steps_to_the_same_result(registry, program, tmp_path, monkeypatch, fanin):
     # 5 buckets, at most `fanin` files per merge: groups of 3 neighbours are merged first
     # (fan-in 1: then those 2 into 1); slices of 20 rows cut every group's endpoints
-    monkeypatch.setattr(engine_polars, "_MERGE_FANIN", fanin)
-    monkeypatch.setattr(engine_polars, "_MERGE_ROWS", 20)
+    monkeypatch.setattr(spill, "MERGE_FANIN", fanin)
+    monkeypatch.setattr(spill, "MERGE_ROWS", 20)
     reg = load_registry(registry / "events.parquet", registry / "people.parquet")
     one = evaluate(program, reg.events, reg.people)
     spilled = evaluate(program, reg.events, reg.people, buckets=5, spill_dir=tmp_path)
@@ -163,8 +166,8 @@ def test_key_prepass_in_parts_matches_the_keys_of_one_pass(registry, program, mo
 
     monkeypatch.setattr(engine_polars, "_KEY_PART_BUCKETS", 2)
     seen = []
-    real = engine_polars.match_keys
-    monkeypatch.setattr(engine_polars, "match_keys", lambda *a, **kw: seen.append(kw["parts"]) or real(*a, **kw))
+    real = engine_prepare.match_keys
+    monkeypatch.setattr(engine_prepare, "match_keys", lambda *a, **kw: seen.append(kw["parts"]) or real(*a, **kw))
     whole = evaluate(program, reg.events, reg.people)
     bucketed = evaluate(program, reg.events, reg.people, buckets=5)
     assert [len(p) for p in seen] == [1, 3]  # 5 buckets: parts of 2, 2 and 1
@@ -195,7 +198,7 @@ def test_long_is_sorted_by_endpoint_then_person(registry, program, tmp_path, buc
 
 def test_spilled_buckets_with_selected_endpoints(registry, program, tmp_path, monkeypatch):
     # selected endpoints pull in dependencies that are evaluated but not returned
-    monkeypatch.setattr(engine_polars, "_MERGE_ROWS", 20)
+    monkeypatch.setattr(spill, "MERGE_ROWS", 20)
     reg = load_registry(registry / "events.parquet", registry / "people.parquet")
     wanted = [ep.name for ep in program.endpoints if ep.includes][:3]
     wanted += [program.endpoints[-1].name]
@@ -212,17 +215,17 @@ def key(ep: int, pid: int) -> int:
 def _spill(path: Path, keys: list[int]) -> Path:
     pl.DataFrame({"_KEY": keys, "CASE": [True] * len(keys), "AGE": [1.0] * len(keys),
                   "YEAR": [2000] * len(keys), "NEVT": [1] * len(keys)},
-                 schema=engine_polars._LONG_CODED).write_parquet(path)
+                 schema=LONG_CODED).write_parquet(path)
     return path
 
 
 def test_merge_puts_bucket_pieces_in_key_order(tmp_path, monkeypatch):
     # two buckets (persons 0-1, 2-3) of three endpoints: the merge interleaves them
     # endpoint by endpoint, in slices of 3 rows
-    monkeypatch.setattr(engine_polars, "_MERGE_ROWS", 3)
+    monkeypatch.setattr(spill, "MERGE_ROWS", 3)
     files = [_spill(tmp_path / "b0.parquet", [key(0, 0), key(0, 1), key(2, 1)]),
              _spill(tmp_path / "b1.parquet", [key(0, 2), key(1, 3), key(2, 2), key(2, 3)])]
-    merged = engine_polars._merged(files, [[2, 0, 1], [1, 1, 2]]).collect()
+    merged = spill.stream_merged(files, [[2, 0, 1], [1, 1, 2]]).collect()
     assert merged["_KEY"].to_list() == [key(0, 0), key(0, 1), key(0, 2), key(1, 3),
                                         key(2, 1), key(2, 2), key(2, 3)]
 
@@ -231,11 +234,11 @@ def test_merge_sorts_a_slice_whose_rows_came_out_of_order(tmp_path):
     # a file not in _KEY order (as if the reader had not kept the order) is still merged right
     files = [_spill(tmp_path / "b0.parquet", [key(1, 0), key(0, 0)]),
              _spill(tmp_path / "b1.parquet", [key(0, 1), key(1, 1)])]
-    merged = engine_polars._merged(files, [[1, 1], [1, 1]]).collect()
+    merged = spill.stream_merged(files, [[1, 1], [1, 1]]).collect()
     assert merged["_KEY"].to_list() == [key(0, 0), key(0, 1), key(1, 0), key(1, 1)]
 
 
 def test_merge_refuses_counts_that_do_not_match_the_files(tmp_path):
     files = [_spill(tmp_path / "b0.parquet", [0, 1]), _spill(tmp_path / "b1.parquet", [2])]
     with pytest.raises(Exception, match="differ from its counts"):
-        engine_polars._merged(files, [[1], [1]]).collect()
+        spill.stream_merged(files, [[1], [1]]).collect()

@@ -170,7 +170,7 @@ def test_patterns_are_matched_once_on_distinct_keys():
 
 
 def test_events_join_the_keys_on_one_hash_and_on_the_columns_after_a_collision(monkeypatch):
-    from endpointc.engine import matching, polars as engine
+    from endpointc.engine import matching, units
 
     mapping = match_keys(PROGRAM, EVENTS)
     assert mapping.hash_unique and "_HASH" in mapping.keys.columns
@@ -178,7 +178,7 @@ def test_events_join_the_keys_on_one_hash_and_on_the_columns_after_a_collision(m
     # a hash that maps every key to one of two values: collisions, so the columns are joined
     degenerate = lambda columns: (pl.col("SOURCE") == "INPAT").cast(pl.UInt64).alias("_HASH")
     monkeypatch.setattr(matching, "key_hash", degenerate)
-    monkeypatch.setattr(engine, "key_hash", degenerate)
+    monkeypatch.setattr(units, "key_hash", degenerate)
     assert not match_keys(PROGRAM, EVENTS).hash_unique
     assert _run().long.collect().equals(hashed)
     assert hashed.height > 0
@@ -287,3 +287,33 @@ def test_mode_keeps_only_a_majority_code_of_its_group():
     ])
     long = _run(program=program, events=events, people=_people("P1", "P2")).long.collect()
     assert long.select("FINNGENID", "AGE", "NEVT").rows() == [("P1", 30.0, 3)]
+
+
+class MadeUpNode:
+    """A condition node no part of the engine knows."""
+
+    value_type = "truth value"
+
+
+@pytest.mark.parametrize("cond", [MadeUpNode(), AllOf.model_construct(args=(MadeUpNode(),)),
+                                  Negate.model_construct(arg=MadeUpNode())],
+                         ids=["alone", "in and", "in not"])
+def test_an_unknown_condition_node_is_an_error_that_names_it(cond):
+    # not a RecursionError from dispatch tables that hand a node back and forth
+    from endpointc.engine.conditions import EVENT_OPERANDS, truth
+
+    with pytest.raises((TypeError, ValueError), match="MadeUpNode"):
+        truth(cond, EVENT_OPERANDS)
+
+
+def test_conditions_are_translated_by_their_type_without_conversions():
+    from endpointc.engine.conditions import EVENT_OPERANDS, truth
+
+    # a number where a truth value is needed is an error, not "nonzero and not missing"
+    with pytest.raises(TypeError, match="Const"):
+        truth(Const(value=1), EVENT_OPERANDS)
+    frame = pl.DataFrame({"AGE": [10.0, 20.0, None], "YEAR": [2000, 2001, 2002], "EMERG": [True, False, True]})
+    young = AllOf(args=(Cmp(op="<", left=EventField(name="age"), right=Const(value=15)),
+                        EventField(name="emergency")))
+    assert frame.select(truth(young, EVENT_OPERANDS).alias("KEEP"))["KEEP"].to_list() == [True, False, False]
+    assert frame.select(truth(Negate(arg=young), EVENT_OPERANDS).alias("KEEP"))["KEEP"].to_list() == [False, True, True]

@@ -56,8 +56,8 @@ class Signatures:
     written forms, or None (see `KeyMapping.read_keys`); `flat`: (SIG, EP, MASK) -- rows of
     SIG are case rows of EP for people whose sex bit is in MASK (EP's own rules unless
     EP's rows are counted, plus every folded include); `counted`: (SIG, EP, RULE) for the
-    rules of endpoints with a `mode`, `min` or `needs other` rule (all rules of such an
-    endpoint, since needs-other looks at every one); `code1`: (SIG, CODE1) of signatures
+    rules of counted endpoints (`EndpointPlan.counted`: a `mode`, `min` or `needs other`
+    rule; all rules of such an endpoint, since needs-other looks at every one); `code1`: (SIG, CODE1) of signatures
     some `mode` rule reads. `single`/`emergency`: signatures whose rows a `when` / an
     emergency `when` can read. `complex`: endpoints evaluated level by level (a counted
     rule, a `when`, or an include of an impure endpoint); `carried`: impure endpoints

@@ -1,0 +1,79 @@
+"""Units -> the own rows of counted rules that are kept.
+
+Input: a bucket's units and `Prepared`; output: (UNIT, EP) of the own units of the
+endpoints with a counted rule (`EndpointPlan.counted`: `mode`, `min`, `needs other`), after
+mode, `when`, min and needs-other. Every other endpoint's own units are folded
+(`signatures`), so a row alone decides whether they are kept.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from .matching import ENGINE
+from .prepare import Prepared
+from .units import code1_per_row
+
+__all__ = ["counted_rows"]
+
+_PER_RULE = ["PID", "EP", "RULE"]
+
+
+def counted_rows(prep: Prepared, units: pl.DataFrame) -> pl.DataFrame:
+    rows = units.lazy().join(prep.sigs.counted.lazy(), on="SIG")
+    if prep.uses_mode:
+        rows = _mode(prep, rows)
+    if prep.tables.counted_when is not None:
+        rows = rows.filter(prep.tables.counted_when)
+    rows = _min_and_needs_other(prep, rows.select("UNIT", "PID", "EP", "RULE", "N"))
+    rows = rows.select("UNIT", "EP")
+    return (rows.unique() if prep.sigs.counted_repeat else rows).collect(engine=ENGINE)
+
+
+def _mode(prep: Prepared, rows: pl.LazyFrame) -> pl.LazyFrame:
+    """The rows of mode rules whose CODE1 is the person's majority code of its group (the
+    codes sharing all but the last character); rows of other rules pass."""
+    mode_rules = prep.tables.mode_rules.lazy()
+    moded = rows.join(mode_rules, on=["EP", "RULE"], how="semi")
+    if not code1_per_row(prep):  # CODE1 is a key column: one per moded signature
+        moded = moded.join(prep.sigs.code1.lazy(), on="SIG")
+    winners = (
+        moded.filter(pl.col("CODE1").is_not_null())
+        .group_by(*_PER_RULE, "CODE1").agg(pl.col("N").sum().alias("_CODE_ROWS"))
+        .with_columns(pl.col("CODE1").str.head(-1).alias("_CODE_GROUP"))
+        .with_columns(pl.col("_CODE_ROWS").sum().over(*_PER_RULE, "_CODE_GROUP").alias("_GROUP_ROWS"))
+        # a share above 0.5 implies the single most frequent code
+        .filter(pl.col("_CODE_ROWS") * 2 > pl.col("_GROUP_ROWS"))
+        .select(*_PER_RULE, "CODE1")
+    )
+    return pl.concat([
+        rows.join(mode_rules, on=["EP", "RULE"], how="anti"),
+        moded.join(winners, on=[*_PER_RULE, "CODE1"], how="semi").select(pl.exclude("CODE1")),
+    ], how="diagonal")
+
+
+def _min_and_needs_other(prep: Prepared, rows: pl.LazyFrame) -> pl.LazyFrame:
+    """The rows of people who pass their rule's min and their endpoint's needs-other."""
+    mins, needs = prep.tables.mins, prep.tables.needs
+    if not (mins.height or needs.height):
+        return rows
+    # only endpoints with a min or needs-other rule are counted here (needs-other looks at
+    # every rule of its endpoint); the others pass through untouched
+    counting = sorted(set(mins["EP"]) | set(needs["EP"]))
+    plain = rows.filter(~pl.col("EP").is_in(counting))
+    rows = rows.filter(pl.col("EP").is_in(counting))
+    kept = rows.group_by(*_PER_RULE).agg(pl.col("N").sum().alias("_RULE_ROWS"))
+    if mins.height:
+        kept = kept.join(mins.lazy(), on=["EP", "RULE"], how="left").filter(
+            pl.col("_RULE_ROWS") >= pl.col("_MIN_EVENTS").fill_null(1))
+    if needs.height:
+        flagged = needs.lazy().with_columns(pl.lit(True).alias("_NEEDS_OTHER"))
+        kept = (
+            kept.with_columns(pl.len().over("PID", "EP").alias("_RULES_PASSED"))
+            .join(flagged, on=["EP", "RULE"], how="left")
+            .filter(pl.col("_NEEDS_OTHER").is_null() | (pl.col("_RULES_PASSED") >= 2))
+        )
+    return pl.concat([
+        plain,
+        rows.join(kept.select(*_PER_RULE), on=_PER_RULE, how="semi"),
+    ])
