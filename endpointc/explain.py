@@ -1,14 +1,12 @@
 """Why is this person (not) a case? One person and one endpoint, step by step.
 
-`explain_person` walks the plan (LANGUAGE.md section 5, notes/SEMANTICS.md) over one
-person's event rows in plain Python and records, for every rule, each of the person's
-events of that rule's SOURCEs with the reason it was kept or discarded; then `min` and
-`needs other`, the included endpoints (each explained recursively), sex, `require` with the
-values it read, AGE/YEAR/NEVT, and the control rules for a non-case.
-
-The statuses of the endpoints it depends on come from the reference engine run on this
-person's rows only, and the walk's own conclusion is checked against it: an explanation
-that disagrees with the engines is a bug and raises instead of misleading.
+`explain_person` runs the reference engine (`engine.reference`) on one person's rows with an
+observer that writes down what the engine tells of each step, then puts it in words: for
+every rule, each of the person's events of that rule's SOURCEs with the reason it was kept
+or discarded; then `min` and `needs other`, the included endpoints (each explained in
+turn), sex, `require` with the values it read, AGE/YEAR/NEVT, and the control rules for a
+non-case. The engine decides and explain only tells, so an explanation cannot disagree
+with the results.
 
 The output is individual-level data: `format_explanation` starts with a header that says so.
 
@@ -28,23 +26,23 @@ The output is individual-level data: `format_explanation` starts with a header t
 from __future__ import annotations
 
 import datetime as dt
-import re
-from collections import Counter
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
 
-from .engine.reference import compare, evaluate_reference, truth
-from .lower import MAIN_CATEGORIES, SOURCE_ROWS, VOCAB_COLUMNS
+from .engine.reference import (
+    EXCEPT, OPTION, Case, Holds, Observer, Verdict, evaluate_reference, event_order,
+)
 from .plan import (
-    AllOf, AnyOf, Branch, Cmp, CodeSet, ColumnTest, Const, Count, EndpointPlan, EventField, FirstAge,
-    FirstYear, IsCase, Negate, Program, RulePlan,
+    AllOf, AnyOf, Cmp, Const, Count, EndpointFact, EndpointPlan, EventField, FirstAge, FirstYear, IsCase,
+    Negate, Program, RulePlan,
 )
 
 __all__ = [
     "EventNote", "Step", "Explanation", "ExplainError", "explain_person", "format_explanation",
-    "format_cond", "INDIVIDUAL_DATA_HEADER", "option_tests",
+    "format_cond", "INDIVIDUAL_DATA_HEADER",
 ]
 
 INDIVIDUAL_DATA_HEADER = "This output contains individual-level data: do not share it."
@@ -52,6 +50,7 @@ INDIVIDUAL_DATA_HEADER = "This output contains individual-level data: do not sha
 Row = dict[str, Any]
 
 _SHOWN_COLUMNS = ("CODE1", "CODE2", "CODE3", "ICDVER", "CATEGORY", "INDEX", "CODE9")
+_OPTION_NAMES = {"main": "main", "with_atc": "with atc"}
 
 
 class ExplainError(ValueError):
@@ -121,451 +120,256 @@ def explain_person(program: Program, events: pl.DataFrame | pl.LazyFrame, people
     if person_people.height > 1:
         raise ExplainError("the person appears more than once in the people table")
     # Row identity is the position in the whole events table: number rows before filtering.
+    # The engine numbers the person's rows from 0, in the same order.
     person_events = (events.lazy().with_row_index("_ROW").filter(pl.col("FINNGENID") == person)
                      .collect())
     positions = person_events["_ROW"].to_list()
-    person_events = person_events.drop("_ROW")
-    long = evaluate_reference(subset, person_events, person_people)
-    facts = {r["ENDPOINT"]: r for r in long.to_dicts()}
+    told = _Recorder()
+    evaluate_reference(subset, person_events.drop("_ROW"), person_people, observer=told)
 
-    rows = []
-    for position, row in zip(positions, person_events.to_dicts()):
-        for column in ("CODE1", "CODE2", "CODE3", "ICDVER", "CATEGORY", "INDEX", "APPROX_EVENT_DAY", "EVENT_AGE"):
-            row.setdefault(column, None)
-        row["_ROW"] = position
-        rows.append(row)
-    walker = _Walker(subset, rows, person_people.to_dicts()[0], facts)
-    return walker.explain(endpoint)
+    words = _Words(person_people.to_dicts()[0], positions)
+    explained: dict[str, Explanation] = {}
+    for ep in subset.endpoints:  # dependencies first, so includes are explained already
+        explained[ep.name] = words.explain(ep, told.endpoints[ep.name], explained)
+    return explained[endpoint]
 
 
-# -- the walk -----------------------------------------------------------------------------
+# -- what the engine told ------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Verdict:
-    selected: bool
-    stage: int  # how far the row got: 0 pattern, 1 options (main/with atc), 2 except, 3 selected
-    reason: str
+@dataclass
+class _Told:
+    """What the engine told of one endpoint for the person, each judgement in words."""
+
+    # rule index (step 1) or included name (step 3) -> row -> (passed, words) per stage
+    stages: dict[Any, dict[int, list[tuple[bool, str]]]] = field(default_factory=dict)
+    rows: dict[int, Row] = field(default_factory=dict)
+    after_when: dict[int, tuple[int, bool]] = field(default_factory=dict)  # rule -> (events, min reached)
+    others: dict[int, tuple[RulePlan, ...]] = field(default_factory=dict)  # rule -> rules that kept events
+    added: dict[tuple[str, int], bool] = field(default_factory=dict)  # (included, row) -> new to the set
+    case_rules: tuple[int, bool, Holds] | None = None
+    case: Case | None = None
+    control_rules: tuple[bool, tuple[str, ...], Holds, bool] | None = None
 
 
-class _Walker:
-    def __init__(self, program: Program, rows: list[Row], person: Row, facts: dict[str, Row]):
-        self.program = program
-        self.rows = sorted(rows, key=_event_order)
+class _Recorder(Observer):
+    """The observer explain gives the engine: it keeps what it hears, per endpoint."""
+
+    def __init__(self):
+        self.endpoints: dict[str, _Told] = defaultdict(_Told)
+
+    def _stage(self, endpoint: EndpointPlan, where: Any, row: Row, passed: bool, words: str) -> None:
+        told = self.endpoints[endpoint.name]
+        told.rows[row["_ROW"]] = row
+        told.stages.setdefault(where, {}).setdefault(row["_ROW"], []).append((passed, words))
+
+    def row(self, endpoint, rule, row, verdict):
+        self._stage(endpoint, rule.index, row, verdict.selected, _verdict_words(verdict))
+
+    def mode(self, endpoint, rule, row, kept, share, total):
+        code = row["CODE1"]
+        words = ("mode (CODE1 is empty)" if code is None else
+                 f"mode: {code} is {share} of {total} events among codes {code[:-1]}x"
+                 + ("" if kept else ", not above one half"))
+        self._stage(endpoint, rule.index, row, kept, words)
+
+    def when(self, endpoint, where, row, when):
+        values = _values(when.read)
+        words = (f"when {format_cond(endpoint.when)} " + ("holds" if when.holds else "is false")
+                 + (f" ({values})" if values else ""))
+        self._stage(endpoint, where.index if isinstance(where, RulePlan) else where, row, when.holds, words)
+
+    def min_events(self, endpoint, rule, person, count, reached):
+        self.endpoints[endpoint.name].after_when[rule.index] = (count, reached)
+
+    def needs_other(self, endpoint, rule, person, others):
+        self.endpoints[endpoint.name].others[rule.index] = others
+
+    def included(self, endpoint, included, row, added):
+        # a stage without words: the row is listed also where no `when` judged it
+        self._stage(endpoint, included, row, True, "")
+        self.endpoints[endpoint.name].added[(included, row["_ROW"])] = added
+
+    def case_rules(self, endpoint, person, events, sex_allowed, require):
+        self.endpoints[endpoint.name].case_rules = (events, sex_allowed, require)
+
+    def case(self, endpoint, person, case):
+        self.endpoints[endpoint.name].case = case
+
+    def control_rules(self, endpoint, person, sex_allowed, cases_of, require, excluded):
+        self.endpoints[endpoint.name].control_rules = (sex_allowed, cases_of, require, excluded)
+
+
+def _verdict_words(verdict: Verdict) -> str:
+    if verdict.stage == OPTION:
+        test = verdict.failed
+        value = verdict.row[test.column]
+        return f"{_OPTION_NAMES[test.role]} ({test.column} is {'empty' if value is None else value})"
+    if verdict.stage == EXCEPT:
+        return "except " + "&".join(written for _, written in verdict.matched)
+    if not verdict.selected:
+        return "pattern did not match"
+    matched = verdict.matched
+    if len(matched) == 1:
+        words = f"matched pattern {matched[0][1]}"
+    elif matched:
+        words = "matched patterns " + ", ".join(f"{column} {written}" for column, written in matched)
+    else:
+        words = "matched"
+    options = [_OPTION_NAMES[t.role] for t in verdict.branch.tests if t.role in _OPTION_NAMES]
+    return words + (f" ({', '.join(options)})" if options else "")
+
+
+# -- the explanation ----------------------------------------------------------------------
+
+class _Words:
+    """Puts what the engine told into the explanation's steps."""
+
+    def __init__(self, person: Row, positions: list[int]):
         self.person = person
-        self.facts = facts
-        self.memo: dict[str, tuple[Explanation, dict[int, Row]]] = {}
-        urgent = {r["INDEX"] for r in rows if r.get("CODE9") == "1" and r["INDEX"] is not None}
-        self.urgent = urgent
+        self.positions = positions  # the engine's row number -> position in the events table
 
-    def emergency(self, row: Row) -> bool:
-        return row.get("CODE9") == "1" or (row["INDEX"] is not None and row["INDEX"] in self.urgent)
-
-    def explain(self, name: str) -> Explanation:
-        return self._walk(name)[0]
-
-    def _walk(self, name: str) -> tuple[Explanation, dict[int, Row]]:
-        if name in self.memo:
-            return self.memo[name]
-        ep = self.program.get(name)
+    def explain(self, ep: EndpointPlan, told: _Told, explained: dict[str, Explanation]) -> Explanation:
         steps: list[Step] = []
 
         # Step 1: each rule's candidate events (patterns, except, main, with atc, mode), then `when`.
-        candidates: dict[int, list[Row]] = {}
         for rule in ep.rules:
-            notes, kept = self._rule_events(ep, rule)
-            candidates[rule.index] = kept
-            sources = _rule_sources(rule)
-            title = f"step 1, rule {rule.index + 1} ({rule.source}): events of {', '.join(sources)}"
-            steps.append(Step(title=title, events=tuple(notes),
+            notes = self._events(told, rule.index)
+            title = f"step 1, rule {rule.index + 1} ({rule.source}): events of {', '.join(rule.source_rows)}"
+            steps.append(Step(title=title, events=notes,
                               notes=() if notes else ("the person has no events of these sources",)))
 
         # Step 2: min per rule, then needs other judged on what the others kept after min.
-        after_min: dict[int, list[Row]] = {}
-        step2: list[str] = []
-        for rule in ep.rules:
-            kept = candidates[rule.index]
-            label = f"rule {rule.index + 1} ({rule.source})"
-            if not kept:
-                after_min[rule.index] = []
-                step2.append(f"{label}: no events")
-            elif len(kept) < rule.min_events:
-                after_min[rule.index] = []
-                step2.append(f"{label}: min {rule.min_events} not reached ({len(kept)} of {rule.min_events}): "
-                             f"its {_n_events(len(kept))} dropped")
-            else:
-                after_min[rule.index] = kept
-                if rule.min_events > 1:
-                    step2.append(f"{label}: min {rule.min_events} reached ({len(kept)} of {rule.min_events})")
-                else:
-                    step2.append(f"{label}: {_n_events(len(kept))} kept")
-        final: dict[int, list[Row]] = {}
-        for rule in ep.rules:
-            kept = after_min[rule.index]
-            final[rule.index] = kept
-            if not (rule.needs_other and kept):
-                continue
-            label = f"rule {rule.index + 1} ({rule.source})"
-            others = [o for o in ep.rules if o.index != rule.index and after_min[o.index]]
-            if others:
-                names = ", ".join(f"rule {o.index + 1}" for o in others)
-                step2.append(f"{label}: needs other: {names} kept events, so its events count")
-            else:
-                final[rule.index] = []
-                step2.append(f"{label}: needs other without another rule (no other rule kept an event): "
-                             f"its {_n_events(len(kept))} dropped")
         if ep.rules:
-            steps.append(Step(title="step 2: min and needs other", notes=tuple(step2)))
-
-        event_set: dict[int, Row] = {}
-        for rule in ep.rules:
-            for row in final[rule.index]:
-                event_set[row["_ROW"]] = row
+            steps.append(Step(title="step 2: min and needs other", notes=_step2(ep, told)))
 
         # Step 3: included endpoints' case events, filtered by this endpoint's `when`.
         for included in ep.includes:
-            inner, inner_rows = self._walk(included)
-            notes: list[EventNote] = []
-            for row in sorted(inner_rows.values(), key=_event_order):
-                holds, why = self._when(ep, row)
-                if not holds:
-                    notes.append(_note(row, False, f"discarded: {why}"))
-                elif row["_ROW"] in event_set:
-                    notes.append(_note(row, True, "kept (already in the set: counted once)"))
-                else:
-                    event_set[row["_ROW"]] = row
-                    notes.append(_note(row, True, "kept" + (f": {why}" if why else "")))
+            inner = explained[included]
+            notes = self._events(told, included)
             if inner.status == "case":
                 head = f"the person is a case of {included} with {_n_events(inner.nevt or 0)}; its events:"
             else:
                 head = f"the person is not a case of {included} ({inner.status}): it adds no events"
-            steps.append(Step(title=f"step 3, include {included}", events=tuple(notes), notes=(head,),
+            steps.append(Step(title=f"step 3, include {included}", events=notes, notes=(head,),
                               included=(inner,)))
 
         # Step 4: sex and require.
+        events, sex_allowed, require = told.case_rules
         sex = self.person.get("SEX")
-        step4: list[str] = [f"event set: {_n_events(len(event_set))}" if event_set
-                            else "event set: empty, so not a case"]
-        sex_ok = ep.sex is None or sex == ep.sex
+        step4 = [f"event set: {_n_events(events)}" if events else "event set: empty, so not a case"]
         if ep.sex is None:
             step4.append("sex: any")
         else:
-            shown = sex if sex is not None else "missing"
-            step4.append(f"sex {ep.sex} required: the person's sex is {shown}: "
-                         + ("allowed" if sex_ok else "not allowed"))
-        require_ok = True
+            step4.append(f"sex {ep.sex} required: the person's sex is {sex if sex is not None else 'missing'}: "
+                         + ("allowed" if sex_allowed else "not allowed"))
         if ep.require is not None:
-            require_ok = truth(self._person_value(ep.require))
-            step4.append(f"require {format_cond(ep.require)}: {self._values(ep.require)}: "
-                         + ("holds" if require_ok else "fails"))
-        is_case = bool(event_set) and sex_ok and require_ok
+            step4.append(f"require {format_cond(ep.require)}: {_values(require.read) or 'no values'}: "
+                         + ("holds" if require.holds else "fails"))
         steps.append(Step(title="step 4: sex and require", notes=tuple(step4)))
 
         # Step 5 (cases) or step 6 (everyone else).
-        if is_case:
-            first = min(event_set.values(), key=_event_order)
-            age = first["EVENT_AGE"]
-            day = first["APPROX_EVENT_DAY"]
-            year = day.year if day is not None else None
-            nevt = len(event_set)
-            status = "case"
-            step = [f"case: AGE {_num(age)} (earliest event: row {first['_ROW']}), YEAR {_num(year)}, NEVT {nevt}"]
+        if told.case is not None:
+            case = told.case
+            status, age, year, nevt = "case", case.age, case.year, case.nevt
+            step = [f"case: AGE {_num(age)} (earliest event: row {self.positions[case.first['_ROW']]}), "
+                    f"YEAR {_num(year)}, NEVT {nevt}"]
             if ep.control_exclude or ep.control_require is not None:
                 step.append("control rules never touch cases")
             steps.append(Step(title="step 5: AGE, YEAR, NEVT", notes=tuple(step)))
         else:
-            age, year, nevt = None, None, None
-            step6: list[str] = []
-            excluded = False
-            if not sex_ok:
-                excluded = True
-                step6.append("sex not allowed: excluded")
-            for other in ep.control_exclude:
-                if self._is_case(other):
-                    excluded = True
-                    step6.append(f"controls exclude {other}: the person is a case of {other}: excluded")
-                else:
-                    step6.append(f"controls exclude {other}: the person is not a case of {other}")
-            if ep.control_require is not None:
-                holds = truth(self._person_value(ep.control_require))
-                excluded = excluded or not holds
-                step6.append(f"controls require {format_cond(ep.control_require)}: "
-                             f"{self._values(ep.control_require)}: " + ("holds" if holds else "fails: excluded"))
+            step6, excluded = _step6(ep, told)
             if excluded:
-                status = "excluded"
+                status, age, year, nevt = "excluded", None, None, None
                 step6.append("excluded: AGE, YEAR and NEVT are empty")
             else:
-                status = "control"
-                age, nevt = self.person.get("FU_END_AGE"), 0
+                status, age, year, nevt = "control", self.person.get("FU_END_AGE"), None, 0
                 step6.append(f"control: AGE {_num(age)} (FU_END_AGE), NEVT 0")
             steps.append(Step(title="step 6: not a case: control rules", notes=tuple(step6)))
 
-        self._check(name, status, age, year, nevt)
-        explanation = Explanation(person=self.person["FINNGENID"], endpoint=name, status=status, age=age,
-                                  year=year, nevt=nevt, sex=sex, steps=tuple(steps))
-        result = (explanation, event_set if is_case else {})
-        self.memo[name] = result
-        return result
+        return Explanation(person=self.person["FINNGENID"], endpoint=ep.name, status=status, age=age,
+                           year=year, nevt=nevt, sex=sex, steps=tuple(steps))
 
-    def _check(self, name: str, status: str, age, year, nevt) -> None:
-        fact = self.facts.get(name)
-        expected = ("control", None, None, None) if fact is None else (
-            fact["STATUS"], fact["AGE"], fact["YEAR"], fact["NEVT"])
-        got = (status, age if status == "case" else None, year, nevt if status == "case" else None)
-        if got != expected:
-            raise RuntimeError(f"explain disagrees with the reference engine on endpoint {name}; "
-                               "please report this as a bug")
-
-    # -- step 1 for one rule -------------------------------------------------------------
-
-    def _rule_events(self, ep: EndpointPlan, rule: RulePlan) -> tuple[list[EventNote], list[Row]]:
-        sources = set(_rule_sources(rule))
-        rows = [r for r in self.rows if r["SOURCE"] in sources]
-        verdicts = {r["_ROW"]: _rule_verdict(rule, r) for r in rows}
-        selected = [r for r in rows if verdicts[r["_ROW"]].selected]
-        mode_notes = _mode(selected) if rule.mode else {}
-        notes: list[EventNote] = []
-        kept: list[Row] = []
-        for row in rows:
-            verdict = verdicts[row["_ROW"]]
-            if not verdict.selected:
-                notes.append(_note(row, False, f"discarded: {verdict.reason}"))
-                continue
-            reason = verdict.reason
-            if rule.mode:
-                ok, why = mode_notes[row["_ROW"]]
-                if not ok:
-                    notes.append(_note(row, False, f"discarded: {why}"))
-                    continue
-                reason += f"; {why}"
-            holds, why = self._when(ep, row)
-            if not holds:
-                notes.append(_note(row, False, f"discarded: {why}"))
-                continue
-            if why:
-                reason += f"; {why}"
-            notes.append(_note(row, True, f"kept: {reason}"))
-            kept.append(row)
-        return notes, kept
-
-    def _when(self, ep: EndpointPlan, row: Row) -> tuple[bool, str]:
-        """Whether `when` keeps the row, and words with the values it read ('' without `when`)."""
-        if ep.when is None:
-            return True, ""
-        holds = truth(self._event_value(ep.when, row))
-        values = []
-        for name in _fields(ep.when):
-            if name == "age":
-                values.append(f"age = {_num(row['EVENT_AGE'])}")
-            elif name == "year":
-                day = row["APPROX_EVENT_DAY"]
-                values.append(f"year = {_num(day.year if day is not None else None)}")
+    def _events(self, told: _Told, where: Any) -> tuple[EventNote, ...]:
+        """The rows judged at `where` (a rule's index, an included name), earliest first: kept
+        if every stage passed, else discarded by the first that did not."""
+        stages = told.stages.get(where, {})
+        notes = []
+        for row_id in sorted(stages, key=lambda r: event_order(told.rows[r])):
+            failed = [words for passed, words in stages[row_id] if not passed]
+            if failed:
+                kept, reason = False, f"discarded: {failed[0]}"
+            elif not told.added.get((where, row_id), True):
+                kept, reason = True, "kept (already in the set: counted once)"
             else:
-                values.append(f"emergency = {'yes' if self.emergency(row) else 'no'}")
-        text = f"when {format_cond(ep.when)} " + ("holds" if holds else "is false")
-        return holds, text + (f" ({', '.join(values)})" if values else "")
+                passed = [words for _, words in stages[row_id] if words]
+                kept, reason = True, "kept" + (f": {'; '.join(passed)}" if passed else "")
+            notes.append(self._note(told.rows[row_id], kept, reason))
+        return tuple(notes)
 
-    # -- conditions ------------------------------------------------------------------------
-
-    def _event_value(self, cond, row: Row) -> Any:
-        match cond:
-            case Const(value=v):
-                return v
-            case EventField(name="age"):
-                return row["EVENT_AGE"]
-            case EventField(name="year"):
-                day = row["APPROX_EVENT_DAY"]
-                return day.year if day is not None else None
-            case EventField(name="emergency"):
-                return self.emergency(row)
-            case Cmp(op=op, left=left, right=right):
-                return compare(op, self._event_value(left, row), self._event_value(right, row))
-            case AllOf(args=args):
-                return all(truth(self._event_value(a, row)) for a in args)
-            case AnyOf(args=args):
-                return any(truth(self._event_value(a, row)) for a in args)
-            case Negate(arg=arg):
-                return not truth(self._event_value(arg, row))
-        raise TypeError(f"{type(cond).__name__} is not an event condition")
-
-    def _is_case(self, name: str) -> bool:
-        fact = self.facts.get(name)
-        return fact is not None and fact["STATUS"] == "case"
-
-    def _person_value(self, cond) -> Any:
-        match cond:
-            case Const(value=v):
-                return v
-            case IsCase(endpoint=e):
-                return self._is_case(e)
-            case Count(endpoint=e):
-                return self.facts[e]["NEVT"] if self._is_case(e) else 0
-            case FirstAge(endpoint=e):
-                return self.facts[e]["AGE"] if self._is_case(e) else None
-            case FirstYear(endpoint=e):
-                return self.facts[e]["YEAR"] if self._is_case(e) else None
-            case Cmp(op=op, left=left, right=right):
-                return compare(op, self._person_value(left), self._person_value(right))
-            case AllOf(args=args):
-                return all(truth(self._person_value(a)) for a in args)
-            case AnyOf(args=args):
-                return any(truth(self._person_value(a)) for a in args)
-            case Negate(arg=arg):
-                return not truth(self._person_value(arg))
-        raise TypeError(f"{type(cond).__name__} is not a person condition")
-
-    def _values(self, cond) -> str:
-        """The operands a person condition read, e.g. `E4_DM1 = not a case, E4_DM1.count = 0`."""
-        parts: list[str] = []
-        for leaf in _leaves(cond):
-            text = format_cond(leaf)
-            value = self._person_value(leaf)
-            if isinstance(leaf, IsCase):
-                shown = "case" if value else "not a case"
-            else:
-                shown = _num(value)
-            part = f"{text} = {shown}"
-            if part not in parts:
-                parts.append(part)
-        return ", ".join(parts) if parts else "no values"
+    def _note(self, row: Row, kept: bool, reason: str) -> EventNote:
+        codes = " ".join(f"{c}={row[c]}" for c in _SHOWN_COLUMNS if row.get(c) is not None)
+        return EventNote(row=self.positions[row["_ROW"]], source=row["SOURCE"], age=row["EVENT_AGE"],
+                         day=row["APPROX_EVENT_DAY"], codes=codes, kept=kept, reason=reason)
 
 
-# -- rows and rules -------------------------------------------------------------------------
-
-def _rule_sources(rule: RulePlan) -> tuple[str, ...]:
-    found: list[str] = []
-    for branch in rule.branches:
-        found.extend(s for s in branch.sources if s not in found)
-    return tuple(found) or SOURCE_ROWS.get(rule.source, ())
-
-
-def option_tests(source: str) -> tuple[tuple[str, ColumnTest], ...]:
-    """The column tests that `main` and `with atc` add to a rule of `source`, with their names.
-
-    Lowering appends them to every branch; a CODE3 'any' test is `with atc` only where no
-    vocabulary of the source addresses CODE3 (`cancer behaviour any` is a pattern).
-    """
-    found: list[tuple[str, ColumnTest]] = []
-    if source in MAIN_CATEGORIES:
-        found.append(("main", ColumnTest(column="CATEGORY", codes=MAIN_CATEGORIES[source])))
-    if not any(s == source and column == "CODE3" for (s, _), (column, _) in VOCAB_COLUMNS.items()):
-        found.append(("with atc", ColumnTest(column="CODE3", codes=CodeSet(prefixes=("",)))))
-    return tuple(found)
-
-
-def _pin_tests(source: str) -> set[ColumnTest]:
-    """Tests that pin a vocabulary to its rows (ICDVER, CATEGORY prefixes): not patterns."""
-    return {pin for (s, _), (_, pins) in VOCAB_COLUMNS.items() if s == source for pin in pins}
-
-
-def _rule_verdict(rule: RulePlan, row: Row) -> _Verdict:
-    """The most telling verdict over the rule's branches: selected if any selects the row,
-    else the branch that got furthest (an `except` says more than a pattern miss)."""
-    options = dict((t, name) for name, t in option_tests(rule.source))
-    pins = _pin_tests(rule.source)
-    best = _Verdict(False, 0, "pattern did not match")
-    for branch in rule.branches:
-        if row["SOURCE"] not in branch.sources:
+def _step2(ep: EndpointPlan, told: _Told) -> tuple[str, ...]:
+    lines: list[str] = []
+    for rule in ep.rules:
+        label = f"rule {rule.index + 1} ({rule.source})"
+        if rule.index not in told.after_when:  # the engine counts only people with events
+            lines.append(f"{label}: no events")
             continue
-        verdict = _branch_verdict(branch, row, options, pins)
-        if verdict.selected:
-            return verdict
-        if verdict.stage > best.stage:
-            best = verdict
-    return best
-
-
-def _branch_verdict(branch: Branch, row: Row, options: dict[ColumnTest, str], pins: set[ColumnTest]) -> _Verdict:
-    patterns = [t for t in branch.tests if t not in options and t not in pins]
-    if not all(t.codes.matches(row[t.column]) for t in branch.tests if t not in options):
-        return _Verdict(False, 0, "pattern did not match")
-    for test in branch.tests:
-        if test in options and not test.codes.matches(row[test.column]):
-            value = row[test.column]
-            shown = "empty" if value is None else value
-            return _Verdict(False, 1, f"{options[test]} ({test.column} is {shown})")
-    for conjunction in branch.excepts:
-        if all(t.codes.matches(row[t.column]) for t in conjunction):
-            return _Verdict(False, 2, "except " + "&".join(_matched(t.codes, row[t.column]) for t in conjunction))
-    matched = [_matched(t.codes, row[t.column]) for t in patterns]
-    if len(patterns) == 1:
-        reason = f"matched pattern {matched[0]}"
-    elif patterns:
-        reason = "matched patterns " + ", ".join(f"{t.column} {m}" for t, m in zip(patterns, matched))
-    else:
-        reason = "matched"
-    used = [options[t] for t in branch.tests if t in options]
-    if used:
-        reason += f" ({', '.join(used)})"
-    return _Verdict(True, 3, reason)
-
-
-def _matched(codes: CodeSet, value: str) -> str:
-    """The pattern of `codes` that `value` matched, written as in the language."""
-    for prefix in codes.prefixes:
-        if value.startswith(prefix):
-            return prefix or "any"
-    if value in codes.exact:
-        return f"={value}"
-    for regex in codes.regexes:
-        if re.match(regex, value):
-            return f're"{regex}"'
-    return value
-
-
-def _mode(selected: list[Row]) -> dict[int, tuple[bool, str]]:
-    """FinnGen `%` among the rule's selected rows, with the share each code had."""
-    groups: dict[str, Counter] = {}
-    for row in selected:
-        code = row["CODE1"]
-        if code is not None:
-            groups.setdefault(code[:-1], Counter())[code] += 1
-    verdicts: dict[int, tuple[bool, str]] = {}
-    for row in selected:
-        code = row["CODE1"]
-        if code is None:
-            verdicts[row["_ROW"]] = (False, "mode (CODE1 is empty)")
+        count, reached = told.after_when[rule.index]
+        if not reached:
+            lines.append(f"{label}: min {rule.min_events} not reached ({count} of {rule.min_events}): "
+                         f"its {_n_events(count)} dropped")
+        elif rule.min_events > 1:
+            lines.append(f"{label}: min {rule.min_events} reached ({count} of {rule.min_events})")
+        else:
+            lines.append(f"{label}: {_n_events(count)} kept")
+    for rule in ep.rules:
+        if rule.index not in told.others:
             continue
-        group = groups[code[:-1]]
-        share, total = group[code], sum(group.values())
-        ok = share / total > 0.5
-        verdicts[row["_ROW"]] = (ok, f"mode: {code} is {share} of {total} events among codes {code[:-1]}x"
-                                 + ("" if ok else ", not above one half"))
-    return verdicts
+        label = f"rule {rule.index + 1} ({rule.source})"
+        others = told.others[rule.index]
+        if others:
+            names = ", ".join(f"rule {o.index + 1}" for o in others)
+            lines.append(f"{label}: needs other: {names} kept events, so its events count")
+        else:
+            lines.append(f"{label}: needs other without another rule (no other rule kept an event): "
+                         f"its {_n_events(told.after_when[rule.index][0])} dropped")
+    return tuple(lines)
 
 
-def _event_order(row: Row):
-    age, day = row["EVENT_AGE"], row["APPROX_EVENT_DAY"]
-    return (age is None, age or 0.0, day is None, day or dt.date.min, row["_ROW"])
-
-
-def _note(row: Row, kept: bool, reason: str) -> EventNote:
-    codes = " ".join(f"{c}={row[c]}" for c in _SHOWN_COLUMNS if row.get(c) is not None)
-    return EventNote(row=row["_ROW"], source=row["SOURCE"], age=row["EVENT_AGE"], day=row["APPROX_EVENT_DAY"],
-                     codes=codes, kept=kept, reason=reason)
+def _step6(ep: EndpointPlan, told: _Told) -> tuple[list[str], bool]:
+    sex_allowed, cases_of, require, excluded = told.control_rules
+    lines: list[str] = []
+    if not sex_allowed:
+        lines.append("sex not allowed: excluded")
+    for other in ep.control_exclude:
+        if other in cases_of:
+            lines.append(f"controls exclude {other}: the person is a case of {other}: excluded")
+        else:
+            lines.append(f"controls exclude {other}: the person is not a case of {other}")
+    if ep.control_require is not None:
+        lines.append(f"controls require {format_cond(ep.control_require)}: "
+                     f"{_values(require.read) or 'no values'}: " + ("holds" if require.holds else "fails: excluded"))
+    return lines, excluded
 
 
 # -- conditions in words ------------------------------------------------------------------
 
-def _fields(cond) -> tuple[str, ...]:
-    found: list[str] = []
-    for leaf in _leaves(cond):
-        if isinstance(leaf, EventField) and leaf.name not in found:
-            found.append(leaf.name)
-    return tuple(found)
+def _values(read: dict) -> str:
+    """The values a condition read, e.g. `age = 30.0, year = missing` or `E4_DM1 = not a case`."""
+    return ", ".join(f"{format_cond(node)} = {_shown(node, value)}" for node, value in read.items())
 
 
-def _leaves(cond) -> list:
-    """Operands (fields, endpoint facts) of a condition, in reading order; constants left out."""
-    match cond:
-        case Cmp(left=left, right=right):
-            return _leaves(left) + _leaves(right)
-        case AllOf(args=args) | AnyOf(args=args):
-            return [leaf for a in args for leaf in _leaves(a)]
-        case Negate(arg=arg):
-            return _leaves(arg)
-        case Const():
-            return []
-    return [cond]
+def _shown(node, value: Any) -> str:
+    if isinstance(node, IsCase):
+        return "case" if value else "not a case"
+    if isinstance(node, (EventField, EndpointFact)):
+        return _num(value)
+    raise TypeError(f"{type(node).__name__} is not a value a condition reads")
 
 
 _SYNTAX_OPS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "=", "!=": "!="}

@@ -275,7 +275,7 @@ _FU = st.sampled_from((None, 50.0, 70.0))
 
 @st.composite
 def registries(draw, *, max_events: int = 50) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(events, people) in the normalised schema of notes/SEMANTICS.md."""
+    """(events, people) in the normalised schema of `endpointc.registry`."""
     # hypothesis keeps lists short by default; most registries need many rows to be useful
     rows = draw(st.lists(_EVENT_ROWS, min_size=min(15, max_events), max_size=max_events)
                 | st.lists(_EVENT_ROWS, max_size=5))

@@ -61,7 +61,7 @@ REGEXES: tuple[str, ...] = ("^C34.?[12]", "^I2[0-5]", "^(E10|E11)9", "^A10B[AX]"
 
 HOSPITAL_LIKE = ("hospital", "inpatient", "outpatient", "death")
 
-# Every binding example of LANGUAGE.md, verbatim: valid texts for tests and fuzzing.
+# Every example of the language reference (docs/language.md), verbatim: valid texts for tests and fuzzing.
 VALID_EXAMPLES: tuple[str, ...] = (
     """# definitions/cardio.ep -- a comment runs to the end of the line
 endpoint I9_MI {

@@ -116,20 +116,6 @@ def test_every_endpoint_has_title_and_tags(endpoints):
     assert not lacking
 
 
-def test_rules_use_vocabularies_of_their_source(endpoints):
-    # LANGUAGE.md section 3; kept here too so the library stays valid while check is young.
-    allowed = {
-        "hospital": {"icd10", "icd9", "icd8"}, "inpatient": {"icd10", "icd9", "icd8"},
-        "outpatient": {"icd10", "icd9", "icd8"}, "death": {"icd10", "icd9", "icd8"},
-        "primary": {"icd10", "icpc2", "procedure"}, "operation": {"nomesco", "hl", "hp1", "hp2"},
-        "reimbursement": {"kela", "icd10", "icd9"}, "purchase": {"atc", "vnr"},
-        "cancer": {"topography", "morphology", "behaviour"},
-    }
-    wrong = [f"{n}: {r.source} {c.vocab}" for n, e in endpoints.items() for r in e.rules
-             for c in r.clauses if c.vocab not in allowed[r.source]]
-    assert not wrong
-
-
 def test_sex_specific_endpoints(endpoints):
     assert endpoints["C3_BREAST"].sex == "female"
     assert endpoints["C3_PROSTATE"].sex == "male"

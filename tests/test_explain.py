@@ -1,7 +1,7 @@
 """`explain_person`: the verdict lines on tiny tables, and agreement with the engines.
 
 Tables are written in the spec case format (tests/spec/casefile.py); every expected line
-was written by hand from LANGUAGE.md section 5.
+was written by hand from the evaluation steps of docs/language.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Lowering: the AST -> plan mapping of LANGUAGE.md section 3, and the compiler pipeline."""
+"""Lowering: the AST -> plan mapping of the rules (docs/language.md, rules and sources), and the compiler pipeline."""
 
 from __future__ import annotations
 

@@ -1,8 +1,13 @@
-"""The reference engine: LANGUAGE.md sections 3 to 5 (and notes/SEMANTICS.md), row by row.
+"""The reference engine: the language reference (docs/language.md, sections 3 to 8), row by row.
 
 This is the oracle the Polars engine is tested against. It is written to be read next to
 the language's text, step by step, and is never optimised: plain Python lists and dicts,
 `CodeSet.matches` on every row. Use it on small tables only.
+
+It can also say what it does: an `Observer` hears each judgement as it is made (why a rule
+selects or discards a row, what `mode`, `when`, `min`, `needs other`, the includes, sex,
+`require` and the control rules decided, with the values they read). `explain` is this
+engine run on one person with an observer that writes it all down.
 
 >>> import polars as pl
 >>> from endpointc.compiler import compile_text
@@ -15,24 +20,34 @@ the language's text, step by step, and is never optimised: plain Python lists an
 [('P1', 'A', 'case', 60.0, None, 2)]
 >>> counts_reference(evaluate_reference(program, events, people), people).rows()
 [('A', 1, 1, 0)]
+>>> rule = program.get("A").rules[0]
+>>> judge(rule, {"SOURCE": "INPAT", "CODE1": "I219", "ICDVER": "10"}).matched
+(('CODE1', 'I21'),)
+>>> judge(rule, {"SOURCE": "INPAT", "CODE1": "I219", "ICDVER": "9"}).stage == PATTERN
+True
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import operator
-from typing import Any, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, NamedTuple, Sequence
 
 import polars as pl
 
 from ..diagnostics import Diagnostic, DiagnosticError
 from .schema import COUNTS_SCHEMA, LONG_SCHEMA
 from ..plan import (
-    AllOf, AnyOf, Branch, Cmp, Const, Count, EndpointPlan, EventField, FirstAge, FirstYear, IsCase,
-    Negate, Program, RulePlan,
+    AllOf, AnyOf, Branch, Cmp, ColumnTest, Const, Count, EndpointFact, EndpointPlan, EventField, FirstAge,
+    FirstYear, IsCase, Negate, Program, RulePlan,
 )
 
-__all__ = ["evaluate_reference", "counts_reference"]
+__all__ = [
+    "evaluate_reference", "counts_reference", "Observer", "Verdict", "Holds", "Case", "judge",
+    "event_order", "PATTERN", "OPTION", "EXCEPT", "SELECTED",
+]
 
 
 Row = dict[str, Any]
@@ -40,31 +55,119 @@ Row = dict[str, Any]
 _COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
             "==": operator.eq, "!=": operator.ne}
 
+# How far a row got in a branch: its patterns and vocabulary pins, the rule's options
+# (`main`, `with atc`), its excepts.
+PATTERN, OPTION, EXCEPT, SELECTED = range(4)
+_OPTIONS = ("main", "with_atc")
 
-class _Case:
-    """A case's facts that other endpoints may read: its event rows, AGE, YEAR, NEVT."""
+
+class Case:
+    """A case's facts that other endpoints may read: its event rows, AGE, YEAR, NEVT (and
+    `first`, the earliest event, which gives AGE and YEAR)."""
 
     def __init__(self, rows: list[Row]):
         self.rows = rows
-        first = min(rows, key=_event_order)
-        self.age: float | None = first["EVENT_AGE"]
-        day = first["APPROX_EVENT_DAY"]
+        self.first = min(rows, key=event_order)
+        self.age: float | None = self.first["EVENT_AGE"]
+        day = self.first["APPROX_EVENT_DAY"]
         self.year: int | None = day.year if day is not None else None
         self.nevt = len(rows)
 
 
-def _event_order(row: Row):
-    # Earliest by EVENT_AGE, then APPROX_EVENT_DAY, missing values last; the row index
-    # only makes the choice deterministic (equal keys give the same AGE and YEAR).
+def event_order(row: Row):
+    """Earliest by EVENT_AGE, then APPROX_EVENT_DAY, missing values last."""
+    # The row index only makes the choice deterministic (equal keys give the same AGE and YEAR).
     age, day = row["EVENT_AGE"], row["APPROX_EVENT_DAY"]
     return (age is None, age or 0.0, day is None, day or dt.date.min, row["_ROW"])
 
 
+@dataclass(slots=True, eq=False)
+class Verdict:
+    """A rule's judgement of one row: the engine selects on it, explain puts it in words.
+
+    `stage` is how far the row got in the branch it got furthest in: PATTERN (a pattern or
+    vocabulary pin did not match, or no branch reads the row's SOURCE), OPTION (`failed`,
+    a `main` or `with atc` test, did not hold), EXCEPT (the conjunction `excepted` held),
+    or SELECTED (by `branch`).
+    """
+
+    row: Row
+    stage: int = PATTERN
+    branch: Branch | None = None
+    failed: ColumnTest | None = None
+    excepted: tuple[ColumnTest, ...] = ()
+
+    @property
+    def selected(self) -> bool:
+        return self.stage == SELECTED
+
+    @property
+    def matched(self) -> tuple[tuple[str, str], ...]:
+        """(column, pattern as written) for each pattern that matched: those of the
+        selecting branch, or of the except conjunction that held."""
+        if self.stage == EXCEPT:
+            tests = self.excepted
+        elif self.selected:
+            tests = tuple(t for t in self.branch.tests if t.role == "pattern")
+        else:
+            tests = ()
+        # A plan built by hand may keep no written patterns: the value stands for its own.
+        return tuple((t.column, t.written_match(self.row[t.column]) or self.row[t.column]) for t in tests)
+
+
+class Holds(NamedTuple):
+    """Whether a condition holds, with the values it read (each field or endpoint fact node
+    with its value, in reading order)."""
+
+    holds: bool
+    read: dict
+
+
+class Observer:
+    """What the engine tells of each step as it takes it; this one listens to nothing.
+
+    Rows are the engine's: the events table's columns, `_ROW` the position in it.
+    """
+
+    def row(self, endpoint: EndpointPlan, rule: RulePlan, row: Row, verdict: Verdict) -> None:
+        """Step 1: the rule judged a row of its sources."""
+
+    def mode(self, endpoint: EndpointPlan, rule: RulePlan, row: Row, kept: bool, share: int, total: int) -> None:
+        """Step 1, `mode`: the row's CODE1 is `share` of the `total` selected events of its group."""
+
+    def when(self, endpoint: EndpointPlan, where: RulePlan | str, row: Row, when: Holds) -> None:
+        """Steps 1 and 3: `when` on a row the rule `where` kept, or a case event of the
+        included endpoint named `where`."""
+
+    def min_events(self, endpoint: EndpointPlan, rule: RulePlan, person: str, count: int, reached: bool) -> None:
+        """Step 2, for each person with events left after `when`: `count` of them, and
+        whether that reaches the rule's `min`."""
+
+    def needs_other(self, endpoint: EndpointPlan, rule: RulePlan, person: str, others: tuple[RulePlan, ...]) -> None:
+        """Step 2: the other rules that kept events of the person (none: the rule's are dropped)."""
+
+    def included(self, endpoint: EndpointPlan, included: str, row: Row, added: bool) -> None:
+        """Step 3: `when` kept a case event of `included`; not `added` if the set held it."""
+
+    def case_rules(self, endpoint: EndpointPlan, person: str, events: int, sex_allowed: bool,
+                   require: Holds) -> None:
+        """Step 4: the size of the person's event set, sex and `require` (holding if absent)."""
+
+    def case(self, endpoint: EndpointPlan, person: str, case: Case) -> None:
+        """Step 5: the person is a case."""
+
+    def control_rules(self, endpoint: EndpointPlan, person: str, sex_allowed: bool,
+                      cases_of: tuple[str, ...], require: Holds, excluded: bool) -> None:
+        """Step 6, for a non-case: sex, the excluded endpoints the person is a case of, and
+        the controls' `require` (holding if absent)."""
+
+
 def evaluate_reference(program: Program, events: pl.DataFrame, people: pl.DataFrame, *,
-                       endpoints: Sequence[str] | None = None) -> pl.DataFrame:
+                       endpoints: Sequence[str] | None = None, observer: Observer | None = None) -> pl.DataFrame:
     """The long results table: one row per case or excluded person and endpoint.
 
     `endpoints` selects endpoints by name (their dependencies are evaluated, not reported).
+    `observer` hears every step (see `Observer`); it changes nothing.
     """
     if isinstance(events, pl.LazyFrame):
         events = events.collect()
@@ -73,6 +176,7 @@ def evaluate_reference(program: Program, events: pl.DataFrame, people: pl.DataFr
     if endpoints is not None:
         program = program.subset(endpoints)
     reported = set(endpoints) if endpoints is not None else set(program.names)
+    observer = observer if observer is not None else Observer()
 
     population: dict[str, Row] = {p["FINNGENID"]: p for p in people.to_dicts()}
     # Row identity is the position in the events table; events of people outside the
@@ -93,53 +197,67 @@ def evaluate_reference(program: Program, events: pl.DataFrame, people: pl.DataFr
         return row.get("CODE9") == "1" or (
             row.get("INDEX") is not None and (row["FINNGENID"], row["INDEX"]) in urgent_visits)
 
-    cases: dict[str, dict[str, _Case]] = {}  # endpoint -> person -> case facts
+    cases: dict[str, dict[str, Case]] = {}  # endpoint -> person -> case facts
     output: list[tuple] = []
     for endpoint in program.endpoints:
-        cases[endpoint.name] = _evaluate_endpoint(endpoint, rows, population, cases, emergency)
+        cases[endpoint.name] = _evaluate_endpoint(endpoint, rows, population, cases, emergency, observer)
         if endpoint.name not in reported:
             continue
         for person_id, person in population.items():
             case = cases[endpoint.name].get(person_id)
             if case is not None:
                 output.append((person_id, endpoint.name, "case", case.age, case.year, case.nevt))
-            elif _is_excluded_control(endpoint, person, cases):
+            elif _is_excluded_control(endpoint, person, cases, observer):
                 output.append((person_id, endpoint.name, "excluded", None, None, None))
     output.sort(key=lambda r: (r[1], r[0]))
     return pl.DataFrame(output, schema=LONG_SCHEMA, orient="row")
 
 
 def _evaluate_endpoint(endpoint: EndpointPlan, rows: list[Row], population: dict[str, Row],
-                       cases: dict[str, dict[str, _Case]], emergency) -> dict[str, _Case]:
-    def when_holds(row: Row) -> bool:
+                       cases: dict[str, dict[str, Case]], emergency, observer: Observer) -> dict[str, Case]:
+    def when_holds(where: RulePlan | str, row: Row) -> bool:
         if endpoint.when is None:
             return True
-        return truth(_event_value(endpoint.when, row, emergency))
+        when = _holds(endpoint.when, _event_fields(row, emergency))
+        observer.when(endpoint, where, row, when)
+        return when.holds
 
-    # Step 1: own candidate events of each rule (patterns, except, main, with atc, mode),
-    # then filtered by `when`.
+    # Step 1: own candidate events of each rule: rows of its sources that a branch selects
+    # (patterns, except, main, with atc), then `mode`, then filtered by `when`.
     kept: dict[int, dict[str, list[Row]]] = {}  # rule index -> person -> rows
     for rule in endpoint.rules:
-        selected = [r for r in rows if _rule_selects(rule, r)]
+        selected = []
+        for row in rows:
+            if row["SOURCE"] in rule.source_rows:
+                verdict = judge(rule, row)
+                observer.row(endpoint, rule, row, verdict)
+                if verdict.selected:
+                    selected.append(row)
         if rule.mode:
-            selected = _keep_mode(selected)
+            selected = _keep_mode(selected, partial(observer.mode, endpoint, rule))
         by_person: dict[str, list[Row]] = {}
         for row in selected:
-            if when_holds(row):
+            if when_holds(rule, row):
                 by_person.setdefault(row["FINNGENID"], []).append(row)
         # Step 2a: fewer than `min` events of this rule count for nothing.
-        kept[rule.index] = {p: rs for p, rs in by_person.items() if len(rs) >= rule.min_events}
+        kept[rule.index] = {}
+        for person_id, person_rows in by_person.items():
+            reached = len(person_rows) >= rule.min_events
+            observer.min_events(endpoint, rule, person_id, len(person_rows), reached)
+            if reached:
+                kept[rule.index][person_id] = person_rows
 
     # Step 2b: `needs other`, judged on what every rule kept after the min step.
     final: dict[int, dict[str, list[Row]]] = {}
     for rule in endpoint.rules:
-        if rule.needs_other:
-            final[rule.index] = {
-                p: rs for p, rs in kept[rule.index].items()
-                if any(p in kept[other.index] for other in endpoint.rules if other.index != rule.index)
-            }
-        else:
-            final[rule.index] = kept[rule.index]
+        final[rule.index] = {}
+        for person_id, person_rows in kept[rule.index].items():
+            if rule.needs_other:
+                others = tuple(o for o in endpoint.rules if o.index != rule.index and person_id in kept[o.index])
+                observer.needs_other(endpoint, rule, person_id, others)
+                if not others:
+                    continue
+            final[rule.index][person_id] = person_rows
 
     # Step 3: add included endpoints' case events, filtered by this endpoint's `when`.
     # The set is a union of rows: a row counts once.
@@ -151,34 +269,37 @@ def _evaluate_endpoint(endpoint: EndpointPlan, rows: list[Row], population: dict
     for included in endpoint.includes:
         for person_id, case in cases[included].items():
             for row in case.rows:
-                if when_holds(row):
-                    event_sets.setdefault(person_id, {})[row["_ROW"]] = row
+                if when_holds(included, row):
+                    events = event_sets.setdefault(person_id, {})
+                    observer.included(endpoint, included, row, row["_ROW"] not in events)
+                    events[row["_ROW"]] = row
 
-    # Step 4: a case has an event, an allowed sex, and satisfies every `require`.
-    result: dict[str, _Case] = {}
-    for person_id, events in event_sets.items():
-        if not events:
-            continue
-        person = population[person_id]
-        if not _sex_allowed(endpoint, person):
-            continue
-        if endpoint.require is not None and not truth(_person_value(endpoint.require, person_id, cases)):
-            continue
-        # Step 5: AGE, YEAR and NEVT come from the event set (computed in _Case).
-        result[person_id] = _Case(list(events.values()))
+    # Step 4: a case has an event, an allowed sex, and satisfies every `require`. Everyone
+    # is judged, so that an observer hears why a person is not a case.
+    result: dict[str, Case] = {}
+    for person_id, person in population.items():
+        events = event_sets.get(person_id, {})
+        sex_allowed = _sex_allowed(endpoint, person)
+        require = _holds(endpoint.require, _endpoint_facts(person_id, cases))
+        observer.case_rules(endpoint, person_id, len(events), sex_allowed, require)
+        if events and sex_allowed and require.holds:
+            # Step 5: AGE, YEAR and NEVT come from the event set (computed in Case).
+            result[person_id] = Case(list(events.values()))
+            observer.case(endpoint, person_id, result[person_id])
     return result
 
 
-def _is_excluded_control(endpoint: EndpointPlan, person: Row, cases: dict[str, dict[str, _Case]]) -> bool:
-    """Step 6, for a non-case of the population."""
+def _is_excluded_control(endpoint: EndpointPlan, person: Row, cases: dict[str, dict[str, Case]],
+                         observer: Observer) -> bool:
+    """Step 6, for a non-case of the population: excluded by sex, by being a case of an
+    endpoint the controls exclude, or by failing the controls' `require`."""
     person_id = person["FINNGENID"]
-    if not _sex_allowed(endpoint, person):
-        return True
-    if any(person_id in cases[name] for name in endpoint.control_exclude):
-        return True
-    if endpoint.control_require is not None:
-        return not truth(_person_value(endpoint.control_require, person_id, cases))
-    return False
+    sex_allowed = _sex_allowed(endpoint, person)
+    cases_of = tuple(name for name in endpoint.control_exclude if person_id in cases[name])
+    require = _holds(endpoint.control_require, _endpoint_facts(person_id, cases))
+    excluded = not sex_allowed or bool(cases_of) or not require.holds
+    observer.control_rules(endpoint, person_id, sex_allowed, cases_of, require, excluded)
+    return excluded
 
 
 def _sex_allowed(endpoint: EndpointPlan, person: Row) -> bool:
@@ -187,20 +308,37 @@ def _sex_allowed(endpoint: EndpointPlan, person: Row) -> bool:
 
 # -- rows ------------------------------------------------------------------------------
 
-def _rule_selects(rule: RulePlan, row: Row) -> bool:
-    return any(_branch_selects(branch, row) for branch in rule.branches)
+def judge(rule: RulePlan, row: Row) -> Verdict:
+    """A rule selects a row when one of its branches does. Otherwise the verdict is that of
+    the branch the row got furthest in: an `except` says more than a pattern miss."""
+    best = Verdict(row)
+    for branch in rule.branches:
+        if row["SOURCE"] not in branch.sources:
+            continue
+        verdict = _judge_branch(branch, row)
+        if verdict.selected:
+            return verdict
+        if verdict.stage > best.stage:
+            best = verdict
+    return best
 
 
-def _branch_selects(branch: Branch, row: Row) -> bool:
-    if row["SOURCE"] not in branch.sources:
-        return False
-    if not all(test.codes.matches(row[test.column]) for test in branch.tests):
-        return False
-    return not any(all(test.codes.matches(row[test.column]) for test in conjunction)
-                   for conjunction in branch.excepts)
+def _judge_branch(branch: Branch, row: Row) -> Verdict:
+    # A branch selects a row when every test holds and no except conjunction does. Patterns
+    # and pins come first, so that an option is said to discard only rows they select.
+    for test in branch.tests:
+        if test.role not in _OPTIONS and not test.codes.matches(row[test.column]):
+            return Verdict(row, PATTERN, branch, failed=test)
+    for test in branch.tests:
+        if test.role in _OPTIONS and not test.codes.matches(row[test.column]):
+            return Verdict(row, OPTION, branch, failed=test)
+    for conjunction in branch.excepts:
+        if all(test.codes.matches(row[test.column]) for test in conjunction):
+            return Verdict(row, EXCEPT, branch, excepted=conjunction)
+    return Verdict(row, SELECTED, branch)
 
 
-def _keep_mode(selected: list[Row]) -> list[Row]:
+def _keep_mode(selected: list[Row], told: Callable[[Row, bool, int, int], None]) -> list[Row]:
     """FinnGen `%`: per person, among codes sharing all but the last character, keep a
     code only if it is the most frequent one with a share above one half."""
     counts: dict[tuple[str, str], dict[str, int]] = {}
@@ -210,20 +348,22 @@ def _keep_mode(selected: list[Row]) -> list[Row]:
             group = counts.setdefault((row["FINNGENID"], code[:-1]), {})
             group[code] = group.get(code, 0) + 1
 
-    def is_mode(row: Row) -> bool:
+    kept = []
+    for row in selected:
         code = row["CODE1"]
-        if code is None:
-            return False
-        group = counts[(row["FINNGENID"], code[:-1])]
-        return group[code] / sum(group.values()) > 0.5
-
-    return [row for row in selected if is_mode(row)]
+        group = counts[(row["FINNGENID"], code[:-1])] if code is not None else {}
+        share, total = group.get(code, 0), sum(group.values())
+        is_mode = code is not None and share / total > 0.5
+        told(row, is_mode, share, total)
+        if is_mode:
+            kept.append(row)
+    return kept
 
 
 # -- conditions ------------------------------------------------------------------------
 
 def truth(value: Any) -> bool:
-    """A condition's value as a yes/no: missing is no (shared with explain)."""
+    """A condition's value as a yes/no: missing is no."""
     return value is not None and bool(value)
 
 
@@ -234,53 +374,66 @@ def compare(op: str, left: Any, right: Any) -> bool:
     return _COMPARE[op](left, right)
 
 
-def _event_value(cond, row: Row, emergency) -> Any:
-    """A `when` condition on one event row."""
-    if isinstance(cond, Const):
-        return cond.value
-    if isinstance(cond, EventField):
-        if cond.name == "age":
-            return row["EVENT_AGE"]
-        if cond.name == "year":
-            day = row["APPROX_EVENT_DAY"]
-            return day.year if day is not None else None
-        return emergency(row)
-    if isinstance(cond, Cmp):
-        return compare(cond.op, _event_value(cond.left, row, emergency), _event_value(cond.right, row, emergency))
-    if isinstance(cond, AllOf):
-        return all(truth(_event_value(a, row, emergency)) for a in cond.args)
-    if isinstance(cond, AnyOf):
-        return any(truth(_event_value(a, row, emergency)) for a in cond.args)
-    if isinstance(cond, Negate):
-        return not truth(_event_value(cond.arg, row, emergency))
-    raise TypeError(f"{type(cond).__name__} is not an event condition")
+def _holds(cond, fact: Callable[[Any], Any]) -> Holds:
+    """Whether a condition holds (one that is absent does), with the values it read."""
+    if cond is None:
+        return Holds(True, {})
+    read: dict = {}
+    return Holds(truth(_value(cond, fact, read)), read)
 
 
-def _person_value(cond, person_id: str, cases: dict[str, dict[str, _Case]]) -> Any:
-    """A `require` / controls condition for one person."""
+def _value(cond, fact: Callable[[Any], Any], read: dict) -> Any:
+    """A condition's value. `fact` gives the value of a field (in `when`) or of a fact about
+    another endpoint (in `require` and controls); `read` collects them."""
     if isinstance(cond, Const):
         return cond.value
-    if isinstance(cond, IsCase):
-        return person_id in cases[cond.endpoint]
-    if isinstance(cond, Count):
-        case = cases[cond.endpoint].get(person_id)
-        return case.nevt if case is not None else 0
-    if isinstance(cond, FirstAge):
-        case = cases[cond.endpoint].get(person_id)
-        return case.age if case is not None else None
-    if isinstance(cond, FirstYear):
-        case = cases[cond.endpoint].get(person_id)
-        return case.year if case is not None else None
+    if isinstance(cond, (EventField, EndpointFact)):
+        read[cond] = value = fact(cond)
+        return value
     if isinstance(cond, Cmp):
-        return compare(cond.op, _person_value(cond.left, person_id, cases),
-                        _person_value(cond.right, person_id, cases))
+        return compare(cond.op, _value(cond.left, fact, read), _value(cond.right, fact, read))
+    # Every operand is evaluated, none short-circuits (conditions have no side effects), so
+    # that `read` holds every value the condition depends on.
     if isinstance(cond, AllOf):
-        return all(truth(_person_value(a, person_id, cases)) for a in cond.args)
+        return all([truth(_value(a, fact, read)) for a in cond.args])
     if isinstance(cond, AnyOf):
-        return any(truth(_person_value(a, person_id, cases)) for a in cond.args)
+        return any([truth(_value(a, fact, read)) for a in cond.args])
     if isinstance(cond, Negate):
-        return not truth(_person_value(cond.arg, person_id, cases))
-    raise TypeError(f"{type(cond).__name__} is not a person condition")
+        return not truth(_value(cond.arg, fact, read))
+    raise TypeError(f"{type(cond).__name__} is not a condition node")
+
+
+def _event_fields(row: Row, emergency: Callable[[Row], bool]) -> Callable[[Any], Any]:
+    """The fields `when` reads, on one event row."""
+    def value(field):
+        if isinstance(field, EventField):
+            if field.name == "age":
+                return row["EVENT_AGE"]
+            if field.name == "year":
+                day = row["APPROX_EVENT_DAY"]
+                return day.year if day is not None else None
+            if field.name == "emergency":
+                return emergency(row)
+        raise TypeError(f"{type(field).__name__} is not an event field")
+    return value
+
+
+def _endpoint_facts(person_id: str, cases: dict[str, dict[str, Case]]) -> Callable[[Any], Any]:
+    """The facts `require` and controls read about the person's status for other endpoints."""
+    def value(fact):
+        if not isinstance(fact, EndpointFact):
+            raise TypeError(f"{type(fact).__name__} is not a fact about an endpoint")
+        case = cases[fact.endpoint].get(person_id)
+        if isinstance(fact, IsCase):
+            return case is not None
+        if isinstance(fact, Count):
+            return case.nevt if case is not None else 0
+        if isinstance(fact, FirstAge):
+            return case.age if case is not None else None
+        if isinstance(fact, FirstYear):
+            return case.year if case is not None else None
+        raise TypeError(f"{type(fact).__name__} is not an endpoint fact the engine knows")
+    return value
 
 
 # -- counts ----------------------------------------------------------------------------

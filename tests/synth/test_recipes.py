@@ -58,7 +58,7 @@ def _alt_filter(alt: Alternative) -> pl.Expr:
 
 
 def cases(events: pl.DataFrame, people: pl.DataFrame, recipe: Recipe) -> set[str]:
-    """Independent reading of a recipe's meaning (LANGUAGE.md section 5, steps 1-4)."""
+    """Independent reading of a recipe's meaning (docs/language.md, evaluation steps 1-4)."""
     ev = events
     filt = pl.lit(True)
     lo, hi = recipe.age
