@@ -18,6 +18,8 @@ from typing import Iterable
 
 import polars as pl
 
+from .engine.reference import judge
+
 from .plan import (
     AllOf, AnyOf, Branch, Cmp, CodeSet, ColumnTest, Const, Count, EndpointPlan, EventField, FirstAge,
     FirstYear, IsCase, Negate, Program,
@@ -148,7 +150,7 @@ def matched_codes(program: Program, name: str, events: pl.LazyFrame) -> pl.DataF
     rows = []
     for record in keys.iter_rows(named=True):
         for rule in ep.rules:
-            if any(_selects(b, record) for b in rule.branches):
+            if judge(rule, record).selected:
                 rows.append({"RULE": rule.index + 1, **{c: record[c] for c in columns[:4]},
                              "N_EVENTS": record["N_EVENTS"]})
     frame = pl.DataFrame(rows, schema={"RULE": pl.Int64, "SOURCE": pl.String, "CODE1": pl.String,
@@ -156,9 +158,3 @@ def matched_codes(program: Program, name: str, events: pl.LazyFrame) -> pl.DataF
                          orient="row")
     return (frame.group_by("RULE", "SOURCE", "CODE1", "CODE2", "CODE3").agg(pl.col("N_EVENTS").sum())
             .sort("RULE", "SOURCE", "CODE1", "CODE2", "CODE3", nulls_last=True))
-
-
-def _selects(branch: Branch, row: dict) -> bool:
-    return (row["SOURCE"] in branch.sources
-            and all(t.codes.matches(row[t.column]) for t in branch.tests)
-            and not any(all(t.codes.matches(row[t.column]) for t in conj) for conj in branch.excepts))
