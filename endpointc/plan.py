@@ -13,6 +13,7 @@ join instead of running thousands of regexes.
 from __future__ import annotations
 
 import re
+import datetime as dt
 from typing import Annotated, Iterator, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -21,13 +22,14 @@ from .source import Span
 
 __all__ = [
     "CodeSet", "Written", "ColumnTest", "Branch", "RulePlan",
-    "Const", "EventField", "EndpointFact", "IsCase", "Count", "FirstAge", "FirstYear", "Cmp", "AllOf",
-    "AnyOf", "Negate", "Cond", "NUMBER", "TRUTH", "children", "walk", "cond_endpoints", "cond_fields",
+    "Const", "DateConst", "Duration", "EventField", "EndpointFact", "IsCase", "Count", "FirstAge", "FirstYear",
+    "FirstDate", "Shift", "Between", "Cmp", "AllOf", "AnyOf", "Negate", "Relation", "Cond",
+    "NUMBER", "TRUTH", "DATE", "DURATION", "children", "walk", "cond_endpoints", "cond_fields",
     "EndpointPlan", "Program", "EVENT_FIELDS", "CODE_COLUMNS",
 ]
 
 CODE_COLUMNS = ("CODE1", "CODE2", "CODE3", "ICDVER", "CATEGORY")
-EVENT_FIELDS = ("age", "year", "emergency")
+EVENT_FIELDS = ("age", "year", "emergency", "date")
 
 
 class _Frozen(BaseModel):
@@ -114,6 +116,11 @@ class RulePlan(_Frozen):
     source_rows: tuple[str, ...]
     branches: tuple[Branch, ...]
     min_events: int = Field(1, ge=1)
+    # `min N apart D` / `min N within D`: the N events must be spaced (each picked one at
+    # least D after the previous pick) or clustered (N in some window [day, day + D]);
+    # only dated events count. D in days.
+    spacing: Literal["apart", "within"] | None = None
+    spacing_days: float | None = Field(None, gt=0)
     needs_other: bool = False
     # FinnGen `%`: keep an event only where its CODE1 is the person's most frequent code
     # among the codes (of this rule's sources) sharing all but the last character, with a
@@ -136,23 +143,36 @@ class RulePlan(_Frozen):
             raise ValueError(f"rule {self.index + 1} has branches on rows it does not read: {sorted(outside)}")
         return self
 
+    @model_validator(mode="after")
+    def _spacing_has_days(self) -> "RulePlan":
+        if (self.spacing is None) != (self.spacing_days is None):
+            raise ValueError(f"rule {self.index + 1}: a spaced or clustered `min` needs both its kind and its days")
+        return self
+
     @property
     def counted(self) -> bool:
-        """Whether its events are counted per person (`min`, `needs other`, `mode`), so
-        that a row alone does not decide whether it is kept."""
-        return self.mode or self.min_events > 1 or self.needs_other
+        """Whether its events are counted per person (`min`, spacing, `needs other`,
+        `mode`), so that a row alone does not decide whether it is kept."""
+        return self.mode or self.min_events > 1 or self.needs_other or self.spacing is not None
 
 
 # -- conditions: `when` (event level) and `require`/controls (person level) ---------
 #
-# One small expression language. Every node knows its value type (a number or a truth
-# value) and builds only when its operands have the types it needs, so a plan cannot hold
-# `not B.count` or `A < B`; `EndpointPlan` further keeps event terms to `when` and
-# endpoint terms to `require` and controls. `walk` is the one traversal every consumer
-# uses; it is iterative, so deep nesting cannot exhaust the stack.
+# One small expression language. Every node knows its value type (a number, a truth
+# value, a date or a duration) and builds only when its operands have the types it needs,
+# so a plan cannot hold `not B.count`, `A < B` or `A.age + 1 year`; `EndpointPlan` further
+# keeps event terms to `when` and endpoint facts out of its own `when` and controls.
+# `walk` is the one traversal every consumer uses; it is iterative, so deep nesting cannot
+# exhaust the stack.
+#
+# Dates are day numbers and durations are days (1 year = 365.25, 1 month = 30.4375), so
+# that windows are exact on dates: `date <= X.date + 1 year` is "at most 365.25 days
+# after", never a rounding of ages.
 
 NUMBER = "number"
 TRUTH = "truth value"
+DATE = "date"
+DURATION = "duration"
 
 
 class Const(_Frozen):
@@ -164,14 +184,38 @@ class Const(_Frozen):
         return NUMBER
 
 
-class EventField(_Frozen):
-    """An event field: age (EVENT_AGE), year (of APPROX_EVENT_DAY), emergency (a truth value)."""
-    kind: Literal["field"] = "field"
-    name: Literal["age", "year", "emergency"]
+class DateConst(_Frozen):
+    """A calendar date (`1998-01-01`)."""
+    kind: Literal["date"] = "date"
+    value: dt.date
 
     @property
     def value_type(self) -> str:
-        return TRUTH if self.name == "emergency" else NUMBER
+        return DATE
+
+
+class Duration(_Frozen):
+    """A length of time in days (`30 days`, `1 year` = 365.25)."""
+    kind: Literal["duration"] = "duration"
+    days: float = Field(ge=0)
+
+    @property
+    def value_type(self) -> str:
+        return DURATION
+
+
+_FIELD_TYPES = {"age": NUMBER, "year": NUMBER, "emergency": TRUTH, "date": DATE}
+
+
+class EventField(_Frozen):
+    """An event field: age (EVENT_AGE), year (of APPROX_EVENT_DAY), emergency (a truth
+    value), date (APPROX_EVENT_DAY)."""
+    kind: Literal["field"] = "field"
+    name: Literal["age", "year", "emergency", "date"]
+
+    @property
+    def value_type(self) -> str:
+        return _FIELD_TYPES[self.name]
 
 
 class EndpointFact(_Frozen):
@@ -205,22 +249,70 @@ class FirstYear(EndpointFact):
     kind: Literal["first_year"] = "first_year"
 
 
+class FirstDate(EndpointFact):
+    """APPROX_EVENT_DAY of the first case event (the one that gives AGE); missing for a
+    non-case or an undated first event."""
+    kind: Literal["first_date"] = "first_date"
+
+    @property
+    def value_type(self) -> str:
+        return DATE
+
+
 def _expect(value_type: str, nodes, where: str) -> None:
     for node in nodes:
         if node.value_type != value_type:
             raise ValueError(f"{where} needs a {value_type}, not {type(node).__name__} (a {node.value_type})")
 
 
+class Shift(_Frozen):
+    """A date moved by a duration: `date + by` (sign 1) or `date - by` (sign -1)."""
+    kind: Literal["shift"] = "shift"
+    date: "Cond"
+    sign: Literal[1, -1]
+    by: "Cond"
+
+    @model_validator(mode="after")
+    def _date_and_duration(self) -> "Shift":
+        _expect(DATE, (self.date,), "a date shifted by a duration")
+        _expect(DURATION, (self.by,), "a date shifted by a duration")
+        return self
+
+    @property
+    def value_type(self) -> str:
+        return DATE
+
+
+class Between(_Frozen):
+    """`later - earlier`: the whole days from one date to another (negative when `later`
+    is earlier)."""
+    kind: Literal["between"] = "between"
+    later: "Cond"
+    earlier: "Cond"
+
+    @model_validator(mode="after")
+    def _dates(self) -> "Between":
+        _expect(DATE, (self.later, self.earlier), "a date minus a date")
+        return self
+
+    @property
+    def value_type(self) -> str:
+        return DURATION
+
+
 class Cmp(_Frozen):
-    """A binary comparison of numbers; false where either side is missing."""
+    """A binary comparison of two numbers, two dates or two durations; false where either
+    side is missing."""
     kind: Literal["cmp"] = "cmp"
     op: Literal["<", "<=", ">", ">=", "==", "!="]
     left: "Cond"
     right: "Cond"
 
     @model_validator(mode="after")
-    def _numbers(self) -> "Cmp":
-        _expect(NUMBER, (self.left, self.right), f"comparison {self.op}")
+    def _same_kind(self) -> "Cmp":
+        if self.left.value_type not in (NUMBER, DATE, DURATION):
+            _expect(NUMBER, (self.left,), f"comparison {self.op}")
+        _expect(self.left.value_type, (self.right,), f"comparison {self.op} of a {self.left.value_type}")
         return self
 
     @property
@@ -270,18 +362,60 @@ class Negate(_Frozen):
         return TRUTH
 
 
+class Relation(_Frozen):
+    """`subject within D after anchor` and its kin, as written; `meaning` says what it
+    means in comparisons of dates, and that is what engines evaluate:
+
+    - `within D after`: anchor <= subject <= anchor + D
+    - `within D before`: anchor - D <= subject <= anchor
+    - `after`: subject > anchor; `before`: subject < anchor
+    """
+    kind: Literal["relation"] = "relation"
+    subject: "Cond"
+    relation: Literal["within_after", "within_before", "after", "before"]
+    anchor: "Cond"
+    window: Duration | None = None
+
+    @model_validator(mode="after")
+    def _dates(self) -> "Relation":
+        _expect(DATE, (self.subject, self.anchor), "a time relation")
+        if (self.window is None) == self.relation.startswith("within"):
+            raise ValueError(f"`{self.relation}` {'needs' if self.window is None else 'takes no'} window")
+        return self
+
+    @property
+    def value_type(self) -> str:
+        return TRUTH
+
+    @property
+    def meaning(self) -> "Cond":
+        subject, anchor, window = self.subject, self.anchor, self.window
+        if self.relation == "after":
+            return Cmp(op=">", left=subject, right=anchor)
+        if self.relation == "before":
+            return Cmp(op="<", left=subject, right=anchor)
+        if self.relation == "within_after":
+            low, high = anchor, Shift(date=anchor, sign=1, by=window)
+        else:
+            low, high = Shift(date=anchor, sign=-1, by=window), anchor
+        return AllOf(args=(Cmp(op="<=", left=low, right=subject), Cmp(op="<=", left=subject, right=high)))
+
+
 Cond = Annotated[
-    Union[Const, EventField, IsCase, Count, FirstAge, FirstYear, Cmp, AllOf, AnyOf, Negate],
+    Union[Const, DateConst, Duration, EventField, IsCase, Count, FirstAge, FirstYear, FirstDate, Shift, Between,
+          Cmp, AllOf, AnyOf, Negate, Relation],
     Field(discriminator="kind"),
 ]
-for _model in (Cmp, AllOf, AnyOf, Negate):
+for _model in (Shift, Between, Cmp, AllOf, AnyOf, Negate, Relation):
     _model.model_rebuild()
 
 _CHILDREN = {
-    Const: lambda c: (), EventField: lambda c: (), IsCase: lambda c: (), Count: lambda c: (),
-    FirstAge: lambda c: (), FirstYear: lambda c: (),
+    Const: lambda c: (), DateConst: lambda c: (), Duration: lambda c: (), EventField: lambda c: (),
+    IsCase: lambda c: (), Count: lambda c: (), FirstAge: lambda c: (), FirstYear: lambda c: (),
+    FirstDate: lambda c: (),
+    Shift: lambda c: (c.date, c.by), Between: lambda c: (c.later, c.earlier),
     Cmp: lambda c: (c.left, c.right), AllOf: lambda c: c.args, AnyOf: lambda c: c.args,
-    Negate: lambda c: (c.arg,),
+    Negate: lambda c: (c.arg,), Relation: lambda c: (c.subject, c.anchor) + ((c.window,) if c.window else ()),
 }
 
 
@@ -325,23 +459,27 @@ class EndpointPlan(_Frozen):
 
     @model_validator(mode="after")
     def _conditions(self) -> "EndpointPlan":
+        # Event fields exist only for `when`; the endpoint's own facts only in `require`
+        # (those of its candidate events), anywhere else they would be a cycle.
         for where, cond in (("when", self.when), ("require", self.require),
                             ("controls require", self.control_require)):
             if cond is None:
                 continue
             _expect(TRUTH, (cond,), f"{self.name}: {where}")
-            wrong = EndpointFact if where == "when" else EventField
             for node in walk(cond):
-                if isinstance(node, wrong):
-                    raise ValueError(f"{self.name}: {where} cannot read {type(node).__name__}")
+                if isinstance(node, EventField) and where != "when":
+                    raise ValueError(f"{self.name}: {where} cannot read the event field {node.name}")
+                if isinstance(node, EndpointFact) and node.endpoint == self.name and where != "require":
+                    raise ValueError(f"{self.name}: {where} cannot read the endpoint itself")
         return self
 
     @property
     def dependencies(self) -> tuple[str, ...]:
-        """Every endpoint it reads: includes, and names in `when`, `require` and controls."""
-        return tuple(dict.fromkeys((
-            *self.includes, *cond_endpoints(self.when), *cond_endpoints(self.require),
-            *self.control_exclude, *cond_endpoints(self.control_require))))
+        """Every other endpoint it reads: includes, and names in `when`, `require` and
+        controls (its own name in `require` reads its candidate events, no dependency)."""
+        names = (*self.includes, *cond_endpoints(self.when), *cond_endpoints(self.require),
+                 *self.control_exclude, *cond_endpoints(self.control_require))
+        return tuple(dict.fromkeys(n for n in names if n != self.name))
 
     @property
     def counted(self) -> bool:

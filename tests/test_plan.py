@@ -3,12 +3,15 @@ is the one traversal and fails loudly on what is not a condition."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from pydantic import BaseModel, ValidationError
 
 from endpointc.plan import (
-    NUMBER, TRUTH, AllOf, AnyOf, Branch, Cmp, Const, Count, EndpointPlan, EventField, FirstAge, IsCase,
-    Negate, Program, RulePlan, children, cond_endpoints, cond_fields, walk,
+    DATE, DURATION, NUMBER, TRUTH, AllOf, AnyOf, Between, Branch, Cmp, Const, Count, DateConst, Duration,
+    EndpointPlan, EventField, FirstAge, FirstDate, IsCase, Negate, Program, Relation, RulePlan, Shift, children,
+    cond_endpoints, cond_fields, walk,
 )
 
 
@@ -25,16 +28,44 @@ def test_operands_of_the_wrong_type_do_not_build(build):
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"when": IsCase(endpoint="B")}, "when cannot read IsCase"),
-    ({"when": Cmp(op=">", left=Count(endpoint="B"), right=Const(value=1))}, "when cannot read Count"),
-    ({"require": Cmp(op="<", left=EventField(name="age"), right=Const(value=40))}, "require cannot read EventField"),
-    ({"control_require": EventField(name="emergency")}, "controls require cannot read EventField"),
+    ({"when": IsCase(endpoint="A")}, "when cannot read the endpoint itself"),
+    ({"control_require": Cmp(op=">", left=Count(endpoint="A"), right=Const(value=1))},
+     "controls require cannot read the endpoint itself"),
+    ({"require": Cmp(op="<", left=EventField(name="age"), right=Const(value=40))}, "require cannot read the event field age"),
+    ({"control_require": EventField(name="emergency")}, "controls require cannot read the event field emergency"),
     ({"require": Count(endpoint="B")}, "needs a truth value"),
     ({"when": EventField(name="age")}, "needs a truth value"),
 ])
 def test_conditions_hold_only_what_their_place_allows(fields, message):
     with pytest.raises(ValidationError, match=message):
         EndpointPlan(name="A", **fields)
+
+
+def test_time_terms_are_typed():
+    when = Relation(subject=EventField(name="date"), relation="within_after", anchor=FirstDate(endpoint="B"),
+                    window=Duration(days=365.25))
+    assert when.value_type == TRUTH and FirstDate(endpoint="B").value_type == DATE
+    assert Between(later=EventField(name="date"), earlier=FirstDate(endpoint="B")).value_type == DURATION
+    assert Shift(date=DateConst(value=dt.date(2000, 1, 1)), sign=-1, by=Duration(days=7)).value_type == DATE
+    with pytest.raises(ValidationError, match="needs a duration"):
+        Shift(date=FirstDate(endpoint="B"), sign=1, by=Const(value=1))
+    with pytest.raises(ValidationError, match="needs a date"):
+        Between(later=FirstAge(endpoint="B"), earlier=FirstAge(endpoint="C"))
+    with pytest.raises(ValidationError, match="of a date needs a date"):
+        Cmp(op="<", left=EventField(name="date"), right=Const(value=2000))
+    with pytest.raises(ValidationError, match="needs window"):
+        Relation(subject=EventField(name="date"), relation="within_before", anchor=FirstDate(endpoint="B"))
+    # persons terms in `when`, the endpoint itself in `require`: dependencies without itself
+    plan = EndpointPlan(name="A", when=when, require=Negate(arg=Relation(
+        subject=FirstDate(endpoint="C"), relation="before", anchor=FirstDate(endpoint="A"))))
+    assert plan.dependencies == ("B", "C")
+
+
+def test_relations_mean_comparisons_of_dates():
+    day, anchor, year = EventField(name="date"), FirstDate(endpoint="B"), Duration(days=365.25)
+    assert Relation(subject=day, relation="before", anchor=anchor).meaning == Cmp(op="<", left=day, right=anchor)
+    assert Relation(subject=day, relation="within_before", anchor=anchor, window=year).meaning == AllOf(args=(
+        Cmp(op="<=", left=Shift(date=anchor, sign=-1, by=year), right=day), Cmp(op="<=", left=day, right=anchor)))
 
 
 def test_value_types():

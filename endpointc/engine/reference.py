@@ -40,13 +40,13 @@ import polars as pl
 from ..diagnostics import Diagnostic, DiagnosticError
 from .schema import COUNTS_SCHEMA, LONG_SCHEMA
 from ..plan import (
-    AllOf, AnyOf, Branch, Cmp, ColumnTest, Const, Count, EndpointFact, EndpointPlan, EventField, FirstAge,
-    FirstYear, IsCase, Negate, Program, RulePlan,
+    DATE, AllOf, AnyOf, Between, Branch, Cmp, ColumnTest, Const, Count, DateConst, Duration, EndpointFact,
+    EndpointPlan, EventField, FirstAge, FirstDate, FirstYear, IsCase, Negate, Program, Relation, RulePlan, Shift,
 )
 
 __all__ = [
     "evaluate_reference", "counts_reference", "Observer", "Verdict", "Holds", "Case", "judge",
-    "event_order", "PATTERN", "OPTION", "EXCEPT", "SELECTED",
+    "event_order", "day_number", "spaced_count", "PATTERN", "OPTION", "EXCEPT", "SELECTED",
 ]
 
 
@@ -62,15 +62,15 @@ _OPTIONS = ("main", "with_atc")
 
 
 class Case:
-    """A case's facts that other endpoints may read: its event rows, AGE, YEAR, NEVT (and
-    `first`, the earliest event, which gives AGE and YEAR)."""
+    """A case's facts that other endpoints may read: its event rows, AGE, YEAR, DATE, NEVT
+    (and `first`, the earliest event, which gives AGE, YEAR and DATE)."""
 
     def __init__(self, rows: list[Row]):
         self.rows = rows
         self.first = min(rows, key=event_order)
         self.age: float | None = self.first["EVENT_AGE"]
-        day = self.first["APPROX_EVENT_DAY"]
-        self.year: int | None = day.year if day is not None else None
+        self.date: dt.date | None = self.first["APPROX_EVENT_DAY"]
+        self.year: int | None = self.date.year if self.date is not None else None
         self.nevt = len(rows)
 
 
@@ -218,7 +218,7 @@ def _evaluate_endpoint(endpoint: EndpointPlan, rows: list[Row], population: dict
     def when_holds(where: RulePlan | str, row: Row) -> bool:
         if endpoint.when is None:
             return True
-        when = _holds(endpoint.when, _event_fields(row, emergency))
+        when = _holds(endpoint.when, _event_fields(row, emergency, _endpoint_facts(row["FINNGENID"], cases)))
         observer.when(endpoint, where, row, when)
         return when.holds
 
@@ -239,11 +239,13 @@ def _evaluate_endpoint(endpoint: EndpointPlan, rows: list[Row], population: dict
         for row in selected:
             if when_holds(rule, row):
                 by_person.setdefault(row["FINNGENID"], []).append(row)
-        # Step 2a: fewer than `min` events of this rule count for nothing.
+        # Step 2a: fewer than `min` events of this rule count for nothing; a spaced or
+        # clustered `min` counts only dated events, picked as the language says.
         kept[rule.index] = {}
         for person_id, person_rows in by_person.items():
-            reached = len(person_rows) >= rule.min_events
-            observer.min_events(endpoint, rule, person_id, len(person_rows), reached)
+            count = len(person_rows) if rule.spacing is None else spaced_count(rule, person_rows)
+            reached = count >= rule.min_events
+            observer.min_events(endpoint, rule, person_id, count, reached)
             if reached:
                 kept[rule.index][person_id] = person_rows
 
@@ -280,12 +282,14 @@ def _evaluate_endpoint(endpoint: EndpointPlan, rows: list[Row], population: dict
     for person_id, person in population.items():
         events = event_sets.get(person_id, {})
         sex_allowed = _sex_allowed(endpoint, person)
-        require = _holds(endpoint.require, _endpoint_facts(person_id, cases))
+        # An endpoint naming itself in `require` reads these candidate events.
+        candidate = Case(list(events.values())) if events else None
+        require = _holds(endpoint.require, _endpoint_facts(person_id, cases, itself=(endpoint.name, candidate)))
         observer.case_rules(endpoint, person_id, len(events), sex_allowed, require)
-        if events and sex_allowed and require.holds:
+        if candidate is not None and sex_allowed and require.holds:
             # Step 5: AGE, YEAR and NEVT come from the event set (computed in Case).
-            result[person_id] = Case(list(events.values()))
-            observer.case(endpoint, person_id, result[person_id])
+            result[person_id] = candidate
+            observer.case(endpoint, person_id, candidate)
     return result
 
 
@@ -360,7 +364,35 @@ def _keep_mode(selected: list[Row], told: Callable[[Row, bool, int, int], None])
     return kept
 
 
+def spaced_count(rule: RulePlan, rows: list[Row]) -> int:
+    """How many of a person's events a spaced or clustered `min` counts; undated events
+    count for neither.
+
+    `apart D`: pick the earliest dated event, then repeatedly the earliest one at least D
+    after the last pick; the number of picks. `within D`: the most events in one window
+    [day, day + D] that starts at an event."""
+    days = sorted(day_number(r["APPROX_EVENT_DAY"]) for r in rows if r["APPROX_EVENT_DAY"] is not None)
+    if rule.spacing == "apart":
+        picks, last = 0, None
+        for day in days:
+            if last is None or day - last >= rule.spacing_days:
+                picks, last = picks + 1, day
+        return picks
+    if rule.spacing == "within":
+        return max((sum(1 for other in days[i:] if other - day <= rule.spacing_days)
+                    for i, day in enumerate(days)), default=0)
+    raise ValueError(f"unknown spacing {rule.spacing!r}")
+
+
 # -- conditions ------------------------------------------------------------------------
+
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def day_number(day: dt.date) -> int:
+    """A date as a number of days (since 1970-01-01), so that dates and durations add up."""
+    return (day - _EPOCH).days
+
 
 def truth(value: Any) -> bool:
     """A condition's value as a yes/no: missing is no."""
@@ -387,9 +419,22 @@ def _value(cond, fact: Callable[[Any], Any], read: dict) -> Any:
     another endpoint (in `require` and controls); `read` collects them."""
     if isinstance(cond, Const):
         return cond.value
+    if isinstance(cond, DateConst):
+        return day_number(cond.value)
+    if isinstance(cond, Duration):
+        return cond.days
     if isinstance(cond, (EventField, EndpointFact)):
         read[cond] = value = fact(cond)
-        return value
+        # dates are read (and shown) as dates and computed with as day numbers
+        return day_number(value) if cond.value_type == DATE and value is not None else value
+    if isinstance(cond, Shift):
+        date, by = _value(cond.date, fact, read), _value(cond.by, fact, read)
+        return None if date is None or by is None else date + cond.sign * by
+    if isinstance(cond, Between):
+        later, earlier = _value(cond.later, fact, read), _value(cond.earlier, fact, read)
+        return None if later is None or earlier is None else later - earlier
+    if isinstance(cond, Relation):
+        return _value(cond.meaning, fact, read)
     if isinstance(cond, Cmp):
         return compare(cond.op, _value(cond.left, fact, read), _value(cond.right, fact, read))
     # Every operand is evaluated, none short-circuits (conditions have no side effects), so
@@ -403,27 +448,39 @@ def _value(cond, fact: Callable[[Any], Any], read: dict) -> Any:
     raise TypeError(f"{type(cond).__name__} is not a condition node")
 
 
-def _event_fields(row: Row, emergency: Callable[[Row], bool]) -> Callable[[Any], Any]:
-    """The fields `when` reads, on one event row."""
+def _event_fields(row: Row, emergency: Callable[[Row], bool],
+                  person_facts: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """What `when` reads: the fields of one event row, and facts about the person's other
+    endpoints (the same for all of the person's events)."""
     def value(field):
+        if isinstance(field, EndpointFact):
+            return person_facts(field)
         if isinstance(field, EventField):
+            day = row["APPROX_EVENT_DAY"]
             if field.name == "age":
                 return row["EVENT_AGE"]
             if field.name == "year":
-                day = row["APPROX_EVENT_DAY"]
                 return day.year if day is not None else None
+            if field.name == "date":
+                return day
             if field.name == "emergency":
                 return emergency(row)
         raise TypeError(f"{type(field).__name__} is not an event field")
     return value
 
 
-def _endpoint_facts(person_id: str, cases: dict[str, dict[str, Case]]) -> Callable[[Any], Any]:
-    """The facts `require` and controls read about the person's status for other endpoints."""
+def _endpoint_facts(person_id: str, cases: dict[str, dict[str, Case]],
+                    itself: tuple[str, Case | None] | None = None) -> Callable[[Any], Any]:
+    """The facts `require`, controls and `when` read about the person's status for other
+    endpoints; `itself` is (the endpoint's name, the person's candidate events) where the
+    endpoint may read its own."""
     def value(fact):
         if not isinstance(fact, EndpointFact):
             raise TypeError(f"{type(fact).__name__} is not a fact about an endpoint")
-        case = cases[fact.endpoint].get(person_id)
+        if itself is not None and fact.endpoint == itself[0]:
+            case = itself[1]
+        else:
+            case = cases[fact.endpoint].get(person_id)
         if isinstance(fact, IsCase):
             return case is not None
         if isinstance(fact, Count):
@@ -432,6 +489,8 @@ def _endpoint_facts(person_id: str, cases: dict[str, dict[str, Case]]) -> Callab
             return case.age if case is not None else None
         if isinstance(fact, FirstYear):
             return case.year if case is not None else None
+        if isinstance(fact, FirstDate):
+            return case.date if case is not None else None
         raise TypeError(f"{type(fact).__name__} is not an endpoint fact the engine knows")
     return value
 
