@@ -7,6 +7,7 @@ Node class names are the rule aliases of grammar/endpoint.lark.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -18,7 +19,8 @@ __all__ = [
     "Node", "Code", "Range", "Exact", "AnyCode", "NoCode", "Regex", "Combination",
     "CodelistRef", "Pattern", "SimplePattern", "VocabClause", "Option", "Rule",
     "NameRef", "Include", "When", "Require", "Sex", "ControlExclude", "ControlRequire",
-    "Controls", "Meta", "Endpoint", "Codelist", "Comment", "File",
+    "Controls", "Meta", "Endpoint", "Codelist", "Comment", "File", "DurationLit", "DateLit", "Arith", "Relation",
+    "EventCode", "TestEvent", "TestPerson", "Expect", "TestBlock",
     "Number", "Var", "EndpointRef", "Attr", "Compare", "And", "Or", "Not", "Expr",
     "SOURCES", "VOCABULARIES", "META_KEYS", "OPTIONS",
 ]
@@ -107,19 +109,33 @@ class VocabClause(Node):
     excepts: tuple[Pattern, ...] = ()
 
 
+class DurationLit(Node):
+    """`30 days`, `1 year`, `2.5 weeks`: `unit` as written (day/days, week/weeks, ...)."""
+    kind: Literal["duration"] = "duration"
+    amount: float
+    text: str  # the amount as written
+    unit: str
+
+
 class Option(Node):
     """A rule option; `value` and `text` only for `min N` (text as written, so `min 2.5`
-    survives formatting to be reported by check)."""
+    survives formatting to be reported by check); `spacing` and `window` only for
+    `min N apart D` and `min N within D`."""
     name: str  # one of OPTIONS; check reports anything else
     value: int | None = None
     text: str | None = None
+    spacing: Literal["apart", "within"] | None = None
+    window: DurationLit | None = None
 
 
 class Rule(Node):
+    """`SOURCE [options] VOCAB PATTERNS ...`, or `SOURCE [options] @NAME` with a codelist
+    of several vocabularies (`codelist` is then its reference and `clauses` is empty)."""
     kind: Literal["rule"] = "rule"
     source: str
     options: tuple[Option, ...] = ()
     clauses: tuple[VocabClause, ...]
+    codelist: CodelistRef | None = None
 
     def option(self, name: str) -> Option | None:
         return next((o for o in self.options if o.name == name), None)
@@ -134,9 +150,15 @@ class Number(Node):
 
 
 class Var(Node):
-    """An event field in `when`: age, year or emergency."""
+    """An event field in `when`: age, year, emergency or date."""
     kind: Literal["var"] = "var"
-    name: Literal["age", "year", "emergency"]
+    name: Literal["age", "year", "emergency", "date"]
+
+
+class DateLit(Node):
+    """`1998-01-01`."""
+    kind: Literal["date"] = "date"
+    value: dt.date
 
 
 class EndpointRef(Node):
@@ -146,10 +168,29 @@ class EndpointRef(Node):
 
 
 class Attr(Node):
-    """`X.count`, `X.age`: a case's number of events, age at first event."""
+    """`X.count`, `X.age`, `X.year`, `X.date`: a case's number of events, and the age,
+    year and date of its first event."""
     kind: Literal["attr"] = "attr"
     name: str
-    attr: Literal["count", "age", "year"]
+    attr: Literal["count", "age", "year", "date"]
+
+
+class Arith(Node):
+    """`date - X.date`, `X.date + 1 year`: a date and a duration, or two dates."""
+    kind: Literal["arith"] = "arith"
+    op: Literal["+", "-"]
+    left: "Expr"
+    right: "Expr"
+
+
+class Relation(Node):
+    """`within 1 year after X`, `before X` (in `when`: the event is the subject), and
+    `A within 30 days before B`, `A after B` (in `require`: the endpoint `subject`)."""
+    kind: Literal["relation"] = "relation"
+    subject: EndpointRef | None = None
+    relation: Literal["within_after", "within_before", "after", "before"]
+    window: DurationLit | None = None
+    anchor: EndpointRef
 
 
 class Compare(Node):
@@ -175,7 +216,8 @@ class Not(Node):
 
 
 Expr = Annotated[
-    Union[Number, Var, EndpointRef, Attr, Compare, And, Or, Not], Field(discriminator="kind")
+    Union[Number, Var, DateLit, DurationLit, EndpointRef, Attr, Arith, Relation, Compare, And, Or, Not],
+    Field(discriminator="kind"),
 ]
 
 
@@ -268,6 +310,50 @@ class Codelist(Node):
     patterns: tuple[Pattern, ...]
 
 
+# -- tests inside definition files -----------------------------------------------
+
+class EventCode(Node):
+    """On a test event line: `icd10 I21` (a code of a vocabulary: `vocab` set) or
+    `CODE2=I10` (a column's value: `column` set)."""
+    vocab: str | None = None
+    column: str | None = None
+    value: str
+
+
+class TestEvent(Node):
+    """`1990-03-01 INPAT icd10 I21 CATEGORY=1`."""
+    date: dt.date
+    source: str
+    codes: tuple[EventCode, ...]
+
+
+class TestPerson(Node):
+    """`person P1 female born 1950-01-01 followed until 2020-01-01 { events }`."""
+    id: str
+    sex: Literal["female", "male"]
+    born: dt.date
+    followed_until: dt.date
+    events: tuple[TestEvent, ...] = ()
+
+
+class Expect(Node):
+    """`expect P1 case of X at 1990-06-01 nevt 1`: `at` a date, or an age (a number)."""
+    person: NameRef
+    status: Literal["case", "control", "excluded"]
+    endpoint: NameRef
+    at_date: dt.date | None = None
+    at_age: float | None = None
+    nevt: int | None = None
+
+
+class TestBlock(Node):
+    """`test "..." { person ... expect ... }`: what a definition must do on made-up people."""
+    kind: Literal["test"] = "test"
+    name: str
+    persons: tuple[TestPerson, ...]
+    expects: tuple[Expect, ...]
+
+
 class Comment(Node):
     text: str  # without the leading '#'
 
@@ -276,7 +362,7 @@ class File(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
-    declarations: tuple[Annotated[Union[Endpoint, Codelist], Field(discriminator="kind")], ...]
+    declarations: tuple[Annotated[Union[Endpoint, Codelist, TestBlock], Field(discriminator="kind")], ...]
     comments: tuple[Comment, ...] = ()
 
     @property
@@ -287,6 +373,10 @@ class File(BaseModel):
     def codelists(self) -> tuple[Codelist, ...]:
         return tuple(d for d in self.declarations if isinstance(d, Codelist))
 
+    @property
+    def tests(self) -> tuple[TestBlock, ...]:
+        return tuple(d for d in self.declarations if isinstance(d, TestBlock))
 
-for _model in (Compare, And, Or, Not, When, Require, ControlRequire, Controls, Endpoint, File):
+
+for _model in (Arith, Relation, Compare, And, Or, Not, When, Require, ControlRequire, Controls, Endpoint, File):
     _model.model_rebuild()

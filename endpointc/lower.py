@@ -31,14 +31,15 @@ from .check import Library
 from .diagnostics import Diagnostic
 from .fmt import pattern_text
 from .plan import (
-    AllOf, AnyOf, Branch, Cmp, CodeSet, ColumnTest, Cond, Const, Count, EndpointPlan, EventField,
-    FirstAge, FirstYear, IsCase, Negate, Program, RulePlan, Written,
+    DATE, DURATION, AllOf, AnyOf, Between, Branch, Cmp, CodeSet, ColumnTest, Cond, Const, Count, DateConst,
+    Duration, EndpointPlan, EventField, FirstAge, FirstDate, FirstYear, IsCase, Negate, Program, Relation, RulePlan,
+    Shift, Written,
 )
 from .registers import REGISTERS, Pin
 from .source import Span
 
 __all__ = [
-    "lower", "lower_patterns", "LowerError", "EXPANSION_LIMIT", "CODE_ALPHABET",
+    "lower", "lower_patterns", "LowerError", "EXPANSION_LIMIT", "CODE_ALPHABET", "DAYS_PER_UNIT", "duration_days",
 ]
 
 # The characters of a well-formed stored code: FinnGen stores codes upper-case, without dots.
@@ -92,7 +93,7 @@ def _endpoint(endpoint: ast.Endpoint, library: Library) -> EndpointPlan:
             else:
                 control_require.append(_cond(item.condition, event_level=False))
     sex = endpoint.sex
-    return EndpointPlan(
+    return _node(lambda: EndpointPlan(
         name=endpoint.name,
         rules=rules,
         includes=tuple(dict.fromkeys(n.name for n in endpoint.includes)),
@@ -102,7 +103,7 @@ def _endpoint(endpoint: ast.Endpoint, library: Library) -> EndpointPlan:
         control_exclude=tuple(dict.fromkeys(control_exclude)),
         control_require=AllOf(args=tuple(control_require)) if control_require else None,
         span=endpoint.span,
-    )
+    ), endpoint.span)
 
 
 # -- rules -----------------------------------------------------------------------
@@ -121,6 +122,7 @@ def _rule(index: int, rule: ast.Rule, library: Library) -> RulePlan:
         raise _fail("EP490", f"unknown rule source {rule.source!r}", rule.span)
     extra: list[ColumnTest] = []
     min_events = register.default_min
+    spacing, spacing_days = None, None
     needs_other = mode = False
     for option in rule.options:
         if option.name == "main":
@@ -135,6 +137,8 @@ def _rule(index: int, rule: ast.Rule, library: Library) -> RulePlan:
             if option.value is None or option.value < 1:
                 raise _fail("EP490", "`min` needs a whole number of at least 1", option.span)
             min_events = option.value
+            if option.window is not None:
+                spacing, spacing_days = option.spacing, duration_days(option.window)
         elif option.name == "needs_other":
             needs_other = True
         elif option.name == "mode":
@@ -158,8 +162,9 @@ def _rule(index: int, rule: ast.Rule, library: Library) -> RulePlan:
         branch = Branch(sources=register.rows, tests=_dedupe(tests), excepts=excepts)
         if branch not in branches:
             branches.append(branch)
-    return RulePlan(index=index, source=rule.source, source_rows=register.rows, branches=tuple(branches),
-                    min_events=min_events, needs_other=needs_other, mode=mode, span=rule.span)
+    return _node(lambda: RulePlan(
+        index=index, source=rule.source, source_rows=register.rows, branches=tuple(branches), min_events=min_events,
+        spacing=spacing, spacing_days=spacing_days, needs_other=needs_other, mode=mode, span=rule.span), rule.span)
 
 
 def _dedupe(tests: Iterable[ColumnTest]) -> tuple[ColumnTest, ...]:
@@ -369,29 +374,70 @@ def _range(pattern: ast.Range) -> tuple[str, ...]:
 
 # -- conditions --------------------------------------------------------------------
 
+# Days in a unit of duration: a month and a year are their mean lengths in the Gregorian
+# calendar, so that `1 year` after a date is the same instant whatever the date.
+DAYS_PER_UNIT = {"day": 1.0, "week": 7.0, "month": 30.4375, "year": 365.25}
+
+_FACTS = {"count": Count, "age": FirstAge, "year": FirstYear, "date": FirstDate}
+
+
+def duration_days(duration: ast.DurationLit) -> float:
+    """`30 days` -> 30.0, `1 year` -> 365.25 (units may be singular or plural)."""
+    return duration.amount * DAYS_PER_UNIT[duration.unit.rstrip("s")]
+
+
+def _node(build, span: Span | None):
+    """A plan node from `build()`; a node the plan rejects (an operand of the wrong type)
+    is something `check` should have reported."""
+    try:
+        return build()
+    except ValueError as error:
+        raise _fail("EP490", f"cannot lower the condition: {error}", span) from error
+
+
 def _cond(expr: ast.Expr, *, event_level: bool) -> Cond:
-    """`when` reads event fields only; `require`/controls read endpoints only."""
+    """`when` (event level) reads event fields and facts about other endpoints;
+    `require` and controls read facts about endpoints only."""
+    def lowered(e: ast.Expr) -> Cond:
+        return _cond(e, event_level=event_level)
+
     if isinstance(expr, ast.Number):
         return Const(value=expr.value)
+    if isinstance(expr, ast.DateLit):
+        return DateConst(value=expr.value)
+    if isinstance(expr, ast.DurationLit):
+        return Duration(days=duration_days(expr))
     if isinstance(expr, ast.Var):
         if not event_level:
             raise _fail("EP490", f"`{expr.name}` is an event field; use it in `when`", expr.span)
         return EventField(name=expr.name)
-    if isinstance(expr, (ast.EndpointRef, ast.Attr)):
-        if event_level:
-            raise _fail("EP490", f"`when` filters events and cannot read endpoint {expr.name}", expr.span,
-                        "use `require` for conditions on other endpoints")
-        if isinstance(expr, ast.EndpointRef):
-            return IsCase(endpoint=expr.name)
-        return {"count": Count, "age": FirstAge, "year": FirstYear}[expr.attr](endpoint=expr.name)
+    if isinstance(expr, ast.EndpointRef):
+        return IsCase(endpoint=expr.name)
+    if isinstance(expr, ast.Attr):
+        return _FACTS[expr.attr](endpoint=expr.name)
+    if isinstance(expr, ast.Arith):
+        left, right = lowered(expr.left), lowered(expr.right)
+        if expr.op == "-" and left.value_type == DATE and right.value_type == DATE:
+            return _node(lambda: Between(later=left, earlier=right), expr.span)
+        if expr.op == "+" and left.value_type == DURATION:  # `1 year + X.date`
+            left, right = right, left
+        return _node(lambda: Shift(date=left, sign=1 if expr.op == "+" else -1, by=right), expr.span)
+    if isinstance(expr, ast.Relation):
+        if expr.subject is None and not event_level:
+            raise _fail("EP490", "a time relation in `require` needs an endpoint before it", expr.span)
+        subject = EventField(name="date") if expr.subject is None else FirstDate(endpoint=expr.subject.name)
+        window = None if expr.window is None else Duration(days=duration_days(expr.window))
+        return _node(lambda: Relation(subject=subject, relation=expr.relation,
+                                      anchor=FirstDate(endpoint=expr.anchor.name), window=window), expr.span)
     if isinstance(expr, ast.Compare):
-        operands = [_cond(o, event_level=event_level) for o in expr.operands]
-        pairs = tuple(Cmp(op=op, left=operands[i], right=operands[i + 1]) for i, op in enumerate(expr.ops))
+        operands = [lowered(o) for o in expr.operands]
+        pairs = tuple(_node(lambda i=i, op=op: Cmp(op=op, left=operands[i], right=operands[i + 1]), expr.span)
+                      for i, op in enumerate(expr.ops))
         return pairs[0] if len(pairs) == 1 else AllOf(args=pairs)
     if isinstance(expr, ast.And):
-        return AllOf(args=tuple(_cond(a, event_level=event_level) for a in expr.args))
+        return _node(lambda: AllOf(args=tuple(lowered(a) for a in expr.args)), expr.span)
     if isinstance(expr, ast.Or):
-        return AnyOf(args=tuple(_cond(a, event_level=event_level) for a in expr.args))
+        return _node(lambda: AnyOf(args=tuple(lowered(a) for a in expr.args)), expr.span)
     if isinstance(expr, ast.Not):
-        return Negate(arg=_cond(expr.arg, event_level=event_level))
+        return _node(lambda: Negate(arg=lowered(expr.arg)), expr.span)
     raise _fail("EP490", f"cannot lower condition {type(expr).__name__}", getattr(expr, "span", None))
