@@ -15,8 +15,9 @@ import pytest
 
 from endpointc import ast, parse
 from endpointc.finngen import (
-    RULE_COLUMNS, _ConditionParser, export_finngen, import_finngen, read_table, split_alternatives,
+    RULE_COLUMNS, export_finngen, import_finngen, read_table, split_alternatives,
 )
+from endpointc.finngen.conditions import ConditionParser
 from endpointc.fmt import ast_equal, format_file, strip_spans
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "finngen"
@@ -106,8 +107,8 @@ def _norm(column: str, text: str, names):
     if column in CONDITION_COLUMNS:
         from endpointc.source import Span
         try:
-            expr = _ConditionParser(text, Span(file="", line=1, column=1, end_line=1, end_column=1), names,
-                                    event_level=column == "PRE_CONDITIONS").parse()
+            expr = ConditionParser(text, Span(file="", line=1, column=1, end_line=1, end_column=1), names,
+                                   event_level=column == "PRE_CONDITIONS").parse()
         except Exception:
             return text
         return repr(strip_spans(expr))
