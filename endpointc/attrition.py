@@ -26,7 +26,15 @@ controls) if that one step alone were removed; it is empty for steps that do not
 `when` is one filter of the whole endpoint, so each rule's `when` row shows the same
 number: the cases gained by removing `when` from the endpoint.
 
-Counts from 1 to 4 are masked as ``<5`` by default (`mask_threshold=None` turns it off).
+Counts from 1 to 4 are masked as ``<5`` by default (`mask_threshold=None` turns it off),
+and with them the counts that would give one away (``masked``, see `masking`), given
+what the steps imply: cases + controls before control rules = population; among people of
+the allowed sex, cases + controls after sex = the people of that sex; each control step
+loses at least its N_ADDED_BACK people and the last one exactly those; `require` removes
+its N_ADDED_BACK from the count before it; the `when` rows share one N_ADDED_BACK; steps
+of one rule, and everything after sex, only go down; a step equal to the cases by
+construction (the last step of a lone rule, `all rules` or `include` without `require`,
+`controls` and its step before) is the same number.
 
 >>> table = attrition(program, events, people, endpoint="E4_DM2")   # doctest: +SKIP
 """
@@ -41,9 +49,10 @@ import polars as pl
 
 from .engine.polars import evaluate
 from .plan import Branch, EndpointPlan, Program, RulePlan
-from .results import MASK_THRESHOLD, mask_counts, write_text_atomic
+from .masking import MASK_THRESHOLD, Relation, mask_table
+from .results import write_text_atomic
 
-__all__ = ["attrition", "write_attrition", "ATTRITION_SCHEMA", "COUNT_COLUMNS"]
+__all__ = ["attrition", "attrition_counts", "write_attrition", "ATTRITION_SCHEMA", "COUNT_COLUMNS"]
 
 ATTRITION_SCHEMA = {
     "ENDPOINT": pl.String, "SIDE": pl.String, "RULE": pl.Int64, "STEP": pl.String,
@@ -69,6 +78,19 @@ def attrition(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *, e
     Columns ENDPOINT, SIDE, RULE (1-based, empty for endpoint-level steps), STEP,
     N_PEOPLE, N_ADDED_BACK. With masking on (the default) the count columns are text.
     """
+    table, relations = attrition_counts(program, events, people, endpoint=endpoint)
+    return mask_table(table, COUNT_COLUMNS, relations, threshold=mask_threshold,
+                      upper=table["N_PEOPLE"][0], known=[POPULATION])
+
+
+# The population row's count: the reader knows it, so it is never masked beyond the rule.
+POPULATION = (0, "N_PEOPLE")
+
+
+def attrition_counts(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *, endpoint: str
+                     ) -> tuple[pl.DataFrame, list[Relation]]:
+    """The attrition table unmasked, and the relations among its counts a reader can rely on
+    (cells keyed by (row index, column); row 0 is the population)."""
     if endpoint not in program.names:
         raise KeyError(f"unknown endpoint {endpoint}")
     events, people = events.lazy(), people.lazy()
@@ -88,15 +110,29 @@ def attrition(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *, e
     bare = ep.model_copy(update={"includes": (), "require": None, "control_exclude": (),
                                  "control_require": None})
     rows: list[_Row] = []
+    relations: list[Relation] = []
+
+    def add(row: _Row) -> int:
+        rows.append(row)
+        return len(rows) - 1
+
+    def n(index: int) -> tuple[int, str]:
+        return (index, "N_PEOPLE")
+
+    def added(index: int) -> tuple[int, str]:
+        return (index, "N_ADDED_BACK")
 
     population = people.select(pl.len()).collect().item()
-    rows.append(_Row("cases", None, "population", population))
+    add(_Row("cases", None, "population", population))
     case = _case_count
     full = ep.name
+    sex_row = None
     if ep.sex is not None:
         allowed = people.filter(pl.col("SEX") == ep.sex).select(pl.len()).collect().item()
         without = variant("without_sex", ep.model_copy(update={"sex": None}))
-        rows.append(_Row("cases", None, f"sex {ep.sex}", allowed, _gained(without, full)))
+        sex_row = add(_Row("cases", None, f"sex {ep.sex}", allowed, _gained(without, full)))
+        # people of the other sex: those of the allowed sex, plus those only sex keeps out
+        relations.append(Relation.no_more_than([n(sex_row), added(sex_row)], POPULATION))
 
     # Per rule: the rule alone, as it grows from its patterns to its full meaning. Each
     # rule's events after its own `min` are needed first: `needs other` reads the others'.
@@ -106,21 +142,25 @@ def attrition(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *, e
     after_min = {r.index: variant(f"r{r.index + 1}_min",
                                   bare.model_copy(update={"rules": (r.model_copy(update={"needs_other": False}),)}))
                  if r.min_events > 1 else with_when[r.index] for r in ep.rules}
+    when_rows: list[int] = []
+    rule_ends: list[int] = []
     for rule in ep.rules:
         number = rule.index + 1
         label = f"rule {number} ({rule.source})"
         alone = _loose(rule)
         pattern = variant(f"r{number}_pattern", bare.model_copy(update={"rules": (_stripped(alone),), "when": None}))
-        rows.append(_Row("cases", number, f"{label}: events by pattern", case(pattern)))
+        steps = [add(_Row("cases", number, f"{label}: events by pattern", case(pattern)))]
         options = _option_names(rule)
         if options:
             written = variant(f"r{number}_written", bare.model_copy(update={"rules": (alone,), "when": None}))
             lifted = variant(f"r{number}_without_except", _replace_rule(ep, _stripped(rule)))
-            rows.append(_Row("cases", number, f"{label}: after {', '.join(options)}", case(written),
-                             _gained(lifted, full)))
+            steps.append(add(_Row("cases", number, f"{label}: after {', '.join(options)}", case(written),
+                                  _gained(lifted, full))))
         if ep.when is not None:
-            rows.append(_Row("cases", number, f"{label}: after when", case(with_when[rule.index]),
-                             _gained(without_when, full)))
+            steps.append(add(_Row("cases", number, f"{label}: after when", case(with_when[rule.index]),
+                                  _gained(without_when, full))))
+            when_rows.append(steps[-1])
+        relations += [Relation.no_more_than([n(later)], n(earlier)) for earlier, later in zip(steps, steps[1:])]
         if rule.min_events > 1 or rule.needs_other:
             kept = _case_flag(after_min[rule.index])
             if rule.needs_other:
@@ -130,20 +170,39 @@ def attrition(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *, e
             words += ["needs other"] if rule.needs_other else []
             lifted = variant(f"r{number}_without_min",
                              _replace_rule(ep, rule.model_copy(update={"min_events": 1, "needs_other": False})))
-            rows.append(_Row("cases", number, f"{label}: after {', '.join(words)}", kept.sum(),
-                             _gained(lifted, full)))
+            steps.append(add(_Row("cases", number, f"{label}: after {', '.join(words)}", kept.sum(),
+                                  _gained(lifted, full))))
+            relations.append(Relation.no_more_than([n(steps[-1])], n(steps[-2])))
+        # the pattern row alone is the whole rule only if stripping its options changed nothing
+        whole = len(steps) > 1 or _stripped(alone) == alone
+        if len(ep.rules) == 1 and not rule.needs_other and whole:
+            rule_ends.append(steps[-1])
+    relations += [Relation.equal(added(when_rows[0]), added(other)) for other in when_rows[1:]]
 
+    before_require = None
     if ep.rules:
         own = variant("rules", bare)
-        rows.append(_Row("cases", None, "all rules", case(own)))
+        before_require = add(_Row("cases", None, "all rules", case(own)))
+        relations += [Relation.equal(n(end), n(before_require)) for end in rule_ends]
     if ep.includes:
         included = variant("included", ep.model_copy(update={"require": None, "control_exclude": (),
                                                              "control_require": None}))
-        rows.append(_Row("cases", None, f"include {', '.join(ep.includes)}", case(included)))
+        index = add(_Row("cases", None, f"include {', '.join(ep.includes)}", case(included)))
+        if before_require is not None:
+            relations.append(Relation.no_more_than([n(before_require)], n(index)))
+        before_require = index
+    cases_row = len(rows) + (1 if ep.require is not None else 0)
     if ep.require is not None:
         lifted = variant("without_require", ep.model_copy(update={"require": None}))
-        rows.append(_Row("cases", None, "require", case(full), _gained(lifted, full)))
-    rows.append(_Row("cases", None, "cases", case(full)))
+        index = add(_Row("cases", None, "require", case(full), _gained(lifted, full)))
+        relations.append(Relation.equal(n(index), n(cases_row)))
+        if before_require is not None:
+            relations.append(Relation.adds_up([n(cases_row), added(index)], n(before_require)))
+    elif before_require is not None:
+        relations.append(Relation.equal(n(before_require), n(cases_row)))
+    add(_Row("cases", None, "cases", case(full)))
+    if sex_row is not None:
+        relations += [Relation.no_more_than([n(i)], n(sex_row)) for i in range(sex_row + 1, len(rows))]
 
     # Controls: an endpoint without rules has no cases, so the people it excludes are
     # exactly those failing its one control rule.
@@ -160,21 +219,29 @@ def attrition(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *, e
                        variant("controls_require", empty.model_copy(update={"control_require": ep.control_require}))))
     non_case = ~_case_flag(full)
     fails = [_excluded_flag(name) for _, name in checks]
-    rows.append(_Row("controls", None, "controls before control rules", population - case(full)))
+    previous = add(_Row("controls", None, "controls before control rules", population - case(full)))
+    relations.append(Relation.adds_up([n(cases_row), n(previous)], POPULATION))
     for k, (label, _) in enumerate(checks):
         failed_so_far = pl.any_horizontal(fails[: k + 1])
         others = [f for j, f in enumerate(fails) if j != k]
         only_this = fails[k] & ~pl.any_horizontal(others) if others else fails[k]
-        rows.append(_Row("controls", None, label, population - case(full) - (non_case & failed_so_far).sum(),
+        index = add(_Row("controls", None, label, population - case(full) - (non_case & failed_so_far).sum(),
                          (non_case & only_this).sum()))
-    rows.append(_Row("controls", None, "controls", _CONTROLS))
+        # a step loses those only it keeps out, and maybe more that a later step also would;
+        # the last step has no later one
+        last = k == len(checks) - 1
+        relations.append(Relation(parts=(n(index), added(index)), totals=(n(previous),), at_most=not last))
+        if k == 0 and sex_row is not None:
+            relations.append(Relation.adds_up([n(cases_row), n(index)], n(sex_row)))
+        previous = index
+    relations.append(Relation.equal(n(add(_Row("controls", None, "controls", _CONTROLS))), n(previous)))
 
     counts = _count(Program(endpoints=base.endpoints + tuple(variants.values())), events, people,
                     [full, *variants], rows)
     table = pl.DataFrame(
         [(ep.name, r.side, r.rule, r.step, counts[i][0], counts[i][1]) for i, r in enumerate(rows)],
         schema=ATTRITION_SCHEMA, orient="row")
-    return mask_counts(table, threshold=mask_threshold, columns=COUNT_COLUMNS)
+    return table, relations
 
 
 _CONTROLS = "__controls__"

@@ -8,10 +8,10 @@ Stage modules are imported inside each command so `endpointc check` stays quick.
 from __future__ import annotations
 
 import json
+import os
 import sys
-import tempfile
 from pathlib import Path
-from typing import Annotated, Optional, Sequence
+from typing import Annotated, NoReturn, Optional, Sequence
 
 import typer
 from rich.console import Console
@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from .diagnostics import Diagnostic, has_errors, sort_diagnostics
-from .masking import MASK_THRESHOLD
+from .masking import MASK_THRESHOLD, SECONDARY_MARK
 
 __all__ = ["app", "main"]
 
@@ -30,8 +30,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,  # locals may hold person-level data
 )
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+# Markup off: messages carry paths and registry values, and "[/]" in one of them would be
+# read as markup (and crash the run). Styles are given as Text.
+out = Console(highlight=False, markup=False)
+err = Console(stderr=True, highlight=False, markup=False)
 
 Paths = Annotated[list[Path], typer.Argument(help="Definition files (*.ep) or folders of them.")]
 EventsFile = Annotated[Path, typer.Option(help="Longitudinal events: TSV, TSV.gz or Parquet.")]
@@ -39,13 +41,13 @@ PeopleFile = Annotated[Path, typer.Option(help="People table (the population): T
 NoMask = Annotated[bool, typer.Option("--no-mask", help=f"Show counts under {MASK_THRESHOLD} (individual-level risk).")]
 
 
-def _read_registry(events: Path, people: Path, *, keep_as_read: bool = False):
+def _read_registry(events: Path, people: Path, *, keep_as_read: bool = False, allow_empty_events: bool = False):
     """Load and check the registry, printing its warnings (RegistryError is the caller's)."""
     from .registry import load_registry
 
-    registry = load_registry(events, people, keep_as_read=keep_as_read)
+    registry = load_registry(events, people, keep_as_read=keep_as_read, allow_empty_events=allow_empty_events)
     for warning in registry.warnings:
-        err.print(f"[yellow]warning:[/] {warning}")
+        _warning(warning)
     return registry
 
 
@@ -67,12 +69,49 @@ def _mask_threshold(no_mask: bool) -> int | None:
 
 
 def _warn_unmasked(advice: str) -> None:
-    err.print(f"[yellow]warning:[/] --no-mask: counts under {MASK_THRESHOLD} are shown; {advice}")
+    _warning(f"--no-mask: counts under {MASK_THRESHOLD} are shown; {advice}")
 
 
-def _usage(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+def _error(message: object) -> None:
+    err.print(Text.assemble(("error:", "bold red"), " ", str(message)))
+
+
+def _warning(message: object) -> None:
+    err.print(Text.assemble(("warning:", "yellow"), " ", str(message)))
+
+
+def _usage(message: str) -> NoReturn:
+    _error(message)
     raise typer.Exit(2)
+
+
+def _failed(message: object) -> NoReturn:
+    """A problem with the data or the files: print it and exit 1."""
+    _error(message)
+    raise typer.Exit(1)
+
+
+def _status(message: str):
+    # A status line is always read as markup; Text is not.
+    return err.status(Text(message))
+
+
+def _check_out(path: Path, *, folder: bool) -> None:
+    """Refuse an output path that cannot work before any work is done: a file where a
+    folder is meant (or the reverse), or a place below a file or not writable."""
+    if path.exists():
+        if folder != path.is_dir():
+            _usage(f"--out {path}: " + ("is a file, not a folder" if folder else "is a folder, not a file"))
+        if folder and not os.access(path, os.W_OK | os.X_OK):
+            _usage(f"--out {path}: folder not writable")
+        return
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        _usage(f"--out {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        _usage(f"--out {path}: cannot create it in {parent} (not writable)")
 
 
 def _print_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:
@@ -124,7 +163,7 @@ def _compile(paths: list[Path]):
     if diagnostics:
         _print_diagnostics(diagnostics)
     if program is None or has_errors(diagnostics):
-        err.print(f"[red]{_summary(diagnostics, len(files))}[/]")
+        err.print(Text(_summary(diagnostics, len(files)), style="red"))
         raise typer.Exit(1)
     return program
 
@@ -148,7 +187,7 @@ def check(
     else:
         _print_diagnostics(diagnostics)
         style = "red" if failed else "green"
-        err.print(f"[{style}]{_summary(diagnostics, len(files))}[/]")
+        err.print(Text(_summary(diagnostics, len(files)), style=style))
     raise typer.Exit(1 if failed else 0)
 
 
@@ -180,6 +219,11 @@ def fmt(
     raise typer.Exit(1 if broken or (check_only and changed) else 0)
 
 
+def _masked_note() -> str:
+    return (f"counts 1-{MASK_THRESHOLD - 1} shown as <{MASK_THRESHOLD}, "
+            f"'{SECONDARY_MARK}' where a count would give a small one away")
+
+
 def _counts_table(counts, title: str) -> Table:
     table = Table(title=title, show_lines=False)
     for column in counts.columns:
@@ -206,21 +250,25 @@ def run(
     no_mask: Annotated[bool, typer.Option("--no-mask", help=f"Show counts under {MASK_THRESHOLD} in counts.tsv (individual-level risk).")] = False,
     buckets: Annotated[str, typer.Option(help="Person buckets evaluated one after another (bounds memory): a number, or auto (one per 5 million events). Buckets are consecutive FINNGENID ranges: on a file sorted by person each reads only its own row groups.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(min=1, help="Polars threads (POLARS_MAX_THREADS); default: all cores.")] = None,
+    allow_empty_events: Annotated[bool, typer.Option("--allow-empty-events", help="Accept an events table without rows (everyone a control) instead of failing.")] = False,
 ) -> None:
     """Evaluate endpoints over a registry and write endpoints.parquet and counts.tsv."""
     _apply_threads(threads)
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    import polars as pl
+
     from .engine.polars import evaluate
     from .registry import RegistryError
     from .masking import mask_counts
-    from .results import write_results
+    from .results import remove_stale, spill_folder, write_results
 
     names = _split_names(endpoints)
     n_buckets = _parse_buckets(buckets)
+    _check_out(out_dir, folder=True)
     # the bucket count ("of") is a field, not MofNCompleteColumn, so the status line shows none
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
-                  TextColumn("{task.fields[of]}"), TimeElapsedColumn(),
+    with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
+                  TextColumn("{task.fields[of]}", markup=False), TimeElapsedColumn(),
                   console=err, transient=False) as progress:
         task = progress.add_task("compiling definitions", total=None, of="")
         program = _compile(paths)
@@ -231,16 +279,16 @@ def run(
         progress.update(task, description=f"compiled {len(program.endpoints)} endpoint(s); reading registry")
         try:
             # the engine groups and hashes the code columns as read (see registry.scan_events)
-            registry = _read_registry(events, people, keep_as_read=True)
+            registry = _read_registry(events, people, keep_as_read=True, allow_empty_events=allow_empty_events)
         except RegistryError as error:
-            err.print(f"[bold red]error:[/] {error}")
-            raise typer.Exit(1)
+            _failed(error)
         try:
             if n_buckets is None:
                 n_buckets = auto_buckets(registry.events)
             progress.update(task, description=f"evaluating in {n_buckets} bucket(s)")
             bar = progress.add_task("buckets", total=n_buckets, of=f"0/{n_buckets}")
             out_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale(out_dir)   # what killed runs left, before this one needs the space
 
             def on_bucket(done: int, total: int) -> None:
                 progress.update(bar, completed=done, of=f"{done}/{total}")
@@ -248,7 +296,7 @@ def run(
                     progress.update(task, description=f"evaluated {total} buckets; merging them")
 
             # bucket results wait on disk, next to where they end up, until merged into place
-            with tempfile.TemporaryDirectory(prefix=".endpointc-buckets-", dir=out_dir) as spill:
+            with spill_folder(out_dir) as spill:
                 results = evaluate(program, registry.events, registry.people, endpoints=names,
                                    buckets=n_buckets, spill_dir=spill, on_bucket=on_bucket)
                 progress.update(task, description="writing results")
@@ -257,12 +305,15 @@ def run(
                 write_results(results.long, results.counts, out_dir, people=registry.people,
                               wide=wide, mask_threshold=_mask_threshold(no_mask), long_sorted=True)
             counts = mask_counts(results.counts.collect(), threshold=_mask_threshold(no_mask))
-        except (ValueError, RegistryError) as error:
-            err.print(f"[bold red]error:[/] {error}")
-            raise typer.Exit(1)
+        except (ValueError, RegistryError, OSError) as error:
+            _failed(error)
+        except pl.exceptions.PolarsError as error:
+            # its text may quote values from the data: only its kind is printed
+            _failed(f"Polars failed while evaluating or writing ({type(error).__name__}); "
+                    f"nothing was written to {out_dir}")
         progress.update(task, description=f"wrote results to {out_dir}")
     for warning in results.warnings:
-        err.print(f"[yellow]warning:[/] {warning}")
+        _warning(warning)
     out.print(_counts_table(counts, f"Endpoints ({out_dir})"))
 
 
@@ -309,22 +360,23 @@ def _apply_threads(threads: Optional[int]) -> None:
     import polars as pl
 
     if pl.thread_pool_size() != threads:
-        err.print(f"[yellow]warning:[/] --threads {threads}: polars already runs {pl.thread_pool_size()} "
-                  f"thread(s); set POLARS_MAX_THREADS={threads} before starting the process")
+        _warning(f"--threads {threads}: polars already runs {pl.thread_pool_size()} "
+                 f"thread(s); set POLARS_MAX_THREADS={threads} before starting the process")
 
 
 @app.command("compile")
 def compile_(
     paths: Paths,
     explain: Annotated[Optional[str], typer.Option(help="Show one endpoint: rules in plain words, dependency chain, Polars plan.")] = None,
-    codes: Annotated[Optional[Path], typer.Option(help="With --explain: list the codes of this events table (TSV/Parquet) each rule matches.")] = None,
+    codes: Annotated[Optional[Path], typer.Option(help="With --explain: list the codes of this events table (TSV/Parquet) each rule matches, with masked event counts.")] = None,
+    no_mask: NoMask = False,
 ) -> None:
     """Compile definitions; with --explain, show what one endpoint means."""
     from .describe import describe_endpoint, matched_codes
 
     program = _compile(paths)
     if explain is None:
-        err.print(f"[green]compiled {len(program.endpoints)} endpoint(s)[/]")
+        err.print(Text(f"compiled {len(program.endpoints)} endpoint(s)", style="green"))
         raise typer.Exit(0)
     if explain not in program.names:
         _usage(f"unknown endpoint {explain}" + _did_you_mean(explain, program.names))
@@ -334,15 +386,18 @@ def compile_(
     if codes is not None:
         from .registry import RegistryError, scan_events
 
+        if no_mask:
+            _warn_unmasked("do not share this output")
         try:
             events = scan_events(codes)
-            table = matched_codes(program, explain, events)
+            table = matched_codes(program, explain, events, mask_threshold=_mask_threshold(no_mask))
         except RegistryError as error:
             _usage(str(error))
-        out.print(_counts_table(table, f"Codes of {codes} matched by {explain} (event counts, not masked)"))
+        note = "not masked" if no_mask else _masked_note()
+        out.print(_counts_table(table, f"Codes of {codes} matched by {explain} (event counts; {note})"))
     where = f"on {codes}" if codes is not None else "on an empty table of the registry's schema"
-    out.print(f"[bold]Polars plan[/] of the pass over the events ({where}):")
-    out.print(_polars_plan(program, explain, events), markup=False)
+    out.print(Text.assemble(("Polars plan", "bold"), f" of the pass over the events ({where}):"))
+    out.print(_polars_plan(program, explain, events))
 
 
 def _did_you_mean(name: str, names: Sequence[str]) -> str:
@@ -376,6 +431,7 @@ def synth(
     """Generate a synthetic registry in the FinnGen layout."""
     from .synth import write_registry
 
+    _check_out(out_dir, folder=True)
     program = _compile(definitions) if definitions else None
     try:
         summary = write_registry(out_dir, people=people, seed=seed, fmt=fmt_, definitions=program,
@@ -396,9 +452,9 @@ def demo(
     from .synth import generate
 
     program = _compile([_starter_library()])
-    with err.status(f"generating a synthetic registry of {people:,} people"):
+    with _status(f"generating a synthetic registry of {people:,} people"):
         events, population = generate(people=people, seed=seed, definitions=program)
-    with err.status(f"evaluating {len(program.endpoints)} endpoints"):
+    with _status(f"evaluating {len(program.endpoints)} endpoints"):
         results = evaluate(program, events, population)
         counts = mask_counts(results.counts.collect())
     out.print(_counts_table(counts, f"Starter library on {people:,} synthetic people (seed {seed})"))
@@ -426,6 +482,7 @@ def import_finngen_(
 
     if not file.exists():
         _usage(f"{file}: no such file")
+    _check_out(out_dir, folder=True)
     result = import_finngen(file, controls=controls)
     if show_warnings or has_errors(result.diagnostics):
         _print_diagnostics([d for d in result.diagnostics if show_warnings or d.is_error])
@@ -453,6 +510,7 @@ def export_finngen_(
     """Write definitions back in the FinnGen spreadsheet layout (TSV)."""
     from .finngen import export_finngen
 
+    _check_out(out_file, folder=False)
     trees, diagnostics = _parse_and_check(_definition_files(paths))
     if has_errors(diagnostics):
         _print_diagnostics(diagnostics)
@@ -485,11 +543,10 @@ def explain_(
     except ExplainError as error:
         _usage(str(error))
     except (RegistryError, DiagnosticError) as error:
-        err.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(1)
+        _failed(error)
     # The first line of the text is the individual-level data warning; long lines are
     # kept whole so the output can be searched and diffed.
-    out.print(format_explanation(explanation), markup=False, soft_wrap=True)
+    out.print(format_explanation(explanation), soft_wrap=True)
 
 
 @app.command("attrition")
@@ -506,6 +563,8 @@ def attrition_(
     from .diagnostics import DiagnosticError
     from .registry import RegistryError
 
+    if out_file is not None:
+        _check_out(out_file, folder=False)
     program = _compile(paths)
     if endpoint not in program.names:
         _usage(f"unknown endpoint {endpoint}" + _did_you_mean(endpoint, program.names))
@@ -513,16 +572,14 @@ def attrition_(
         _warn_unmasked("do not share this output")
     try:
         registry = _read_registry(events, people)
-        with err.status(f"evaluating the steps of {endpoint}"):
+        with _status(f"evaluating the steps of {endpoint}"):
             table = attrition(program, registry.events, registry.people, endpoint=endpoint,
                               mask_threshold=_mask_threshold(no_mask))
         if out_file is not None:
             write_attrition(table, out_file)
     except (RegistryError, DiagnosticError, OSError) as error:
-        err.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(1)
-    masked_note = f" (counts 1-{MASK_THRESHOLD - 1} shown as <{MASK_THRESHOLD})"
-    shown = Table(title=f"Attrition of {endpoint}" + ("" if no_mask else masked_note))
+        _failed(error)
+    shown = Table(title=f"Attrition of {endpoint}" + ("" if no_mask else f" ({_masked_note()})"))
     for column in ("SIDE", "RULE", "STEP", "N_PEOPLE", "N_ADDED_BACK"):
         shown.add_column(column, justify="right" if column.startswith("N_") or column == "RULE" else "left")
     for row in table.iter_rows(named=True):
@@ -545,8 +602,13 @@ def report_(
     from .compiler import compile_files, parse_paths
     from .diagnostics import DiagnosticError
     from .registry import RegistryError
-    from .report import ReportError, build_report
+    from .report import ReportError, build_report, check_target
 
+    _check_out(out_dir, folder=True)
+    try:
+        check_target(out_dir)
+    except ReportError as error:
+        _usage(str(error))
     trees, diagnostics = parse_paths(_definition_files(paths))
     program, diagnostics = compile_files(trees, diagnostics=diagnostics)
     if diagnostics:
@@ -557,14 +619,13 @@ def report_(
         _warn_unmasked("do not share this report")
     try:
         registry = _read_registry(events, people)
-        with err.status(f"building the report of {len(program.endpoints)} endpoint(s)"):
+        with _status(f"building the report of {len(program.endpoints)} endpoint(s)"):
             build_report(program, registry.events, registry.people, out_dir, files=trees,
                          mask_threshold=_mask_threshold(no_mask))
     except ReportError as error:
         _usage(str(error))
     except (RegistryError, DiagnosticError, OSError) as error:
-        err.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(1)
+        _failed(error)
     out.print(f"wrote {out_dir / 'index.html'}")
 
 
@@ -591,15 +652,14 @@ def diff_(
         if events is not None:
             registry = _read_registry(events, people)
             data = {"events": registry.events, "people": registry.people}
-        with err.status("comparing"):
+        with _status("comparing"):
             diff = diff_libraries(old_files, new_files, **data)
     except DiagnosticError as error:
         _print_diagnostics(error.diagnostics)
         raise typer.Exit(1)
     except RegistryError as error:
-        err.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(1)
-    out.print(format_diff(diff, mask_threshold=_mask_threshold(no_mask)), markup=False, soft_wrap=True)
+        _failed(error)
+    out.print(format_diff(diff, mask_threshold=_mask_threshold(no_mask)), soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -19,6 +19,7 @@ from typing import Iterable
 import polars as pl
 
 from .engine.reference import judge
+from .masking import MASK_THRESHOLD, mask_counts
 
 from .plan import (
     AllOf, AnyOf, Branch, Cmp, CodeSet, ColumnTest, Const, Count, EndpointPlan, EventField, FirstAge,
@@ -136,11 +137,13 @@ def describe_endpoint(program: Program, name: str) -> str:
     return "\n".join(lines)
 
 
-def matched_codes(program: Program, name: str, events: pl.LazyFrame) -> pl.DataFrame:
+def matched_codes(program: Program, name: str, events: pl.LazyFrame, *,
+                  mask_threshold: int | None = MASK_THRESHOLD) -> pl.DataFrame:
     """Distinct codes of `events` each rule of `name` selects (before per-person options).
 
     Returns RULE, SOURCE, CODE1, CODE2, CODE3, N_EVENTS; an aggregate of the registry,
-    never person-level.
+    never person-level. N_EVENTS is masked (`masking`, as text) unless `mask_threshold` is
+    None; no total is shown, so no other count gives a masked one away.
     """
     ep = program.get(name)
     columns = ["SOURCE", "CODE1", "CODE2", "CODE3", "ICDVER", "CATEGORY"]
@@ -156,5 +159,6 @@ def matched_codes(program: Program, name: str, events: pl.LazyFrame) -> pl.DataF
     frame = pl.DataFrame(rows, schema={"RULE": pl.Int64, "SOURCE": pl.String, "CODE1": pl.String,
                                        "CODE2": pl.String, "CODE3": pl.String, "N_EVENTS": pl.UInt32},
                          orient="row")
-    return (frame.group_by("RULE", "SOURCE", "CODE1", "CODE2", "CODE3").agg(pl.col("N_EVENTS").sum())
-            .sort("RULE", "SOURCE", "CODE1", "CODE2", "CODE3", nulls_last=True))
+    table = (frame.group_by("RULE", "SOURCE", "CODE1", "CODE2", "CODE3").agg(pl.col("N_EVENTS").sum())
+             .sort("RULE", "SOURCE", "CODE1", "CODE2", "CODE3", nulls_last=True))
+    return mask_counts(table, threshold=mask_threshold, columns=["N_EVENTS"])

@@ -12,9 +12,10 @@ endpoint with the first `hospital` rule of the new one, and so on; a rule withou
 is added or removed whole. An endpoint whose text is unchanged but that uses a changed
 codelist is listed as changed too.
 
-`format_diff` renders a Diff as plain text; counts are masked there by `masking.mask_count`
-(``<5`` by default), and a change is masked when either side or the change itself would be,
-while the Diff itself keeps the raw numbers.
+`format_diff` renders a Diff as plain text; counts are masked there by `masking.suppress`
+(``<5`` by default) with what a reader knows (old + change = new; an absent side is 0), so
+a side or a change that would give a masked one away is ``masked`` too, while the Diff
+itself keeps the raw numbers.
 
 >>> from endpointc.parser import parse
 >>> old, _ = parse('endpoint I9_MI { hospital icd10 I21 | I24  when age < 40 }', name="old.ep")
@@ -41,7 +42,7 @@ from . import ast
 from .diagnostics import DiagnosticError, has_errors
 # fmt's item printers are private; diff speaks exactly the text fmt writes.
 from .fmt import clause_text, expr_text, meta_text, option_text, pattern_text, quote, strip_spans
-from .masking import MASK_THRESHOLD, is_masked, mask_count
+from .masking import MASK_THRESHOLD, SECONDARY_MARK, Relation, Suppression, suppress
 
 __all__ = ["Diff", "EndpointChange", "CodelistChange", "CountChange", "diff_libraries", "format_diff",
            "read_library"]
@@ -359,27 +360,6 @@ def _codelist_lines(old: ast.Codelist, new: ast.Codelist) -> tuple[str, ...]:
 
 # -- rendering --------------------------------------------------------------------------
 
-def _count_cell(n: int | None, threshold: int | None) -> str:
-    """A count as shown, "-" where the endpoint is absent from that library."""
-    return "-" if n is None else mask_count(n, threshold)
-
-
-def _hidden(n: int | None, threshold: int | None) -> bool:
-    """Whether masking hides `n`; a change counts by its size, whichever its sign."""
-    return n is not None and is_masked(abs(n), threshold)
-
-
-def _change_cell(old: int | None, new: int | None, threshold: int | None) -> tuple[str, bool]:
-    """The change as text and whether it is masked: a change is masked when either side is
-    (it would give the masked side away) or when it is itself small."""
-    delta = (new or 0) - (old or 0)
-    if _hidden(old, threshold) or _hidden(new, threshold):
-        return "masked", True
-    if _hidden(delta, threshold):
-        return ("+" if delta > 0 else "-") + mask_count(abs(delta), threshold), True
-    return f"{delta:+d}" if delta else "0", False
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -414,27 +394,50 @@ def _summary_part(n: int, what: str) -> str:
     return f"{n} endpoint{'' if n == 1 else 's'} {what}"
 
 
+def _count_suppression(diff: Diff, threshold: int | None) -> Suppression:
+    """Every count and change of the table, masked together: per endpoint and side,
+    old + change = new (an absent side is a known 0), and cases + controls of one library
+    are at most the population (the excluded are not shown)."""
+    cells: dict[tuple[str, int, str], int] = {}
+    relations: list[Relation] = []
+    population = 0
+    for move in diff.counts or ():
+        for which, side in (("old", move.old), ("new", move.new)):
+            if side is not None:
+                population = max(population, sum(side))
+                cells.update({(move.name, i, which): side[i] for i in (0, 1)})
+                relations.append(Relation.no_more_than([(move.name, 0, which), (move.name, 1, which)],
+                                                       known=sum(side)))
+        for i in (0, 1):
+            cells[(move.name, i, "change")] = (move.new or (0, 0))[i] - (move.old or (0, 0))[i]
+            old = [(move.name, i, "old")] if move.old is not None else []
+            relations.append(Relation.adds_up([*old, (move.name, i, "change")],
+                                              (move.name, i, "new") if move.new is not None else None))
+    changes = [k for k in cells if k[2] == "change"]
+    return suppress(cells, relations, threshold=threshold, upper=population, signed=changes)
+
+
 def _counts_lines(diff: Diff, threshold: int | None) -> list[str]:
     title = "cases and controls on the same registry (old -> new"
-    title += f"; counts under {threshold} masked)" if threshold is not None else "; not masked)"
+    title += (f"; counts under {threshold} masked, and '{SECONDARY_MARK}' where one would give a "
+              "small count away)" if threshold is not None else "; not masked)")
     if not diff.counts:
         return [title + ":", f"  no change in any of {_plural(diff.unchanged_counts, 'endpoint')}"]
     header = ("ENDPOINT", "CASES_OLD", "CASES_NEW", "CASES_CHANGE", "CONTROLS_OLD", "CONTROLS_NEW",
               "CONTROLS_CHANGE")
+    shown = _count_suppression(diff, threshold)
     rows = []
     for move in diff.counts:
-        cells, hidden = [move.name], 0
+        cells, key = [move.name], []
         for i in (0, 1):
-            old = None if move.old is None else move.old[i]
-            new = None if move.new is None else move.new[i]
-            text, masked = _change_cell(old, new, threshold)
-            cells += [_count_cell(old, threshold), _count_cell(new, threshold), text]
-            if i == 0:
-                hidden = masked
-        # Sorted by what is shown: masked changes last, so order does not hint at them.
-        key = (hidden, 0 if hidden else -abs(move.cases_change),
-               0 if hidden else -abs(move.controls_change), move.name)
-        rows.append((key, cells))
+            for which, side in (("old", move.old), ("new", move.new)):
+                cells.append("-" if side is None else shown.text((move.name, i, which)))
+            change = (move.name, i, "change")
+            cells.append(shown.text(change, signed=True) if shown.values[change] else "0")
+            # Sorted by what is shown: masked changes last, so order does not hint at them.
+            hidden = shown.masked(change)
+            key += [hidden, 0 if hidden else -abs(shown.values[change])]
+        rows.append(((*key, move.name), cells))
     rows.sort(key=lambda r: r[0])
     table = [header, *(cells for _, cells in rows)]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]

@@ -11,12 +11,18 @@ progressive enhancement; without it, every endpoint is listed and tag pages do t
   it includes, is included by, or refers to;
 - ``tags/TAG.html``: the endpoints of one tag; ``style.css``.
 
-Green-data discipline: every aggregate number on every page goes through
-`masking.mask_count` (``<5`` by default). Histogram bins are merged with their neighbours
-until each holds 0 or at least `threshold` people, so no bar is small and bars still add up
-to the total; source categories under the threshold are pooled into "other sources", and a
-bar whose value is masked is not drawn (its length would tell). ``mask_threshold=None``
-shows everything (the CLI warns).
+Green-data discipline: every aggregate number of the whole report is masked in one
+`masking.suppress` (``<5`` by default, ``masked`` for a count that would give one away),
+with what a reader knows about them: per endpoint cases + controls + excluded = the
+population (shown); cases by sex plus those without an age = cases; a sex's histogram bins
+add up to its cases; first-event sources add up to the cases, the pooled bar to the sources
+it pools, any-event counts lie between the first-event count and the cases; the attrition
+steps' own relations (`attrition.attrition_counts`), whose cases and controls are the
+counts'. Histogram bins are merged with their neighbours until each holds 0 or at least
+`threshold` people, so no bar is small and bars still add up to the total; source
+categories under the threshold are pooled into "other sources", and a bar whose value is
+masked is not drawn (its length would tell). ``mask_threshold=None`` shows everything (the
+CLI warns).
 
 Cases by registry source are exact: the case event rows of each endpoint are rebuilt with
 the Polars engine's own selection (own rules after mode, `when`, min, needs-other, plus
@@ -51,10 +57,11 @@ import polars as pl
 
 from . import ast
 from .describe import describe_endpoint
-from .masking import MASK_THRESHOLD, check_threshold, is_masked, mask_count
+from .masking import MASK_THRESHOLD, SECONDARY_MARK, Relation, check_threshold, mask_count, suppress
 from .plan import Program, cond_endpoints
+from .results import uninterrupted
 
-__all__ = ["build_report", "age_bins", "ReportError", "MARKER", "AGE_BIN_WIDTH", "SOURCE_NAMES"]
+__all__ = ["build_report", "age_bins", "check_target", "ReportError", "MARKER", "AGE_BIN_WIDTH", "SOURCE_NAMES"]
 
 MARKER = ".endpointc-report"
 AGE_BIN_WIDTH = 10
@@ -98,9 +105,8 @@ def build_report(program: Program, events: pl.LazyFrame, people: pl.LazyFrame,
     """
     check_threshold(mask_threshold)
     out = Path(out_dir)
-    _check_target(out)
-    data = _Data.compute(program, events.lazy(), people.lazy(),
-                         attrition_threshold=mask_threshold if attrition else False)
+    check_target(out)
+    data = _Data.compute(program, events.lazy(), people.lazy(), attrition=attrition)
     infos = _infos(program, files)
     pages = _Site(program, data, infos, mask_threshold, title).pages()
     _write_atomically(out, pages, private=mask_threshold is None)
@@ -116,12 +122,12 @@ class _Data:
     ages: dict[str, dict[str | None, list[float | None]]]  # endpoint -> sex -> ages of cases
     first_source: dict[str, dict[str, int]]          # endpoint -> SOURCE -> cases
     any_source: dict[str, dict[str, int]]
-    attrition: dict[str, pl.DataFrame]               # endpoint -> masked attrition table
+    # endpoint -> unmasked attrition table and its relations
+    attrition: dict[str, tuple[pl.DataFrame, list[Relation]]]
 
     @classmethod
     def compute(cls, program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
-                attrition_threshold: int | None | bool = False) -> "_Data":
-        """`attrition_threshold` False: no attrition tables; else their mask threshold."""
+                attrition: bool = False) -> "_Data":
         from .engine.polars import evaluate
 
         results = evaluate(program, events, people)
@@ -134,13 +140,12 @@ class _Data:
         for endpoint, sex, age in cases.sort("ENDPOINT", "SEX", "AGE", nulls_last=True).iter_rows():
             ages.setdefault(endpoint, {}).setdefault(sex if sex in ("female", "male") else None, []).append(age)
         first, any_ = _source_counts(program, events, people, results.long)
-        steps: dict[str, pl.DataFrame] = {}
-        if attrition_threshold is not False:
-            from .attrition import attrition
+        steps: dict[str, tuple[pl.DataFrame, list[Relation]]] = {}
+        if attrition:
+            from .attrition import attrition_counts
 
             for name in sorted(program.names):
-                steps[name] = attrition(program, events, people, endpoint=name,
-                                        mask_threshold=attrition_threshold)
+                steps[name] = attrition_counts(program, events, people, endpoint=name)
         return cls(population=population, counts=counts, ages=ages, first_source=first,
                    any_source=any_, attrition=steps)
 
@@ -257,22 +262,23 @@ def _figure(width: float, height: float):
     return figure
 
 
-def _age_plot(name: str, panels: list[tuple[str, tuple[tuple[float, float, int], ...], str]],
-              threshold: int | None) -> str:
+def _age_plot(name: str, panels: list[tuple[str, list[tuple[float, float, int, str]], str]]) -> str:
+    """Panels of (title, bins as (low, high, n, n as shown), note when there is no bin)."""
     figure = _figure(7.5, 1.9 * len(panels) + 0.4)
     axes = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (label, bins, note) in zip(axes, panels):
         ax.set_title(label, loc="left", fontsize=10)
         ax.set_xlim(0, _AGE_EDGES[-1])
         ax.spines[["top", "right"]].set_visible(False)
-        if not bins or not any(n for _, _, n in bins):
+        if not bins or not any(n for _, _, n, _ in bins):
             ax.text(0.5, 0.5, note, ha="center", va="center", transform=ax.transAxes, fontsize=9,
                     color="#555555")
             ax.set_yticks([])
             continue
-        bars = ax.bar([b[0] for b in bins], [b[2] for b in bins], width=[b[1] - b[0] for b in bins],
-                      align="edge", color="#3b6ea5", edgecolor="white", linewidth=0.8)
-        ax.bar_label(bars, labels=[mask_count(b[2], threshold) if b[2] else "" for b in bins], fontsize=8)
+        bars = ax.bar([b[0] for b in bins], [_drawn(n, text) for _, _, n, text in bins],
+                      width=[b[1] - b[0] for b in bins], align="edge", color="#3b6ea5", edgecolor="white",
+                      linewidth=0.8)
+        ax.bar_label(bars, labels=[text if text != "0" else "" for _, _, _, text in bins], fontsize=8)
         ax.set_ylabel("cases", fontsize=9)
         ax.margins(y=0.2)
     axes[-1].set_xlabel("age at first event (years)", fontsize=9)
@@ -283,15 +289,19 @@ def _age_plot(name: str, panels: list[tuple[str, tuple[tuple[float, float, int],
     return _svg(figure, f"age:{name}")
 
 
-def _source_plot(name: str, rows: list[tuple[str, int]], threshold: int | None) -> str:
+def _drawn(n: int, text: str) -> int:
+    """A bar's length: none for a masked value, whose length would give the number away."""
+    return n if text == str(n) else 0
+
+
+def _source_plot(name: str, rows: list[tuple[str, int, str]]) -> str:
+    """Bars of (source, n, n as shown)."""
     figure = _figure(7.5, 0.45 * len(rows) + 0.9)
     ax = figure.subplots()
-    labels = [source for source, _ in rows][::-1]
-    values = [n for _, n in rows][::-1]
-    # A masked value gets no bar at all: its length would give the number away.
-    lengths = [0 if is_masked(v, threshold) else v for v in values]
-    bars = ax.barh(labels, lengths, color="#6a8f3b")
-    ax.bar_label(bars, labels=[mask_count(v, threshold) for v in values], fontsize=8, padding=3)
+    rows = rows[::-1]
+    bars = ax.barh([source for source, _, _ in rows], [_drawn(n, text) for _, n, text in rows],
+                   color="#6a8f3b")
+    ax.bar_label(bars, labels=[text for _, _, text in rows], fontsize=8, padding=3)
     ax.set_xlabel("cases by SOURCE of the first event", fontsize=9)
     ax.spines[["top", "right"]].set_visible(False)
     ax.margins(x=0.15)
@@ -385,6 +395,66 @@ class _Site:
             for name in self._references(ep.name):
                 self.referenced_by[name].append(ep.name)
         self.tags = sorted({t for i in infos.values() for t in i.tags})
+        self.bins: dict[tuple[str, str | None], tuple[tuple[float, float, int], ...]] = {}
+        self.shown = self._suppression()
+
+    def _suppression(self):
+        """Every number of the report, masked at once with the relations among them."""
+        data, cells, relations, known = self.data, {}, [], set()
+        for name in self.names:
+            counts = [("counts", name, j) for j in range(3)]
+            cells.update(zip(counts, data.counts.get(name, (0, 0, 0))))
+            relations.append(Relation.adds_up(counts, known=data.population))
+            cases = counts[0]
+            if cells[cases]:
+                by_sex, sexes = data.ages.get(name, {}), []
+                for sex, _ in _SEXES:
+                    ages = by_sex.get(sex, [])
+                    if sex is None and not ages:
+                        continue
+                    known_ages = [a for a in ages if a is not None]
+                    sexes.append(("sex", name, sex))
+                    cells[sexes[-1]] = len(known_ages)
+                    self.bins[(name, sex)] = bins = age_bins(known_ages, self.threshold)
+                    if bins:
+                        keys = [("bin", name, sex, i) for i in range(len(bins))]
+                        cells.update(zip(keys, (n for _, _, n in bins)))
+                        relations.append(Relation.adds_up(keys, sexes[-1]))
+                unknown_age = sum(a is None for ages in by_sex.values() for a in ages)
+                if unknown_age:
+                    sexes.append(("no_age", name))
+                    cells[sexes[-1]] = unknown_age
+                relations.append(Relation.adds_up(sexes, cases))
+                first, any_ = data.first_source.get(name, {}), data.any_source.get(name, {})
+                sources = sorted(set(first) | set(any_))
+                for source in sources:
+                    cells[("first", name, source)] = first.get(source, 0)
+                    cells[("any", name, source)] = any_.get(source, 0)
+                    relations += [Relation.no_more_than([("first", name, source)], ("any", name, source)),
+                                  Relation.no_more_than([("any", name, source)], cases)]
+                # every case has one first event, and at least one event
+                relations += [Relation.adds_up([("first", name, s) for s in sources], cases),
+                              Relation((cases,), tuple(("any", name, s) for s in sources), at_most=True)]
+                pooled = [s for s in sources if self.threshold is not None and 1 <= first.get(s, 0) < self.threshold]
+                if pooled:
+                    cells[("pooled", name)] = sum(first[s] for s in pooled)
+                    relations.append(Relation.adds_up([("first", name, s) for s in pooled], ("pooled", name)))
+            if name in data.attrition:
+                from .attrition import POPULATION
+
+                table, steps = data.attrition[name]
+
+                def key(cell, name=name):
+                    return ("attrition", name, *cell)
+
+                for column in ("N_PEOPLE", "N_ADDED_BACK"):
+                    cells.update((key((i, column)), n) for i, n in enumerate(table[column]) if n is not None)
+                relations += [r.renamed(key) for r in steps]
+                known.add(key(POPULATION))
+                rows = list(zip(table["SIDE"], table["STEP"]))
+                relations += [Relation.equal(key((rows.index(("cases", "cases")), "N_PEOPLE")), cases),
+                              Relation.equal(key((rows.index(("controls", "controls")), "N_PEOPLE")), counts[1])]
+        return suppress(cells, relations, threshold=self.threshold, upper=data.population, known=known)
 
     def _references(self, name: str) -> list[str]:
         """Endpoints named in `require` or the control rules (not includes)."""
@@ -409,11 +479,15 @@ class _Site:
         if self.threshold is None:
             return ("<p class=\"note\"><strong>Counts are not masked</strong> (--no-mask): small counts "
                     "may identify people. Do not share this report.</p>")
-        return (f"<p class=\"note\">Counts from 1 to {self.threshold - 1} are shown as &lt;{self.threshold} "
-                "(masked cell by cell).</p>")
+        return (f"<p class=\"note\">Counts from 1 to {self.threshold - 1} are shown as &lt;{self.threshold}; "
+                f"a count from which, with the other numbers of the report and the population, one of "
+                f"them could be worked out is shown as “{SECONDARY_MARK}” (it may be of any size).</p>")
 
-    def _count_cells(self, *counts: int) -> str:
-        return "".join(f"{_COUNT_CELL}{mask_count(n, self.threshold)}</td>" for n in counts)
+    def _count_cells(self, *keys) -> str:
+        return "".join(f"{_COUNT_CELL}{self.shown.text(k)}</td>" for k in keys)
+
+    def _counts(self, name: str) -> list:
+        return [("counts", name, j) for j in range(3)]
 
     def _tag_links(self, tags: Iterable[str], up: str) -> str:
         return "".join(f"<a class=\"tag\" href=\"{up}tags/{_slug(t)}.html\">{_escape(t)}</a>" for t in tags)
@@ -422,14 +496,13 @@ class _Site:
         rows = []
         for name in names:
             info = self.info(name)
-            cases, controls, excluded = self.data.counts.get(name, (0, 0, 0))
             search = _escape(f"{name} {info.title}".lower())
             tags = _escape("|" + "|".join(info.tags) + "|")
             rows.append(
                 f"<tr data-search=\"{search}\" data-tags=\"{tags}\">"
                 f"<td><a href=\"{up}endpoints/{name}.html\">{_escape(name)}</a></td>"
                 f"<td>{_escape(info.title)}</td><td>{self._tag_links(info.tags, up)}</td>"
-                f"{self._count_cells(cases, controls, excluded)}</tr>")
+                f"{self._count_cells(*self._counts(name))}</tr>")
         return "\n".join(rows)
 
     def _table(self, names: Sequence[str], up: str) -> str:
@@ -467,7 +540,7 @@ class _Site:
     def endpoint(self, name: str) -> str:
         info = self.info(name)
         ep = self.program.get(name)
-        cases, controls, excluded = self.data.counts.get(name, (0, 0, 0))
+        cases = self.data.counts.get(name, (0, 0, 0))[0]
         parts = [
             "<nav><a href=\"../index.html\">All endpoints</a></nav>",
             f"<h1>{_escape(name)}" + (f" <small>{_escape(info.title)}</small>" if info.title else "") + "</h1>",
@@ -475,7 +548,7 @@ class _Site:
             "<h2>Counts</h2>",
             "<table><thead><tr><th class=\"n\">Cases</th><th class=\"n\">Controls</th>"
             "<th class=\"n\">Excluded</th></tr></thead>"
-            f"<tbody><tr>{self._count_cells(cases, controls, excluded)}</tr></tbody></table>",
+            f"<tbody><tr>{self._count_cells(*self._counts(name))}</tr></tbody></table>",
             self._mask_note(),
             "<h2>Definition in plain words</h2>",
             f"<pre class=\"words\">{_escape(describe_endpoint(self.program, name))}</pre>",
@@ -499,13 +572,14 @@ class _Site:
                      "\n".join(p for p in parts if p), depth=1)
 
     def _attrition_section(self, name: str) -> list[str]:
-        table = self.data.attrition.get(name)
-        if table is None:
+        if name not in self.data.attrition:
             return []
+        table, _ = self.data.attrition[name]
         rows = []
-        for row in table.iter_rows(named=True):
-            cells = ["" if row[c] is None else str(row[c]) for c in ("SIDE", "RULE", "STEP", "N_PEOPLE",
-                                                                    "N_ADDED_BACK")]
+        for i, row in enumerate(table.iter_rows(named=True)):
+            cells = ["" if row[c] is None else str(row[c]) for c in ("SIDE", "RULE", "STEP")]
+            cells += ["" if row[c] is None else self.shown.text(("attrition", name, i, c))
+                      for c in ("N_PEOPLE", "N_ADDED_BACK")]
             # Only counts are class "n" (what the masking tests read); RULE is an index.
             rows.append("<tr>" + "".join((_COUNT_CELL if i in (3, 4) else "<td>") + f"{_escape(c)}</td>"
                                          for i, c in enumerate(cells)) + "</tr>")
@@ -516,44 +590,41 @@ class _Site:
                 f"<tbody>{''.join(rows)}</tbody></table>"]
 
     def _age_section(self, name: str, cases: int) -> list[str]:
-        threshold = self.threshold
+        threshold, shown = self.threshold, self.shown
         head = "<h2>Age at first event, by sex</h2>"
         if not cases:
             return [head, "<p>No cases.</p>"]
-        by_sex = self.data.ages.get(name, {})
-        panels, unknown_age = [], 0
+        panels = []
         for sex, label in _SEXES:
-            ages = by_sex.get(sex, [])
-            if sex is None and not ages:
+            if (name, sex) not in self.bins:
                 continue
-            known = [a for a in ages if a is not None]
-            unknown_age += len(ages) - len(known)
-            bins = age_bins(known, threshold)
-            note = "no cases" if not known else f"fewer than {threshold} cases: not shown"
-            panels.append((f"{label}: {mask_count(len(known), threshold)} cases", bins, note))
+            bins = [(low, high, n, shown.text(("bin", name, sex, i)))
+                    for i, (low, high, n) in enumerate(self.bins[(name, sex)])]
+            note = "no cases" if not shown.values[("sex", name, sex)] else f"fewer than {threshold} cases: not shown"
+            panels.append((f"{label}: {shown.text(('sex', name, sex))} cases", bins, note))
         notes = [f"Bins are {AGE_BIN_WIDTH} years wide (the last holds everyone aged "
                  f"{_AGE_EDGES[-2]} or more)."]
         if threshold is not None:
             notes.append(f"Adjacent bins are merged until each holds no one or at least {threshold} people, "
                          "so a wider bar is a merged bin; a sex with fewer than "
-                         f"{threshold} cases in all is not plotted.")
-        if unknown_age:
-            notes.append(f"{mask_count(unknown_age, threshold)} cases have no age at the first event.")
-        return [head, f"<figure>{_age_plot(name, panels, threshold)}</figure>",
+                         f"{threshold} cases in all is not plotted; a masked bin is not drawn.")
+        if ("no_age", name) in shown.values:
+            notes.append(f"{shown.text(('no_age', name))} cases have no age at the first event.")
+        return [head, f"<figure>{_age_plot(name, panels)}</figure>",
                 f"<p class=\"note\">{_escape(' '.join(notes))}</p>"]
 
     def _source_section(self, name: str, cases: int) -> list[str]:
-        threshold = self.threshold
+        threshold, shown = self.threshold, self.shown
         head = "<h2>Cases by registry source</h2>"
         if not cases:
             return [head, "<p>No cases.</p>"]
         first = self.data.first_source.get(name, {})
-        any_ = self.data.any_source.get(name, {})
         rows = []
-        for source in sorted(set(first) | set(any_)):
+        for source in sorted(set(first) | set(self.data.any_source.get(name, {}))):
             rows.append(f"<tr><td>{_escape(source)}</td><td>{_escape(SOURCE_NAMES.get(source, ''))}</td>"
-                        f"{self._count_cells(first.get(source, 0), any_.get(source, 0))}</tr>")
-        pooled = _pooled_sources(first, threshold)
+                        f"{self._count_cells(('first', name, source), ('any', name, source))}</tr>")
+        bars = [(source, n, shown.text(("pooled", name) if source == _OTHER_SOURCES else ("first", name, source)))
+                for source, n in _pooled_sources(first, threshold)]
         note = ("First event: the SOURCE of each case's earliest case event (by age at the event, "
                 "then date; a tie at the same moment goes to the first SOURCE name). Any event: "
                 "cases with at least one case event from that SOURCE, so a case can count in "
@@ -563,7 +634,7 @@ class _Site:
         if threshold is not None and any(n < threshold for n in first.values()):
             note += (f" In the plot, sources with fewer than {threshold} first events are pooled as "
                      f"“{_OTHER_SOURCES}”.")
-        plot = f"<figure>{_source_plot(name, pooled, threshold)}</figure>" if pooled and (
+        plot = f"<figure>{_source_plot(name, bars)}</figure>" if bars and (
             threshold is None or cases >= threshold) else ""
         return [head, plot,
                 "<table class=\"sources\"><thead><tr><th>SOURCE</th><th>registry</th>"
@@ -574,7 +645,9 @@ class _Site:
 
 # -- writing ----------------------------------------------------------------------------
 
-def _check_target(out: Path) -> None:
+def check_target(out: str | os.PathLike[str]) -> None:
+    """Raise ReportError unless `out` is new, an empty folder or a previous report."""
+    out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).exists())):
         raise ReportError(f"{out} exists and is not an endpointc report; choose a new or empty folder")
 
@@ -583,7 +656,7 @@ def _write_atomically(out: Path, pages: Mapping[str, str], *, private: bool) -> 
     """Everything goes into a temporary sibling folder, renamed into place at the end."""
     out = out.absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
-    _check_target(out)
+    check_target(out)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     backup: Path | None = None
     try:
@@ -598,18 +671,21 @@ def _write_atomically(out: Path, pages: Mapping[str, str], *, private: bool) -> 
             os.umask(mask)
             for folder in (tmp, *(p for p in tmp.rglob("*") if p.is_dir())):
                 folder.chmod(0o777 & ~mask)
-        if out.exists():
-            backup = out.with_name(f".{out.name}.{secrets.token_hex(6)}.old")
-            os.rename(out, backup)
-        try:
-            os.rename(tmp, out)
-        except BaseException:
-            if backup is not None:
-                os.rename(backup, out)
-                backup = None
-            raise
+        with uninterrupted():   # never left without the old report or the new one
+            if out.exists():
+                backup = out.with_name(f".{out.name}.{secrets.token_hex(6)}.old")
+                os.rename(out, backup)
+            try:
+                os.rename(tmp, out)
+            except BaseException:
+                if backup is not None:
+                    os.rename(backup, out)
+                    backup = None
+                raise
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with uninterrupted():
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
+        with uninterrupted():
+            shutil.rmtree(backup, ignore_errors=True)

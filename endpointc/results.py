@@ -5,7 +5,8 @@
 - ``endpoints.parquet``: the long table (FINNGENID, ENDPOINT, STATUS, AGE, YEAR, NEVT), one
   row per person and endpoint for cases and excluded people, sorted by ENDPOINT, FINNGENID;
 - ``counts.tsv``: ENDPOINT, N_CASES, N_CONTROLS, N_EXCLUDED, with small counts masked by
-  `masking.mask_counts` (``<5`` by default; ``mask_threshold=None`` turns masking off);
+  `masking.mask_counts` (``<5`` by default, and ``masked`` where a row's other counts and the
+  population would give one away; ``mask_threshold=None`` turns masking off);
 - with ``wide=True``, ``endpoints_wide.tsv``: FINNGENID, then per endpoint NAME (1 case,
   0 control, NA excluded), NAME_NEVT, NAME_AGE, NAME_YEAR.
 
@@ -15,17 +16,30 @@ directory as it was (earlier outputs untouched, no temporary files left). The fi
 created readable by the owner only (they may hold individual-level data). Output bytes are
 deterministic: rows are sorted, floats in TSV files use a fixed number of decimals.
 
+Leftovers: temporaries, backups and bucket spill folders (`spill_folder`) are named
+``.endpointc-KIND-HOST-PID-...`` (KIND tmp, bak or buckets; HOST a hash of the host name;
+PID the writing process), and spill folders hold a `SPILL_MARKER` file. Removing them
+cannot be cut short by a second Ctrl-C (`uninterrupted`), and what a killed process left
+behind is removed by the next `write_results` or `remove_stale` in that folder: only
+entries of that exact form (and marker) whose process is gone, never anything else.
+
 >>> counts = counts_table(long, people, endpoints=["I9_CHD"])      # doctest: +SKIP
 >>> write_results(long, counts, "out", people=people, wide=True)   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
+import re
 import secrets
 import shutil
+import signal
+import socket
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import polars as pl
@@ -45,6 +59,10 @@ __all__ = [
     "wide_table",
     "write_results",
     "write_text_atomic",
+    "spill_folder",
+    "remove_stale",
+    "uninterrupted",
+    "SPILL_MARKER",
 ]
 
 LONG_FILE = "endpoints.parquet"
@@ -167,6 +185,7 @@ def write_results(long: pl.LazyFrame, counts: pl.LazyFrame, out_dir: str | os.Pa
     long_lf = _long_frame(long) if long_sorted else _long_frame(long).sort("ENDPOINT", "FINNGENID")
     counts_df = (counts.select(pl.col("ENDPOINT").cast(pl.String), *[pl.col(c).cast(pl.Int64) for c in COUNT_COLUMNS])
                  .sort("ENDPOINT").collect())
+    population = people.select(pl.len()).collect().item()
 
     written: dict[str, Path] = {}
 
@@ -174,14 +193,16 @@ def write_results(long: pl.LazyFrame, counts: pl.LazyFrame, out_dir: str | os.Pa
         written[LONG_FILE] = path
         long_lf.sink_parquet(path, compression="zstd", compression_level=_ZSTD_LEVEL, statistics=True,
                              row_group_size=_ROW_GROUP_SIZE)
-        unexpected = (pl.scan_parquet(path).filter(~pl.col("STATUS").is_in(_STATUSES))
+        # glob=False: an output folder may have "[" or "*" in its name
+        unexpected = (pl.scan_parquet(path, glob=False).filter(~pl.col("STATUS").is_in(_STATUSES))
                       .select(pl.len()).collect().item())
         if unexpected:
             raise ValueError(f"long table: {unexpected} rows have a STATUS other than case/excluded")
 
     writers: list[tuple[str, Callable[[Path], None]]] = [
         (LONG_FILE, write_long),
-        (COUNTS_FILE, lambda p: _write_tsv(mask_counts(counts_df, threshold=mask_threshold), p)),
+        (COUNTS_FILE, lambda p: _write_tsv(mask_counts(counts_df, threshold=mask_threshold,
+                                                       population=population), p)),
     ]
     if wide:
         known = counts_df["ENDPOINT"].to_list()
@@ -191,10 +212,11 @@ def write_results(long: pl.LazyFrame, counts: pl.LazyFrame, out_dir: str | os.Pa
             raise ValueError(f"wide table: unknown endpoint{'s' if len(unknown) > 1 else ''} "
                              f"{', '.join(unknown)} (not among the evaluated endpoints)")
         writers.append((WIDE_FILE, lambda p: _write_tsv(
-            wide_table(pl.scan_parquet(written[LONG_FILE]), people, chosen), p,
+            wide_table(pl.scan_parquet(written[LONG_FILE], glob=False), people, chosen), p,
             float_precision=age_decimals)))
 
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale(out)
     return _write_all(out, writers)
 
 
@@ -222,7 +244,8 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        with uninterrupted():
+            Path(tmp).unlink(missing_ok=True)
         raise
     return target
 
@@ -236,16 +259,20 @@ def _write_all(out: Path, writers: list[tuple[str, Callable[[Path], None]]]) -> 
     temps: list[tuple[Path, Path]] = []
     try:
         for name, write in writers:
-            fd, tmp_name = tempfile.mkstemp(dir=out, prefix=f".{name}.", suffix=".tmp")
-            os.close(fd)
-            tmp = Path(tmp_name)
-            temps.append((tmp, out / name))
+            with uninterrupted():
+                fd, tmp_name = tempfile.mkstemp(dir=out, prefix=_owned_prefix("tmp", name), suffix=".tmp")
+                os.close(fd)
+                tmp = Path(tmp_name)
+                _LIVE.add(tmp)
+                temps.append((tmp, out / name))
             write(tmp)
             _fsync(tmp)
         _commit(temps)
     finally:
-        for tmp, _ in temps:
-            tmp.unlink(missing_ok=True)
+        with uninterrupted():
+            for tmp, _ in temps:
+                tmp.unlink(missing_ok=True)
+                _LIVE.discard(tmp)
     _fsync_dir(out)
     return tuple(final for _, final in temps)
 
@@ -257,36 +284,148 @@ def _commit(pairs: list[tuple[Path, Path]]) -> None:
     try:
         for _, final in pairs:
             if final.exists():
-                backups[final] = _backup(final)
-        for tmp, final in pairs:
-            os.replace(tmp, final)
-            done.append(final)
+                with uninterrupted():
+                    backups[final] = _backup(final)
+        with uninterrupted():   # half the files renamed is worse than any wait
+            for tmp, final in pairs:
+                os.replace(tmp, final)
+                done.append(final)
     except BaseException as exc:
-        for final in reversed(done):
-            try:
-                if final in backups:
-                    os.replace(backups[final], final)
-                    del backups[final]
-                else:
-                    final.unlink(missing_ok=True)
-            except OSError:
-                exc.add_note(f"could not restore {final}; the previous version is kept as {backups.get(final)}")
-        for final, backup in list(backups.items()):
-            if final not in done:
-                backup.unlink(missing_ok=True)
-                backups.pop(final)
+        with uninterrupted():
+            for final in reversed(done):
+                try:
+                    if final in backups:
+                        os.replace(backups[final], final)
+                        del backups[final]
+                    else:
+                        final.unlink(missing_ok=True)
+                except OSError:
+                    exc.add_note(f"could not restore {final}; the previous version is kept as {backups.get(final)}")
+            for final, backup in list(backups.items()):
+                if final not in done:
+                    backup.unlink(missing_ok=True)
+                    backups.pop(final)
+                    _LIVE.discard(backup)
         raise
-    for backup in backups.values():
-        backup.unlink(missing_ok=True)
+    with uninterrupted():
+        for backup in backups.values():
+            backup.unlink(missing_ok=True)
+            _LIVE.discard(backup)
 
 
 def _backup(path: Path) -> Path:
-    backup = path.with_name(f".{path.name}.{secrets.token_hex(6)}.bak")
+    backup = path.with_name(f"{_owned_prefix('bak', path.name)}{secrets.token_hex(6)}.bak")
+    _LIVE.add(backup)
     try:
         os.link(path, backup)   # a second name for the old file: instant, no copy
     except OSError:
         shutil.copy2(path, backup)
     return backup
+
+
+# --- leftovers ---------------------------------------------------------------------------
+
+SPILL_MARKER = ".endpointc-spill"
+# The host in a name: a process id says nothing about another machine's processes, so only
+# leftovers of this host are ever judged stale.
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_OWNED = re.compile(r"\.endpointc-(?P<kind>tmp|bak|buckets)-(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)-(?P<rest>.+)")
+_OUTPUT_NAMES = "|".join(re.escape(n) for n in (LONG_FILE, COUNTS_FILE, WIDE_FILE))
+_REST = {
+    "tmp": re.compile(rf"(?:{_OUTPUT_NAMES})\.[A-Za-z0-9_]+\.tmp"),
+    "bak": re.compile(rf"(?:{_OUTPUT_NAMES})\.[0-9a-f]{{12}}\.bak"),
+    "buckets": re.compile(r"[A-Za-z0-9_]+"),
+}
+# Leftovers this process is still using: the process id alone cannot tell them from those
+# of an earlier, interrupted call in the same process.
+_LIVE: set[Path] = set()
+
+
+def _owned_prefix(kind: str, name: str = "") -> str:
+    return f".endpointc-{kind}-{_HOST}-{os.getpid()}-{name}" + ("." if name else "")
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold back Ctrl-C (SIGINT) until the block is done, then raise KeyboardInterrupt: for
+    cleanup that must not stop halfway. Outside the main thread it does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    except ValueError:  # no signals here (e.g. an embedded interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received and previous is not signal.SIG_IGN:
+            if callable(previous):
+                previous(signal.SIGINT, None)   # Python's raises KeyboardInterrupt; an outer block's waits
+            else:
+                raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def spill_folder(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """A folder for bucket spill files inside `out_dir`, with its marker; removed on exit
+    (or by a later run, if this process is killed)."""
+    with uninterrupted():
+        folder = Path(tempfile.mkdtemp(prefix=_owned_prefix("buckets"), dir=out_dir))
+        _LIVE.add(folder)
+        (folder / SPILL_MARKER).write_text("endpointc bucket spill folder; removed when its run ends\n")
+    try:
+        yield folder
+    finally:
+        with uninterrupted():
+            shutil.rmtree(folder, ignore_errors=True)
+            _LIVE.discard(folder)
+
+
+def remove_stale(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove what interrupted or killed writers left in `folder`: temporaries, backups and
+    spill folders of this host whose process has ended. Returns what was removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _OWNED.fullmatch(entry.name)
+        if match is None or not _REST[match["kind"]].fullmatch(match["rest"]):
+            continue
+        path = Path(entry.path)
+        if match["host"] != _HOST or path in _LIVE or _running(int(match["pid"])):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+            with uninterrupted():
+                if match["kind"] == "buckets":
+                    if entry.is_dir(follow_symlinks=False) and (path / SPILL_MARKER).is_file():
+                        shutil.rmtree(path)
+                        removed.append(path)
+                elif entry.is_file(follow_symlinks=False):
+                    path.unlink()
+                    removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return False   # this process: its live leftovers are in _LIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
 
 
 def _fsync(path: Path) -> None:

@@ -188,13 +188,15 @@ def test_counts_change_sorted_by_absolute_change_and_masked():
     )
     assert diff.unchanged_counts == 1
     table = format_diff(diff).split("cases and controls", 1)[1].splitlines()
-    assert table[0] == " on the same registry (old -> new; counts under 5 masked):"
+    assert table[0] == (" on the same registry (old -> new; counts under 5 masked, and 'masked' where one "
+                        "would give a small count away):")
     rows = [line.split() for line in table[2:]]
     assert rows == [
         ["GONE", "9", "-", "-9", "53", "-", "-53"],
         ["BIG", "20", "29", "+9", "42", "33", "-9"],
-        ["FEW", "-", "<5", "masked", "-", "59", "+59"],
-        ["SMALL", "20", "23", "+<5", "42", "39", "-<5"],
+        ["FEW", "-", "<5", "+<5", "-", "59", "+59"],          # an absent side is 0: change = new
+        # both sides next to a small change gave it away (23 - 20); one of them is hidden
+        ["SMALL", "masked", "23", "+<5", "42", "masked", "-<5"],
         ["(1", "other", "endpoint", "with", "the", "same", "counts)"],
     ]
     unmasked = format_diff(diff, mask_threshold=None)

@@ -113,8 +113,11 @@ def test_endpoint_page_has_definition_source_plots_and_counts(starter, built):
         cases = counts[name][0]
         if cases >= 5:
             assert page.svgs == 2, name  # age histogram and sources
-        shown = [str(c) if not 1 <= c < 5 else "<5" for c in counts[name]]
-        assert page.numbers[:3] == shown
+        for c, cell in zip(counts[name], page.numbers[:3]):
+            assert cell == ("<5" if 1 <= c < 5 else cell if cell == "masked" else str(c)), (name, c, cell)
+        index = pages(built)["index.html"]
+        row = sorted(program.names).index(name)
+        assert index.numbers[3 * row: 3 * row + 3] == page.numbers[:3]  # masked alike everywhere
 
 
 def test_first_event_sources_add_up_to_the_cases(starter):
@@ -137,7 +140,7 @@ def test_numbers_are_masked_everywhere(built):
         for cell in page.numbers:
             if cell == "<5":
                 seen_masked = True
-            elif cell:
+            elif cell and cell != "masked":
                 assert not 1 <= int(cell) < 5, (name, cell)
     assert seen_masked  # the synthetic registry has small cells, so masking was exercised
 
@@ -193,13 +196,15 @@ def test_small_counts_masked_and_exact_sources_unmasked(tmp_path):
     program, events, people, files = tiny()
     build_report(program, events, people, tmp_path / "m", files=files)
     masked = pages(tmp_path / "m")
-    # MI: 8 cases, 42 controls; MI_EARLY: 3 cases (the INPAT events before 55)
-    assert masked["index.html"].numbers == ["8", "42", "0", "<5", "47", "0"]
+    # MI: 8 cases, 42 controls; MI_EARLY: 3 cases (the INPAT events before 55), and its 47
+    # controls would be 50 - 0 - the cases
+    assert masked["index.html"].numbers == ["8", "42", "0", "<5", "masked", "0"]
     mi = rows_of(masked["endpoints/MI.html"])
-    assert "DEATH cause of death 5 8" in mi          # first event: 5 cases; any event: all 8
+    # first event: 3 INPAT and so 8 - 3 = 5 DEATH, hidden; any event: all 8
+    assert "DEATH cause of death masked 8" in mi
     assert "INPAT hospital inpatient <5 <5" in mi
     assert "Female: <5 cases" in mi and "fewer than 5 cases: not shown" in mi
-    assert "Male: 5 cases" in mi
+    assert "Male: masked cases" in mi                # 8 cases - 3 women
     heart = [p for p in masked if p.startswith("tags/Heart_disease-")]  # a safe name for a quoted tag
     assert len(heart) == 1 and "../endpoints/MI.html" in masked[heart[0]].links
     assert "../endpoints/MI_EARLY.html" not in masked[heart[0]].links
@@ -231,12 +236,15 @@ def test_age_bins_merge_small_bins_and_keep_the_total():
 def test_masked_values_leave_no_trace_in_the_plots():
     from endpointc.report import _source_plot
 
-    # the pooled "other sources" bar of 3 and of 4 must draw the same picture
-    three = _source_plot("X", [("DEATH", 9), ("other sources", 3)], 5)
-    four = _source_plot("X", [("DEATH", 9), ("other sources", 4)], 5)
+    # the pooled "other sources" bar of 3 and of 4, or a masked bar of 9 and 12, must draw
+    # the same picture
+    three = _source_plot("X", [("DEATH", 9, "9"), ("other sources", 3, "<5")])
+    four = _source_plot("X", [("DEATH", 9, "9"), ("other sources", 4, "<5")])
     assert three == four and "&lt;5" in three
-    assert _source_plot("X", [("DEATH", 9), ("other sources", 3)], None) != _source_plot(
-        "X", [("DEATH", 9), ("other sources", 4)], None)
+    assert _source_plot("X", [("DEATH", 9, "masked"), ("other sources", 3, "<5")]) == _source_plot(
+        "X", [("DEATH", 12, "masked"), ("other sources", 3, "<5")])
+    assert _source_plot("X", [("DEATH", 9, "9"), ("other sources", 3, "3")]) != _source_plot(
+        "X", [("DEATH", 9, "9"), ("other sources", 4, "4")])
 
 
 def test_refuses_a_foreign_folder_and_replaces_a_previous_report(tmp_path):

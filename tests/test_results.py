@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -112,10 +115,22 @@ def test_write_results_long_and_masked_counts(tmp_path):
     assert long.filter(FINNGENID="p2", ENDPOINT="E1").row(0) == ("p2", "E1", "excluded", None, None, None)
     assert read_tsv(out / COUNTS_FILE) == [
         ["ENDPOINT", "N_CASES", "N_CONTROLS", "N_EXCLUDED"],
-        ["E1", "<5", "6", "<5"],
-        ["E2", "5", "<5", "0"],
+        ["E1", "<5", "6", "<5"],      # 2 + 1 or 1 + 2: both masked cells stay unknown
+        ["E2", "masked", "<5", "0"],  # 9 - 5 - 0 would give the 4 controls away
         ["E3", "0", "9", "0"],
     ]
+
+
+def test_counts_tsv_masked_cell_is_not_a_subtraction_away(tmp_path):
+    # 20 people; A: 3 cases, 17 controls, 0 excluded. The cases used to be 20 - 17 - 0.
+    long = pl.LazyFrame({"FINNGENID": ["p0", "p1", "p2"], "ENDPOINT": ["A"] * 3, "STATUS": ["case"] * 3,
+                         "AGE": [50.0] * 3, "YEAR": [2000] * 3, "NEVT": [1] * 3},
+                        schema_overrides={"YEAR": pl.Int32})
+    people = pl.LazyFrame({"FINNGENID": [f"p{i}" for i in range(20)], "FU_END_AGE": [80.0] * 20})
+    write_results(long, counts_table(long, people), tmp_path, people=people)
+    assert read_tsv(tmp_path / COUNTS_FILE)[1] == ["A", "<5", "masked", "0"]
+    write_results(long, counts_table(long, people), tmp_path, people=people, mask_threshold=None)
+    assert read_tsv(tmp_path / COUNTS_FILE)[1] == ["A", "3", "17", "0"]
 
 
 def test_masking_can_be_turned_off(tmp_path):
@@ -252,3 +267,97 @@ def test_success_leaves_only_the_outputs(previous_run):
     after = snapshot(out)
     assert set(after) == set(before)
     assert after[COUNTS_FILE] != before[COUNTS_FILE]
+
+
+# --- interruptions and leftovers ---------------------------------------------------------
+
+def test_interrupt_during_the_wide_write_leaves_nothing(previous_run, monkeypatch):
+    out, before = previous_run
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    real_unlink = Path.unlink
+
+    def unlink_after_a_second_interrupt(self, *args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C again, while the temporaries go
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(results, "wide_table", interrupted)
+    monkeypatch.setattr(Path, "unlink", unlink_after_a_second_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_results(LONG, counts(), out, people=PEOPLE, wide=True)
+    monkeypatch.undo()
+    assert snapshot(out) == before
+
+
+def test_interrupt_inside_a_spill_folder_removes_it(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        with results.spill_folder(tmp_path) as spill:
+            assert (spill / results.SPILL_MARKER).is_file()
+            (spill / "bucket-00000.parquet").write_bytes(b"rows")
+            raise KeyboardInterrupt
+    assert os.listdir(tmp_path) == []
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def leftovers(folder: Path) -> tuple[set[str], set[str]]:
+    """Files and folders a killed run leaves (ours) and look-alikes that are not ours."""
+    host, dead, alive = results._HOST, dead_pid(), os.getppid()
+    ours = {f".endpointc-tmp-{host}-{dead}-endpoints.parquet.a1b2_c3d.tmp",
+            f".endpointc-tmp-{host}-{dead}-counts.tsv.zz9y8x7w.tmp",
+            f".endpointc-bak-{host}-{dead}-endpoints_wide.tsv.0123456789ab.bak",
+            f".endpointc-buckets-{host}-{dead}-k3j4h5g6"}
+    foreign = {f".endpointc-tmp-{host}-{alive}-counts.tsv.abcdefgh.tmp",     # a live run's
+               f".endpointc-tmp-ffffffff-{dead}-counts.tsv.abcdefgh.tmp",    # another host's
+               f".endpointc-tmp-{host}-{dead}-notes.txt.abcdefgh.tmp",        # not an output
+               f".endpointc-bak-{host}-{dead}-counts.tsv.abcdefgh.tmp",       # kind and suffix differ
+               f".endpointc-buckets-{host}-{dead}-nomarker1",                 # no marker inside
+               f".endpointc-tmp-{host}-{dead}-counts.tsv.isafolder.tmp",      # a folder, not a file
+               ".counts.tsv.abcdefgh.tmp", "endpointc-tmp-x", "notes.txt"}
+    for name in ours | foreign:
+        path = folder / name
+        if "buckets" in name or "isafolder" in name:
+            path.mkdir()
+            (path / "bucket-00000.parquet").write_bytes(b"rows")
+            if "nomarker" not in name:
+                (path / results.SPILL_MARKER).write_text("")
+        else:
+            path.write_text("individual-level rows")
+    target = folder / "elsewhere"
+    target.mkdir()
+    (target / results.SPILL_MARKER).write_text("")
+    link = folder / f".endpointc-buckets-{host}-{dead}-symlinked"
+    link.symlink_to(target)
+    return ours, foreign | {"elsewhere", link.name}
+
+
+def test_a_run_removes_only_its_own_stale_leftovers(tmp_path):
+    ours, foreign = leftovers(tmp_path)
+    write_results(LONG, counts(), tmp_path, people=PEOPLE)
+    assert set(os.listdir(tmp_path)) == foreign | {LONG_FILE, COUNTS_FILE}
+    assert (tmp_path / "elsewhere" / results.SPILL_MARKER).exists()
+    assert results.remove_stale(tmp_path) == []
+
+
+def test_live_spill_folder_of_this_process_is_kept(tmp_path):
+    with results.spill_folder(tmp_path) as spill:
+        assert results.remove_stale(tmp_path) == []
+        assert spill.is_dir()
+    assert not spill.exists()
+
+
+def test_uninterrupted_holds_ctrl_c_back_until_the_end():
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with results.uninterrupted():
+            with results.uninterrupted():
+                os.kill(os.getpid(), signal.SIGINT)
+                done.append("inner")
+            done.append("outer")
+    assert done == ["inner", "outer"]

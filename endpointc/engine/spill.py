@@ -103,7 +103,7 @@ def stream_merged(files: Sequence[Path], sizes: Sequence[Sequence[int]]) -> pl.L
     def slices(with_columns, predicate, n_rows, batch_size):
         for lo, hi in zip(bounds, bounds[1:]):
             keep = pl.col("_KEY").is_between(lo * 2**32, hi * 2**32, closed="left")
-            df = ordered(pl.scan_parquet(files).filter(keep).collect(engine=ENGINE), lo, hi)
+            df = ordered(pl.scan_parquet(files, glob=False).filter(keep).collect(engine=ENGINE), lo, hi)
             if predicate is not None:
                 df = df.filter(predicate)
             if with_columns is not None:
