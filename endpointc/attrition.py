@@ -6,7 +6,7 @@ time, with `model_copy(update=...)`), puts every variant into one `Program` unde
 names (`A__r1_pattern`, `A__without_when`, ...), evaluates them in a single call and
 compares the case sets person by person inside Polars. Only counts leave this module.
 
-Steps, for cases (SIDE "cases"), in the order of LANGUAGE.md section 5 with sex first (a
+Steps, for cases (SIDE "cases"), in the order of the evaluation steps (docs/language.md) with sex first (a
 person-level filter, so its place does not change any count):
 
 - ``population``; ``sex <female|male>`` (people of the allowed sex);

@@ -7,7 +7,7 @@ many such rows a case needs, and the endpoint's person-level filters (sex, age a
 windows, emergency). `case_recipes(program)` turns compiled definitions into recipes; tests
 and benchmarks may also write recipes by hand.
 
-How the language's rules map (LANGUAGE.md section 3):
+How the language's rules map (docs/language.md, rules and sources):
 
 | rule | Alternative |
 |---|---|
