@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import re
+import tempfile
 from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
+from endpointc.compiler import compile_text
+from endpointc.engine.polars import evaluate
 from endpointc.registry import (
     EVENTS_SCHEMA,
     KNOWN_SOURCES,
@@ -291,7 +297,8 @@ def test_events_of_unknown_people_warn_with_counts(tmp_path):
     assert "3 events of 1 person" in warning and "1 of them without a FINNGENID" in warning
     assert "ev.tsv" in warning and "pp.tsv" in warning and "FINNGENID" in warning
     assert_private(warning)
-    assert reg.events.collect().height == 6  # kept: the engine ignores them and reports too
+    # dropped here, so that the engine does not report them a second time
+    assert reg.events.collect()["FINNGENID"].to_list() == ["FGQZID01", "FGQZID01", "FGQZID02"]
 
 
 @pytest.mark.parametrize("content", [b"", b"\x00\x01garbage\xff\xfe", b"PAR1not really parquet"])
@@ -332,3 +339,308 @@ def test_ragged_line_blames_the_right_file(tmp_path):
     assert info.value.file == str(p) and info.value.code == "EP501"
     assert "ev.tsv" not in str(info.value)
     assert_private(str(info.value))
+
+
+# --- broken files: each family of inputs is tested with hypothesis ---------------------
+
+_SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+person_ids = st.from_regex(r"FG[A-Z0-9_]{6,12}", fullmatch=True)
+ages = st.floats(0, 120, allow_nan=False).map(lambda a: f"{a:.2f}")
+days = st.dates(dt.date(1950, 1, 1), dt.date(2023, 12, 31)).map(str)
+codes = st.from_regex(r"[A-Z][0-9]{2,5}[A-Z]?", fullmatch=True)
+
+
+@st.composite
+def event_rows(draw, ids=person_ids):
+    return [draw(ids), draw(st.sampled_from(KNOWN_SOURCES)), draw(ages | st.just("NA")),
+            draw(days | st.just("NA")), draw(codes), draw(codes | st.just("NA")), "NA", "NA",
+            draw(st.sampled_from(["10", "9", "NA"])), "0", str(draw(st.integers(1, 10**6)))]
+
+
+@st.composite
+def people_rows(draw, ids=person_ids):
+    return [draw(ids), draw(st.sampled_from(["female", "male", "1", "2", "NA", ""])),
+            draw(days | st.just("NA")), draw(ages | st.just("NA")), draw(st.sampled_from(["0", "1", "NA"]))]
+
+
+def _values(rows: list[list[str]]) -> set[str]:
+    """The values of `rows` that a message could show recognisably."""
+    return {v for r in rows for v in r if len(v) >= 3 and v not in ("NA", "female", "male")}
+
+
+def _loaded(folder: Path, events=EVENTS, people=PEOPLE, *, events_text=None, people_text=None, **kw):
+    e, p = folder / "ev.tsv", folder / "pp.tsv"
+    e.write_text(events_text if events_text is not None else tsv(events, EVENT_HEADER), newline="")
+    p.write_text(people_text if people_text is not None else tsv(people, PEOPLE_HEADER), newline="")
+    return load_registry(e, p, **kw)
+
+
+def _error(folder: Path, **kw) -> RegistryError:
+    with pytest.raises(RegistryError) as info:
+        _loaded(folder, **kw)
+    return info.value
+
+
+def _texts(err: RegistryError) -> str:
+    return "\n".join([str(err), *(d.message for d in err.diagnostics()), *(h for d in err.diagnostics() for h in d.hints)])
+
+
+@_SETTINGS
+@given(rows=st.lists(event_rows(), min_size=1, max_size=4), people=st.lists(people_rows(), min_size=1, max_size=4),
+       which=st.sampled_from(["events", "people"]))
+def test_a_file_without_header_line_is_named_as_such_and_its_first_row_never_printed(rows, people, which):
+    with tempfile.TemporaryDirectory() as tmp:
+        kw = {"events_text": "".join("\t".join(r) + "\n" for r in rows)} if which == "events" else \
+             {"people_text": "".join("\t".join(r) + "\n" for r in people)}
+        err = _error(Path(tmp), **kw)
+    assert err.code == "EP502" and f"{which} file" in str(err) and "no header line" in str(err)
+    shown = _texts(err).replace(err.file, "")
+    leaked = {v for v in _values(rows if which == "events" else people) if v in shown}
+    assert not leaked, shown
+
+
+@_SETTINGS
+@given(names=st.lists(st.from_regex(r"[A-Z][A-Z_]{1,10}[0-9]?", fullmatch=True), min_size=1, max_size=5, unique=True))
+def test_header_names_that_look_like_names_are_listed(names):
+    header = [n for n in names if n not in PEOPLE_HEADER and n.upper() not in ("NA", "MALE", "FEMALE")]
+    assume(header)
+    with tempfile.TemporaryDirectory() as tmp:
+        err = _error(Path(tmp), people_text=tsv([["x"] * len(header)], header))
+    assert err.code == "EP502" and "no header line" not in str(err)
+    assert all(n in str(err) for n in header)
+
+
+@_SETTINGS
+@given(ids=st.lists(person_ids, min_size=2, max_size=6, unique=True), data=st.data())
+def test_swapped_id_and_source_headers_are_an_error_that_shows_no_id(ids, data):
+    rows = [[data.draw(st.sampled_from(ids)), *r[1:]] for r in data.draw(st.lists(event_rows(), min_size=2, max_size=8))]
+    header = ["SOURCE", "FINNGENID", *EVENT_HEADER[2:]]
+    people = [[i, "female", "NA", "50", "0"] for i in ids]
+    with tempfile.TemporaryDirectory() as tmp:
+        err = _error(Path(tmp), events_text=tsv(rows, header), people=people)
+    assert err.code == "EP511" and err.column == "SOURCE" and "swapped" in str(err)
+    assert not err.also  # not also EP514: the cause is named once
+    shown = _texts(err)
+    assert not [i for i in ids if i in shown], shown
+
+
+@_SETTINGS
+@given(values=st.lists(st.text(st.characters(codec="utf-8", exclude_characters="\t\r\n\"\x00"), min_size=1, max_size=12)
+                        .filter(lambda v: v.strip() not in ("", "NA") and v not in KNOWN_SOURCES),
+                        min_size=1, max_size=8, unique=True))
+def test_unknown_sources_are_listed_only_when_they_look_like_source_labels(values):
+    unknown = [[EVENTS[0][0], v, *EVENTS[0][2:]] for v in values]
+    # so that unknown rows are a minority (and no row is a repeat)
+    known = [[*EVENTS[i % 3][:-1], str(i)] for i in range(2 * len(values))]
+    with tempfile.TemporaryDirectory() as tmp:
+        reg = _loaded(Path(tmp), events=[*known, *unknown])
+        file = Path(tmp) / "ev.tsv"
+    (d,) = reg.diagnostics
+    n = len(values)
+    head = (f"events file {file}: column SOURCE has unknown values in {n} row{'s' if n > 1 else ''}, "
+            f"which {'are' if n > 1 else 'is'} ignored: {n} distinct value{'s' if n > 1 else ''}")
+    if all(re.fullmatch(r"[A-Z][A-Z_]{1,15}", v) for v in values) and n <= 5:
+        assert d.message.startswith(head + ": ") and all(f"{v} (1 row)" in d.message for v in values)
+    else:  # the whole message, so that no value can be in it
+        assert d.message == head + " (not listed: values are listed only when they are at most 5 short upper-case words)"
+    assert d.code == "EP507"
+
+
+def test_most_rows_of_unknown_source_is_an_error(tmp_path):
+    rows = [[*r[:1], "HILMO", *r[2:]] for r in EVENTS] + [EVENTS[0]]
+    err = _error(tmp_path, events=rows)
+    assert err.code == "EP511" and "3 of 4 rows" in str(err) and "HILMO (3 rows)" in str(err)
+    assert "swapped" not in str(err) and "INPAT" in str(err)  # the known values, as a hint
+
+
+@_SETTINGS
+@given(age=st.floats(allow_nan=False, allow_infinity=False).filter(lambda a: a < 0 or a > 130),
+       column=st.sampled_from(["EVENT_AGE", "FU_END_AGE"]), n=st.integers(1, 3))
+def test_impossible_ages_are_an_error_with_file_column_and_count(age, column, n):
+    text = repr(age)
+    with tempfile.TemporaryDirectory() as tmp:
+        if column == "EVENT_AGE":
+            events = [[*r[:2], text, *r[3:]] if i < n else r for i, r in enumerate(EVENTS)]
+            err = _error(Path(tmp), events=events)
+        else:
+            people = [[*r[:3], text, *r[4:]] if i < n else r for i, r in enumerate(PEOPLE)]
+            err = _error(Path(tmp), people=people)
+    assert err.code == "EP512" and err.column == column and not err.also
+    assert f"{n} value" in str(err) and ("ev.tsv" if column == "EVENT_AGE" else "pp.tsv") in str(err)
+    assert text not in str(err).replace(err.file, "")
+    assert_private(str(err))
+
+
+@_SETTINGS
+@given(age=st.floats(0, 130))
+def test_every_possible_age_is_accepted(age):
+    with tempfile.TemporaryDirectory() as tmp:
+        reg = _loaded(Path(tmp), events=[[*EVENTS[0][:2], repr(age), *EVENTS[0][3:]], *EVENTS[1:]],
+                      people=[[*PEOPLE[0][:3], repr(age), *PEOPLE[0][4:]], *PEOPLE[1:]])
+        assert reg.events.collect()["EVENT_AGE"][0] == age
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "gz", "parquet"])
+def test_an_events_table_without_rows_is_an_error_unless_allowed(tmp_path, fmt):
+    e = write(tmp_path / f"ev.{fmt}", [], EVENT_HEADER, fmt=fmt)
+    p = write(tmp_path / "pp.tsv", PEOPLE, PEOPLE_HEADER)
+    with pytest.raises(RegistryError) as info:
+        load_registry(e, p)
+    assert info.value.code == "EP513" and "ev." in str(info.value) and "no rows" in str(info.value)
+    assert "--allow-empty-events" in str(info.value)
+    reg = load_registry(e, p, allow_empty_events=True)
+    assert reg.events.collect().height == 0 and reg.warnings == ()
+
+
+def test_a_people_table_without_rows_is_an_error(tmp_path):
+    err = error_of(tmp_path, people=[])
+    assert err.code == "EP513" and "pp.tsv" in str(err) and "population is empty" in str(err)
+
+
+@_SETTINGS
+@given(numbers=st.lists(st.integers(1, 10**6), min_size=1, max_size=5, unique=True),
+       written=st.sampled_from(["{:07d}", "FG{:d}", "FG{:08d}", "{:d}.0"]), parquet=st.booleans())
+def test_ids_written_differently_in_the_two_files_are_an_error(numbers, written, parquet):
+    events = [[str(n), *EVENTS[i % 3][1:]] for i, n in enumerate(numbers)]
+    people = [[written.format(n), *PEOPLE[i % 3][1:]] for i, n in enumerate(numbers)]
+    with tempfile.TemporaryDirectory() as tmp:
+        e = Path(tmp) / "ev.parquet"
+        if parquet:  # ids stored as Int64 against text ids in the people file
+            pl.DataFrame(events, schema=EVENT_HEADER, orient="row").with_columns(
+                pl.col("FINNGENID").cast(pl.Int64)).write_parquet(e)
+        else:
+            e = write(Path(tmp) / "ev.tsv", events, EVENT_HEADER)
+        with pytest.raises(RegistryError) as info:
+            load_registry(e, write(Path(tmp) / "pp.tsv", people, PEOPLE_HEADER))
+    err = info.value
+    assert err.code == "EP514" and err.column == "FINNGENID" and "ids the same way" in str(err)
+    assert ("stored as Int64" if parquet else "stored as text") in str(err)
+    shown = _texts(err).replace(err.file, "")
+    assert not [v for n in numbers for v in (str(n), written.format(n)) if len(v) >= 3 and v in shown]
+
+
+@_SETTINGS
+@given(n_people=st.integers(1, 5), n_others=st.integers(1, 30))
+def test_a_sub_cohort_is_noted_once_and_its_outsiders_dropped(n_people, n_others):
+    ids = [f"FGQZIDP{i:02d}" for i in range(n_people)]
+    others = [f"FGQZIDO{i:02d}" for i in range(n_others)]
+    events = [[i, *EVENTS[k % 3][1:-1], str(k)] for k, i in enumerate([*ids, *others, *others])]
+    with tempfile.TemporaryDirectory() as tmp:
+        reg = _loaded(Path(tmp), events=events, people=[[i, "male", "NA", "60", "0"] for i in ids])
+        (d,) = reg.diagnostics
+        assert d.code == "EP508" and f"{2 * n_others} events of {n_others} " in d.message
+        assert reg.events.collect()["FINNGENID"].to_list() == ids
+        program, _ = compile_text("endpoint A { hospital icd10 I21 }")
+        assert evaluate(program, reg.events, reg.people).warnings == ()  # not reported a second time
+    assert_private(d.message)
+
+
+@_SETTINGS
+@given(at=st.integers(0, 2), delta=st.sampled_from([-3, -1, 1, 2]), fmt=st.sampled_from(["tsv", "gz"]),
+       which=st.sampled_from(["events", "people"]))
+def test_a_ragged_line_is_an_error_naming_file_and_line(at, delta, fmt, which):
+    rows = [list(r) for r in (EVENTS if which == "events" else PEOPLE)]
+    rows[at] = rows[at] + ["FGQZIDX"] * delta if delta > 0 else rows[at][:delta]
+    text = tsv(rows, EVENT_HEADER if which == "events" else PEOPLE_HEADER)
+    with tempfile.TemporaryDirectory() as tmp:
+        e = Path(tmp) / f"ev.{fmt}"
+        p = Path(tmp) / f"pp.{fmt}"
+        for path, mine, other in ((e, "events", tsv(EVENTS, EVENT_HEADER)), (p, "people", tsv(PEOPLE, PEOPLE_HEADER))):
+            data = (text if which == mine else other).encode()
+            path.write_bytes(gzip.compress(data) if fmt == "gz" else data)
+        with pytest.raises(RegistryError) as info:
+            load_registry(e, p)
+    err = info.value
+    width = len(EVENT_HEADER if which == "events" else PEOPLE_HEADER)
+    assert err.code == "EP501" and err.file == str(e if which == "events" else p) and not err.also
+    assert f"line {at + 2} has {width + delta} fields where the header line has {width}" in str(err)
+    assert_private(str(err))
+
+
+def test_an_empty_line_is_a_ragged_line(tmp_path):
+    err = error_of(tmp_path, events=[EVENTS[0], [""], *EVENTS[1:]])
+    assert err.code == "EP501" and "line 3 is empty" in str(err)
+
+
+def test_a_quoted_tab_is_no_ragged_line(tmp_path):
+    rows = [[*EVENTS[0][:5], '"a\tb"', *EVENTS[0][6:]], *EVENTS[1:]]
+    reg = load_registry(write(tmp_path / "ev.tsv", rows, EVENT_HEADER), write(tmp_path / "pp.tsv", PEOPLE, PEOPLE_HEADER))
+    assert reg.events.collect()["CODE2"][0] == "a\tb"
+
+
+@_SETTINGS
+@given(copies=st.lists(st.integers(0, 2), min_size=3, max_size=3), fmt=st.sampled_from(["tsv", "parquet"]))
+def test_repeated_event_rows_are_kept_and_counted_with_a_warning(copies, fmt):
+    rows = [*EVENTS, *(EVENTS[i] for i, n in enumerate(copies) for _ in range(n))]
+    # the same but for one column is no repeat
+    rows.append([*EVENTS[0][:-1], "999"])
+    with tempfile.TemporaryDirectory() as tmp:
+        reg = load_registry(write(Path(tmp) / f"ev.{fmt}", rows, EVENT_HEADER, fmt=fmt),
+                            write(Path(tmp) / "pp.tsv", PEOPLE, PEOPLE_HEADER))
+        assert reg.events.collect().height == len(rows)
+    repeated = [d for d in reg.diagnostics if d.code == "EP515"]
+    if sum(copies):
+        (d,) = repeated
+        assert f"{sum(copies)} row" in d.message and "ev." in d.message and "kept" in d.message
+        assert_private(d.message)
+    else:
+        assert not repeated
+
+
+@pytest.mark.parametrize(("separator", "name"), [(",", "comma"), (";", "semicolon")])
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_comma_or_semicolon_separated_file_is_named_as_such(tmp_path, separator, name, gz):
+    text = "".join(separator.join(r) + "\n" for r in [EVENT_HEADER, *EVENTS]).encode()
+    e = tmp_path / "ev.tsv"
+    e.write_bytes(gzip.compress(text) if gz else text)
+    with pytest.raises(RegistryError) as info:
+        load_registry(e, write(tmp_path / "pp.tsv", PEOPLE, PEOPLE_HEADER))
+    assert info.value.code == "EP501" and f"is {name}-separated, not tab-separated" in str(info.value)
+    assert "ev.tsv" in str(info.value)
+    assert_private(str(info.value))
+
+
+def _compressible_events(n: int = 50_000) -> pl.DataFrame:
+    return pl.DataFrame({
+        "FINNGENID": [f"FGQZID{i // 5:05d}" for i in range(n)], "SOURCE": ["INPAT"] * n,
+        "EVENT_AGE": [str(40 + i % 50) for i in range(n)], "APPROX_EVENT_DAY": ["2001-02-03"] * n,
+        "CODE1": [f"I{(i * 7919) % 997:03d}" for i in range(n)], "CODE2": [f"C{(i * 31) % 991:03d}" for i in range(n)],
+        "CODE3": ["NA"] * n, "CODE4": ["NA"] * n, "ICDVER": ["10"] * n, "CATEGORY": ["0"] * n,
+        "INDEX": [str(i) for i in range(n)]})
+
+
+def test_every_parquet_corruption_that_breaks_reading_is_an_error_naming_the_file(tmp_path):
+    good = tmp_path / "good.parquet"
+    _compressible_events().write_parquet(good)
+    people = tmp_path / "pp.tsv"
+    people.write_text(tsv([[f"FGQZID{i:05d}", "male", "NA", "60", "0"] for i in range(10_000)], PEOPLE_HEADER))
+    data = good.read_bytes()
+    broken = 0
+    for at in range(len(data) // 10, len(data) - 600, len(data) // 25):
+        bad = bytearray(data)
+        bad[at:at + 512] = bytes((i * 37 + 11) % 256 for i in range(512))
+        path = tmp_path / f"ev{at}.parquet"
+        path.write_bytes(bytes(bad))
+        try:
+            scan_events(path).collect()
+        except Exception:  # noqa: BLE001 - whatever Polars raises
+            broken += 1
+            with pytest.raises(RegistryError) as info:
+                load_registry(path, people)
+            assert info.value.code == "EP501" and info.value.file == str(path)
+            assert "Parquet file that cannot be read" in str(info.value)
+    assert broken >= 3  # the test corrupts data pages, not only values
+
+
+def test_a_corrupt_page_of_a_column_the_checks_do_not_otherwise_need_is_found(tmp_path):
+    # Bytes late in the file belong to the code columns, which no other check reads.
+    path = tmp_path / "ev.parquet"
+    _compressible_events().write_parquet(path)
+    data = bytearray(path.read_bytes())
+    at = int(len(data) * 0.6)
+    data[at:at + 512] = bytes((i * 37 + 11) % 256 for i in range(512))
+    path.write_bytes(bytes(data))
+    people = write(tmp_path / "pp.tsv", [[f"FGQZID{i:05d}", "male", "NA", "60", "0"] for i in range(10_000)], PEOPLE_HEADER)
+    with pytest.raises(RegistryError) as info:
+        load_registry(path, people)
+    assert info.value.code == "EP501" and info.value.file == str(path)
