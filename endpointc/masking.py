@@ -419,14 +419,23 @@ def mask_counts(df: Frame, *, threshold: int | None = MASK_THRESHOLD,
     if columns is not None and len(targets) != len(columns):
         raise ValueError(f"mask_counts: no column {', '.join(c for c in columns if c not in names)}")
     frame = df.collect() if isinstance(df, pl.LazyFrame) else df
-    relations: list[Relation] = []
-    if set(COUNT_COLUMNS) <= set(targets):
-        rows = frame.select(COUNT_COLUMNS).rows()
-        totals = {sum(r) for r in rows if None not in r}
-        if population is None and len(totals) > 1:
-            raise ValueError("mask_counts: the rows add up to different populations")
-        population = population if population is not None else next(iter(totals), 0)
-        relations = [Relation.adds_up([(i, c) for c in COUNT_COLUMNS], known=population)
-                     for i, r in enumerate(rows) if None not in r]
-    masked = mask_table(frame, targets, relations, threshold=threshold, upper=population)
+    if not set(COUNT_COLUMNS) <= set(targets):
+        masked = mask_table(frame, targets, (), threshold=threshold, upper=population)
+        return masked.lazy() if isinstance(df, pl.LazyFrame) else masked
+    rows = frame.select(COUNT_COLUMNS).rows()
+    totals = {sum(r) for r in rows if None not in r}
+    if population is None and len(totals) > 1:
+        raise ValueError("mask_counts: the rows add up to different populations")
+    population = population if population is not None else next(iter(totals), 0)
+    # Rows share no cell, so each is its own problem and equal rows get equal answers:
+    # solving each distinct row once keeps a library of thousands of endpoints cheap.
+    distinct = frame.select(targets).unique(maintain_order=True)
+    relations = [Relation.adds_up([(i, c) for c in COUNT_COLUMNS], known=population)
+                 for i, r in enumerate(distinct.select(COUNT_COLUMNS).rows()) if None not in r]
+    shown = mask_table(distinct, targets, relations, threshold=threshold, upper=population)
+    masked = (frame.with_row_index("_ORDER")
+              .join(distinct.with_columns(shown.select(pl.col(c).alias(f"_SHOWN_{c}") for c in targets)),
+                    on=targets, how="left", nulls_equal=True)
+              .sort("_ORDER")
+              .select(*(pl.col(f"_SHOWN_{c}").alias(c) if c in targets else pl.col(c) for c in names)))
     return masked.lazy() if isinstance(df, pl.LazyFrame) else masked
