@@ -1,12 +1,13 @@
 """Build: Lark parse tree -> AST. One method per grammar alias, nothing more.
 
 No checking happens here beyond what the tree's shape needs; every judgement about
-names, codes and options belongs to `check`.
+names, codes and options belongs to `check`. The transformer is not recursive, so no tree
+is too deep to build (the parser limits conditions' depth for the stages after this one).
 """
 
 from __future__ import annotations
 
-from lark import Token, Transformer, v_args
+from lark import Token, Transformer_NonRecursive, v_args
 
 from . import ast
 from .source import Source, Span
@@ -24,8 +25,18 @@ def _unquote(token: Token) -> str:
     return body.replace('\\"', '"').replace("\\\\", "\\")
 
 
+def _whole(text: str) -> int | None:
+    """The value of a NUMBER that is a whole number (`2`, `2.0`), else None."""
+    whole, _, fraction = text.partition(".")
+    if fraction.strip("0"):
+        return None
+    # Exact, unlike a float; int() refuses thousands of digits, and any number that long is
+    # beyond every limit check applies anyway.
+    return int(whole) if len(whole) <= 30 else 10 ** 30
+
+
 @v_args(meta=True)
-class Builder(Transformer):
+class Builder(Transformer_NonRecursive):
     def __init__(self, source: Source):
         super().__init__()
         self._src = source
@@ -92,9 +103,7 @@ class Builder(Transformer):
         words = [str(c) for c in children]
         span = self._span(meta)
         if words[0] == "min":
-            value = float(words[1])
-            return ast.Option(span=span, name="min", value=int(value) if value.is_integer() else None,
-                              text=words[1])
+            return ast.Option(span=span, name="min", value=_whole(words[1]), text=words[1])
         if words[0] == "needs":
             return ast.Option(span=span, name="needs_other")
         if words[0] == "with":

@@ -107,6 +107,9 @@ def check(files: Sequence[ast.File], *, strict: bool = False) -> tuple[Library, 
     return index_library(files), tuple(sort_diagnostics(checker.diagnostics))
 
 
+# The engines count events in 32-bit integers; far below that, no person has a million
+# events of one rule, so a larger `min` is a typo, never a meaningful threshold.
+MAX_MIN = 1_000_000
 NUMERIC_VARS = frozenset({"age", "year"})
 # FinnGen column names that curators write in PRE_CONDITIONS, and what `when` calls them.
 FINNGEN_FIELDS = {"EVENT_AGE": "age", "EVENT_YEAR": "year", "APPROX_EVENT_DAY": "year",
@@ -363,6 +366,10 @@ class _Checker:
                            pattern.span, f"use it after `{codelist.vocab}`, or declare a codelist of {vocab}",
                            related=((f"@{pattern.name} declared here", codelist.name_span),))
             return
+        too_big = codes.pattern_limit(pattern)
+        if too_big:
+            self.error("EP308", too_big[0], pattern.span, too_big[1])
+            return
         if isinstance(pattern, ast.Range):
             problem = self._range_problem(pattern)
             if problem:
@@ -411,8 +418,9 @@ class _Checker:
                              related=(("first here", seen[option.name].span),))
                 continue
             seen[option.name] = option
-            if option.name == "min" and (option.value is None or option.value < 1):
-                what = "a whole number" if option.value is None else "at least 1"
+            if option.name == "min" and (option.value is None or not 1 <= option.value <= MAX_MIN):
+                what = ("a whole number" if option.value is None else "at least 1" if option.value < 1
+                        else f"at most {MAX_MIN:,}")
                 self.error("EP401", f"min must be {what}", option.span,
                            "min N counts a person only with at least N events of this rule; min 1 is the default "
                            "(min 3 for purchase)")

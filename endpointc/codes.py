@@ -7,9 +7,11 @@ public endpoint definition files DF2 to DF12, so that real patterns are (almost)
 flagged: see docs/diagnostics.md for the numbers.
 
 `can_match` decides whether a pattern can match at least one well-formed code by
-intersecting finite automata (`interegular`): the pattern's language (a prefix pattern
-`E11` is `E11.*`) with the vocabulary's. Whatever interegular cannot read (look-arounds,
-back-references, inner anchors) is assumed to match, so a warning is never a guess.
+searching the product of two finite automata: the pattern's (matched at the code's start,
+so `E11` is every code that starts with E11) and the vocabulary's. Whatever the automata do
+not model (look-arounds, back-references, word boundaries) is assumed to match, so a
+warning is never a guess. `pattern_limit` bounds the work: a pattern far longer or bigger
+than any code is reported (EP308) instead of analysed.
 
 `pattern_regex` turns a pattern into a Python regular expression anchored at the code's
 start, for engines and tools:
@@ -28,15 +30,19 @@ False
 from __future__ import annotations
 
 import re
+import re._constants as _c
+import re._parser as _sre
+import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Mapping
 
 from . import ast
-from .registers import allowing
 
 __all__ = [
-    "VOCABULARY_REGEX", "VOCABULARY_EXAMPLES", "COMBINATION_SOURCES", "ALPHABET",
-    "pattern_regex", "can_match", "is_well_formed", "range_regex", "regex_error",
+    "VOCABULARY_REGEX", "VOCABULARY_EXAMPLES", "ALPHABET",
+    "pattern_regex", "can_match", "is_well_formed", "range_regex", "regex_error", "pattern_limit",
+    "MAX_PATTERN_LENGTH", "MAX_REPEAT", "MAX_POSITIONS", "LONGEST_CODE",
 ]
 
 # A whole well-formed code per vocabulary (matched with re.fullmatch).
@@ -82,8 +88,6 @@ VOCABULARY_EXAMPLES: dict[str, str] = {
     "morphology": "8140", "behaviour": "3",
 }
 
-# Sources whose rows carry a second diagnosis in CODE2, so `A&B` means something.
-COMBINATION_SOURCES: frozenset[str] = frozenset(allowing("combinations"))
 
 # Characters that occur in stored codes, in the order ranges use.
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -210,10 +214,18 @@ def _at_most(s: str, alphabets: tuple[str, ...]) -> str:
 
 def regex_error(regex: str) -> str | None:
     """re's complaint about a raw regular expression, or None when it compiles."""
+    if _PLAIN.fullmatch(regex):  # most code patterns: nothing to compile
+        return None
     try:
-        re.compile(regex)
-    except re.error as error:
+        # re warns about syntax that may change meaning in future Pythons (`[[`); a curator
+        # is told what is wrong now, or nothing.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            re.compile(regex)
+    except (re.error, OverflowError) as error:  # OverflowError: a count beyond 2**32 - 1
         return str(error)
+    except RecursionError:
+        return "the expression nests too deeply"
     return None
 
 
@@ -252,55 +264,371 @@ def pattern_regex(pattern, *, codelists: Mapping[str, ast.Codelist] | None = Non
     return "^" + body + ("$" if exact else "")
 
 
-def _fsm_regex(pattern) -> str | None:
-    """The pattern as a whole-code regex for interegular, or None if it cannot say."""
+def _language(pattern) -> tuple[str, bool]:
+    """(regex matched at the code's start, whether it must match the whole code)."""
     if isinstance(pattern, ast.Regex):
-        text = pattern.regex
-        text = text[1:] if text.startswith("^") else text
-        # A final unescaped `$` (FinnGen's `^5311$`) means the whole code.
-        if text.endswith("$") and not text.endswith("\\$"):
-            return f"(?:{text[:-1]})"
-        return f"(?:{text}).*"
-    body, exact = _body(pattern, None)
-    return body if exact else body + ".*"
+        return pattern.regex, False
+    return _body(pattern, None)
+
+
+# -- limits ----------------------------------------------------------------------------
+# Checking a pattern costs time in proportion to what it expands to, so a pattern far beyond
+# any real code is reported (EP308) instead of analysed. The limits leave room for every
+# pattern of the FinnGen definition files many times over.
+MAX_PATTERN_LENGTH = 200  # characters of one pattern as written
+MAX_REPEAT = 100  # a count of {m}, {m,n}
+MAX_POSITIONS = 500  # characters a regular expression spells out, its counts expanded
+
+
+@lru_cache(maxsize=None)
+def _longest(vocab: str) -> int:
+    """The length of the vocabulary's longest well-formed code."""
+    return _sre.parse(VOCABULARY_REGEX[vocab]).getwidth()[1]
+
+
+# The longest well-formed code of any vocabulary (10, NOMESCO and primary care procedures).
+LONGEST_CODE = max(map(_longest, VOCABULARY_REGEX))
+
+
+def pattern_limit(pattern) -> tuple[str, str] | None:
+    """(message, hint) when a simple pattern is beyond what checking analyses, else None.
+
+    >>> from endpointc.source import Span
+    >>> s = Span(file="x", line=1, column=1, end_line=1, end_column=1)
+    >>> pattern_limit(ast.Regex(span=s, regex="A{1,65535}"))[0]
+    'repetition count 65,535 is larger than 100'
+    """
+    length = _written_length(pattern)
+    if length > MAX_PATTERN_LENGTH:
+        return (f"pattern is {length:,} characters long; a pattern may have at most {MAX_PATTERN_LENGTH}",
+                f"codes have at most {LONGEST_CODE} characters: separate alternatives with `|`")
+    if not isinstance(pattern, ast.Regex):
+        return None
+    try:
+        tree = _parse_regex(pattern.regex)
+    except OverflowError:  # re's own limit, 2**32 - 1
+        return _too_many(None)
+    except (re.error, RecursionError):  # EP304 reports what re cannot read
+        return None
+    count = _largest_count(tree)
+    if count > MAX_REPEAT:
+        return _too_many(count)
+    positions = _positions(tree)
+    if positions > MAX_POSITIONS:
+        return (f"the regular expression expands to {positions:,} characters; at most {MAX_POSITIONS} "
+                "can be checked",
+                f"nested counts multiply ((A{{1,9}}){{1,9}} is 81 characters); codes have at most "
+                f"{LONGEST_CODE} characters, so write smaller counts")
+    return None
+
+
+def _too_many(count: int | None) -> tuple[str, str]:
+    """EP308's words for a count above MAX_REPEAT (None: beyond what re can read)."""
+    shown = f"repetition count {count:,}" if count is not None else "a repetition count"
+    return (f"{shown} is larger than {MAX_REPEAT}",
+            f"codes have at most {LONGEST_CODE} characters, so a smaller count means the same: "
+            "e.g. [0-9]{1,4}")
+
+
+def _parse_regex(regex: str):
+    # See regex_error: warnings about future meanings are not for curators.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _sre.parse(regex)
+
+
+def _written_length(pattern) -> int:
+    if isinstance(pattern, ast.Range):
+        return len(pattern.start) + 1 + len(pattern.end)
+    if isinstance(pattern, ast.Regex):
+        return len(pattern.regex)
+    return len(getattr(pattern, "text", ""))
+
+
+def _items(tree):
+    """The sub-expressions of one parsed regex node, each a list of (op, argument)."""
+    for op, av in tree:
+        if op == _c.BRANCH:
+            yield from av[1]
+        elif op == _c.SUBPATTERN:
+            yield av[3]
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
+            yield av[2]
+        elif op in (_c.ASSERT, _c.ASSERT_NOT):
+            yield av[1]
+        elif op == _c.ATOMIC_GROUP:
+            yield av
+        elif op == _c.GROUPREF_EXISTS:
+            yield from (p for p in av[1:] if p is not None)
+
+
+def _largest_count(tree) -> int:
+    counts = [max(av[0], 0 if av[1] == _c.MAXREPEAT else av[1]) for op, av in tree
+              if op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT)]
+    return max([*counts, *(_largest_count(sub) for sub in _items(tree))], default=0)
+
+
+def _positions(tree) -> int:
+    total = 0
+    for op, av in tree:
+        if op == _c.BRANCH:
+            total += sum(_positions(sub) for sub in av[1])
+        elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT, _c.POSSESSIVE_REPEAT):
+            low, high, sub = av
+            total += _positions(sub) * max(1, low + 1 if high == _c.MAXREPEAT else high)
+        elif op != _c.AT:
+            total += max(1, sum(_positions(sub) for sub in _items([(op, av)])))
+    return total
+
+
+# -- automata --------------------------------------------------------------------------
+# Whether a pattern can match a well-formed code is whether the product of two automata,
+# the pattern's and the vocabulary's, reaches a state where both accept. Searching the
+# product of the nondeterministic automata costs at most their sizes multiplied; turning
+# the pattern into a deterministic automaton first can cost exponential time
+# (`(A|B)*A(A|B){12}`).
+
+# Stored codes use these characters only, so the vocabulary automata read nothing else and
+# a set of characters is a bit mask over them.
+_CODE_CHARS = ALPHABET + "-"
+_EVERY = (1 << len(_CODE_CHARS)) - 1
+_BIT = {ord(ch): 1 << i for i, ch in enumerate(_CODE_CHARS)}
+
+
+def _mask(test) -> int:
+    return sum(1 << i for i, ch in enumerate(_CODE_CHARS) if test(ch))
+
+
+_CATEGORIES = {
+    _c.CATEGORY_DIGIT: _mask(str.isdigit), _c.CATEGORY_NOT_DIGIT: _EVERY & ~_mask(str.isdigit),
+    _c.CATEGORY_WORD: _mask(str.isalnum), _c.CATEGORY_NOT_WORD: _EVERY & ~_mask(str.isalnum),
+    _c.CATEGORY_SPACE: 0, _c.CATEGORY_NOT_SPACE: _EVERY,
+}
+# Zero-width steps: plain, only before the first character, only after the last.
+_FREE, _AT_START, _AT_END = 0, 1, 2
+_ANCHORS = {_c.AT_BEGINNING: _AT_START, _c.AT_BEGINNING_STRING: _AT_START,
+            _c.AT_END: _AT_END, _c.AT_END_STRING: _AT_END}
+
+
+class _Unsupported(Exception):
+    """A construct whose language the automaton does not model (look-arounds,
+    back-references, word boundaries, ignore-case): the pattern is assumed to match."""
+
+
+def _class_mask(items) -> int:
+    negate = False
+    mask = 0
+    for op, av in items:
+        if op == _c.NEGATE:
+            negate = True
+        elif op == _c.LITERAL:
+            mask |= _BIT.get(av, 0)
+        elif op == _c.RANGE:
+            mask |= sum(bit for code, bit in _BIT.items() if av[0] <= code <= av[1])
+        elif op == _c.CATEGORY and av in _CATEGORIES:
+            mask |= _CATEGORIES[av]
+        else:
+            raise _Unsupported(op)
+    return _EVERY & ~mask if negate else mask
+
+
+class _Automaton:
+    """A nondeterministic automaton: per state, zero-width steps and (mask, next) steps."""
+
+    def __init__(self) -> None:
+        self.free: list[list[tuple[int, int]]] = []  # (kind, next)
+        self.steps: list[list[tuple[int, int]]] = []  # (mask, next)
+
+    def state(self) -> int:
+        self.free.append([])
+        self.steps.append([])
+        return len(self.free) - 1
+
+    def add(self, tree, start: int) -> int:
+        """States for `tree` from `start`; returns the state where it ends."""
+        at = start
+        for op, av in tree:
+            if op in (_c.LITERAL, _c.NOT_LITERAL, _c.ANY, _c.IN):
+                mask = (_class_mask([(op, av)]) if op == _c.LITERAL else
+                        _EVERY & ~_class_mask([(_c.LITERAL, av)]) if op == _c.NOT_LITERAL else
+                        _EVERY if op == _c.ANY else _class_mask(av))
+                end = self.state()
+                self.steps[at].append((mask, end))
+                at = end
+            elif op == _c.BRANCH:
+                end = self.state()
+                for sub in av[1]:
+                    self.free[self.add(sub, at)].append((_FREE, end))
+                at = end
+            elif op == _c.SUBPATTERN:
+                if av[1] & ~_IGNORED_FLAGS:
+                    raise _Unsupported("flags")
+                at = self.add(av[3], at)
+            elif op in (_c.MAX_REPEAT, _c.MIN_REPEAT):  # laziness changes no language
+                at = self._repeat(*av, at)
+            elif op == _c.AT and av in _ANCHORS:
+                end = self.state()
+                self.free[at].append((_ANCHORS[av], end))
+                at = end
+            else:
+                raise _Unsupported(op)
+        return at
+
+    def _repeat(self, low: int, high, sub, at: int) -> int:
+        for _ in range(low):
+            at = self.add(sub, at)
+        if high == _c.MAXREPEAT:
+            self.free[self.add(sub, at)].append((_FREE, at))
+            return at
+        end = self.state()
+        for _ in range(high - low):
+            self.free[at].append((_FREE, end))
+            at = self.add(sub, at)
+        self.free[at].append((_FREE, end))
+        return end
+
+
+# Flags that change nothing for upper-case codes without line breaks.
+_IGNORED_FLAGS = re.UNICODE | re.ASCII | re.MULTILINE | re.DOTALL | re.VERBOSE
+
+
+def _automaton(regex: str) -> tuple[_Automaton, int]:
+    tree = _parse_regex(regex)
+    if tree.state.flags & ~_IGNORED_FLAGS:
+        raise _Unsupported("flags")
+    automaton = _Automaton()
+    start = automaton.state()
+    return automaton, automaton.add(tree, start)
+
+
+@dataclass(frozen=True)
+class _Vocabulary:
+    """A vocabulary's deterministic automaton over the code characters (state 0 starts;
+    no step means no well-formed code goes on that way)."""
+
+    steps: tuple[dict[int, int], ...]  # state -> {character bit: next state}
+    grouped: tuple[tuple[tuple[int, int], ...], ...]  # state -> ((mask, next), ...)
+    accepting: frozenset[int]
+    live: frozenset[int]  # states from which an accepting one can be reached
+
+
+@lru_cache(maxsize=None)
+def _vocabulary(vocab: str) -> _Vocabulary:
+    # Vocabularies are small and fixed, so making their automata deterministic is cheap
+    # (unlike a user's pattern's).
+    nfa, final = _automaton(VOCABULARY_REGEX[vocab])
+    start = frozenset(_closure(nfa, {0}))
+    index = {start: 0}
+    sets = [start]
+    steps: list[dict[int, int]] = []
+    for current in sets:
+        row = {}
+        for bit in _BIT.values():
+            following = frozenset(_closure(nfa, {nxt for state in current for mask, nxt in nfa.steps[state]
+                                                 if mask & bit}))
+            if following:
+                row[bit] = index.setdefault(following, len(sets))
+                if row[bit] == len(sets):
+                    sets.append(following)
+        steps.append(row)
+    accepting = {i for i, states in enumerate(sets) if final in states}
+    live = set(accepting)
+    grew = True
+    while grew:
+        grew = False
+        for i, row in enumerate(steps):
+            if i not in live and not live.isdisjoint(row.values()):
+                live.add(i)
+                grew = True
+    grouped = []
+    for row in steps:
+        masks: dict[int, int] = {}
+        for bit, nxt in row.items():
+            masks[nxt] = masks.get(nxt, 0) | bit
+        grouped.append(tuple((mask, nxt) for nxt, mask in masks.items()))
+    return _Vocabulary(tuple(steps), tuple(grouped), frozenset(accepting), frozenset(live))
+
+
+def _closure(automaton: _Automaton, states: set[int]) -> set[int]:
+    """The states reachable without reading (the automata of vocabularies have no anchors)."""
+    todo = list(states)
+    while todo:
+        for _, nxt in automaton.free[todo.pop()]:
+            if nxt not in states:
+                states.add(nxt)
+                todo.append(nxt)
+    return states
+
+
+def _reads(vocab: str, text: str, *, whole: bool) -> bool:
+    """Whether some well-formed code starts with `text` (or is `text`, if `whole`)."""
+    codes = _vocabulary(vocab)
+    state: int | None = 0
+    for char in text:
+        state = codes.steps[state].get(_BIT.get(ord(char), 0))
+        if state is None:
+            return False
+    return state in (codes.accepting if whole else codes.live)
+
+
+@lru_cache(maxsize=4096)
+def _can_match(vocab: str, regex: str, whole: bool) -> bool:
+    """Whether `regex`, matched at the start of a code (and to its end if `whole`), matches
+    some well-formed code of `vocab`: a search of the product automaton."""
+    try:
+        pattern, final = _automaton(regex + ("$" if whole else ""))
+    except (_Unsupported, re.error, RecursionError, OverflowError):
+        return True
+    codes = _vocabulary(vocab)
+    # A product state: pattern state, vocabulary state, and where in the code the search is
+    # (0 before the first character, 1 inside, 2 at the end: `$` passed, nothing more read).
+    seen = {(0, 0, 0)}
+    todo = [(0, 0, 0)]
+    while todo:
+        p, v, where = todo.pop()
+        if p == final and v in (codes.accepting if where == 2 else codes.live):
+            return True
+        following = [(p2, v, 2 if kind == _AT_END else where) for kind, p2 in pattern.free[p]
+                     if kind != _AT_START or where == 0]
+        if where != 2:
+            following += [(p2, v2, 1) for mask, p2 in pattern.steps[p]
+                          for code_mask, v2 in codes.grouped[v] if mask & code_mask]
+        for state in following:
+            if state not in seen:
+                seen.add(state)
+                todo.append(state)
+    return False
 
 
 _PLAIN_CODE = re.compile(r"[A-Z0-9]+")
 
 
-@lru_cache(maxsize=None)
-def _vocab_fsm(vocab: str):
-    import interegular
-    return interegular.parse_pattern(VOCABULARY_REGEX[vocab]).to_fsm()
-
-
-@lru_cache(maxsize=4096)
-def _can_match(vocab: str, regex: str) -> bool:
-    import interegular
-    try:
-        fsm = interegular.parse_pattern(regex).to_fsm()
-        return not fsm.intersection(_vocab_fsm(vocab)).empty()
-    except Exception:  # interegular does not read every Python regex: assume it matches
-        return True
-
-
 def can_match(vocab: str, pattern) -> bool:
     """Whether a simple pattern can match at least one well-formed code of `vocab`.
 
-    `any`, `none`, codelist references, unknown vocabularies and patterns that are not
-    valid regexes answer True: other checks report those.
+    `any`, `none`, codelist references, unknown vocabularies, patterns that are not valid
+    regexes and patterns beyond `pattern_limit` answer True: other checks report those.
     """
     if vocab not in VOCABULARY_REGEX or isinstance(pattern, (ast.AnyCode, ast.NoCode, ast.CodelistRef)):
         return True
-    # Most patterns are themselves well-formed codes; building automata for them would
-    # make checking a FinnGen-sized library take minutes instead of seconds.
+    # Most patterns are themselves well-formed codes: no automaton needed.
     plain = pattern.start if isinstance(pattern, ast.Range) else getattr(pattern, "text", None)
     if plain is not None and _PLAIN_CODE.fullmatch(plain) and is_well_formed(vocab, plain):
         return True
+    if pattern_limit(pattern) is not None:
+        return True
+    if plain is not None and not isinstance(pattern, ast.Range) and _PLAIN_CODE.fullmatch(plain):
+        # The common case in long code lists needs no automaton of its own.
+        return _reads(vocab, plain, whole=isinstance(pattern, ast.Exact))
+    # A range spells out every code between its ends (its regex grows with their length
+    # squared), so a range longer than any code is answered before it is spelt out.
+    if isinstance(pattern, ast.Range) and len(pattern.start) > _longest(vocab):
+        return False
     try:
-        regex = _fsm_regex(pattern)
+        regex, whole = _language(pattern)
     except ValueError:
         return True
-    if regex is None or regex_error(regex) is not None:
+    if regex_error(regex) is not None:
         return True
-    return _can_match(vocab, regex)
+    return _can_match(vocab, regex, whole)
+

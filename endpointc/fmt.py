@@ -50,12 +50,27 @@ _PREC = {"or": 1, "and": 2, "not": 3, "compare": 4}
 
 def strip_spans(node: Any) -> Any:
     """Plain data of a node with every span removed, to compare trees from different texts."""
-    if isinstance(node, BaseModel):
-        return {type(node).__name__: {k: strip_spans(getattr(node, k)) for k in type(node).model_fields
-                                      if k not in ("span", "name_span")}}
-    if isinstance(node, (tuple, list)):
-        return tuple(strip_spans(n) for n in node)
-    return node
+    # A loop, not recursion: a condition may nest as deep as the parser allows.
+    done: list[Any] = []
+    todo: list[tuple[Any, bool]] = [(node, False)]
+    while todo:
+        value, children_done = todo.pop()
+        if isinstance(value, BaseModel):
+            keys = [k for k in type(value).model_fields if k not in ("span", "name_span")]
+        elif isinstance(value, (tuple, list)):
+            keys = list(range(len(value)))
+        else:
+            done.append(value)
+            continue
+        if not children_done:
+            todo.append((value, True))
+            todo.extend((value[k] if isinstance(k, int) else getattr(value, k), False) for k in reversed(keys))
+            continue
+        parts = done[len(done) - len(keys):]
+        del done[len(done) - len(keys):]
+        done.append({type(value).__name__: dict(zip(keys, parts))} if isinstance(value, BaseModel)
+                    else tuple(parts))
+    return done[0]
 
 
 def ast_equal(a: Any, b: Any) -> bool:
@@ -130,20 +145,17 @@ class _Printer:
     # Every node's first and last character, by line: what a trailing comment can follow.
     def _notes(self, file: ast.File) -> list[_Note]:
         bounds: dict[int, list[int]] = {}
-
-        def walk(value: Any) -> None:
+        todo: list[Any] = [file.declarations]
+        while todo:
+            value = todo.pop()
             if isinstance(value, Span):
                 bounds.setdefault(value.line, []).append(value.offset)
                 if value.end_offset > value.offset:
                     bounds.setdefault(value.end_line, []).append(value.end_offset - 1)
             elif isinstance(value, BaseModel):
-                for name in type(value).model_fields:
-                    walk(getattr(value, name))
+                todo.extend(getattr(value, name) for name in type(value).model_fields)
             elif isinstance(value, (tuple, list)):
-                for v in value:
-                    walk(v)
-
-        walk(file.declarations)
+                todo.extend(value)
         notes = []
         for comment in sorted(file.comments, key=lambda c: c.span.offset):
             before = [b for b in bounds.get(comment.span.line, ()) if b < comment.span.offset]

@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from lark import Lark, Token
+from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from . import ast
 from .build import Builder
 from .diagnostics import Diagnostic
-from .source import Source, Span
+from .source import Source, Span, decode
 
-__all__ = ["parse", "parse_file", "grammar_text"]
+__all__ = ["parse", "parse_file", "grammar_text", "MAX_NESTING"]
+
+# How deep a condition may nest (each `not`, `and`, `or` and comparison inside another is a
+# level). Far beyond what anyone writes, and shallow enough that every later stage may walk
+# a condition recursively without reaching Python's recursion limit.
+MAX_NESTING = 100
+_NESTING_RULES = frozenset({"or_", "and_", "not_", "compare"})
 
 # Friendly names for terminals in "expected ..." messages.
 TERMINAL_WORDS = {
@@ -118,6 +125,9 @@ def parse(text: str, *, name: str = "<string>") -> tuple[ast.File | None, tuple[
         comments = tuple(
             ast.Comment(span=source.span(t.start_pos, t.end_pos), text=str(t)[1:]) for t in _comments
         )
+    too_deep = _too_deep(tree)
+    if too_deep is not None:
+        return None, (_nesting_diagnostic(source, too_deep),)
     file = Builder(source).transform(tree)
     return file.model_copy(update={"comments": comments}), ()
 
@@ -125,12 +135,61 @@ def parse(text: str, *, name: str = "<string>") -> tuple[ast.File | None, tuple[
 def parse_file(path: str | Path) -> tuple[ast.File | None, tuple[Diagnostic, ...]]:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        return None, (Diagnostic.error("EP101", f"{path} is not UTF-8 text ({error.reason} at byte {error.start})"),)
+        raw = path.read_bytes()
     except OSError as error:
         return None, (Diagnostic.error("EP101", f"cannot read {path}: {error.strerror}"),)
+    text, error = decode(raw)
+    if error is not None:
+        return None, (_encoding_diagnostic(Source(str(path), text), error),)
     return parse(text, name=str(path))
+
+
+# What UTF-8 decoding says, in words about the byte it stopped at.
+_ENCODING_PROBLEMS = {
+    "invalid start byte": "byte 0x{byte:02X} cannot begin a character",
+    "invalid continuation byte": "byte 0x{byte:02X} begins a character that the bytes after it do not complete",
+    "unexpected end of data": "the file ends inside a character (byte 0x{byte:02X} begins it)",
+}
+
+
+def _encoding_diagnostic(source: Source, error: UnicodeDecodeError) -> Diagnostic:
+    """Where the first byte that is not UTF-8 is (line:column as the parser counts them),
+    what is wrong with it, and the encoding the file probably has."""
+    # The text before the first bad byte decoded exactly, so its length is the offset.
+    offset = len(error.object[:error.start].decode("utf-8"))
+    span = source.span(offset, offset + 1)
+    byte = error.object[error.start]
+    problem = _ENCODING_PROBLEMS.get(error.reason, f"byte 0x{{byte:02X}}: {error.reason}").format(byte=byte)
+    if error.object.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in error.object:
+        hint = "the file looks like UTF-16: save it as UTF-8"
+    else:
+        hint = ("save the file as UTF-8; Latin-1 and Windows-1252 files, for example, write "
+                "\u00e4 as the single byte 0xE4")
+    return Diagnostic.error("EP101", f"{source.name} is not UTF-8 text: {problem} (line {span.line}, "
+                            f"column {span.column})", span, hint)
+
+
+def _too_deep(tree: Tree) -> Tree | None:
+    """The first condition node (in source order) nested deeper than MAX_NESTING, if any."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if node.data in _NESTING_RULES:
+            depth += 1
+            if depth > MAX_NESTING:
+                return node
+        stack.extend((child, depth) for child in reversed(node.children) if isinstance(child, Tree))
+    return None
+
+
+def _nesting_diagnostic(source: Source, node: Tree) -> Diagnostic:
+    start = node.meta.start_pos
+    token = re.match(r"\w+|\S", source.text[start:])
+    return Diagnostic.error(
+        "EP112", f"condition nested more than {MAX_NESTING} levels deep",
+        source.span(start, start + (len(token.group()) if token else 0)),
+        "`not not X` is X and `A and (B and C)` is `A and B and C`; in `require`, part of a "
+        "condition can become an endpoint of its own")
 
 
 def _syntax_diagnostic(source: Source, error: UnexpectedInput) -> Diagnostic:
@@ -142,17 +201,24 @@ def _syntax_diagnostic(source: Source, error: UnexpectedInput) -> Diagnostic:
         word = re.match(r"\w+", source.text[token.start_pos:])
         end = max(token.end_pos, token.start_pos + len(word.group())) if word else token.end_pos
         span = source.span(token.start_pos, end)
-        found = f"'{source.text[token.start_pos:end]}'"
+        found = _quoted(source.text[token.start_pos:end])
     elif isinstance(error, UnexpectedCharacters):
         # Point at the whole word (`longname`, `Myocardial`), not its first letter.
         word = re.match(r"\w+", source.text[offset:])
         end = offset + (len(word.group()) if word else 1)
         span = source.span(offset, end)
-        found = f"'{source.text[offset:end]}'"
+        found = _quoted(source.text[offset:end])
     else:
         span = source.span(len(source.text))
         found = "the end of the file"
 
+    char = source.text[offset:offset + 1]
+    if isinstance(error, UnexpectedCharacters) and char and not char.isprintable():
+        # Editors often show nothing for these, so guessing at a known mistake would mislead.
+        name = unicodedata.name(char, "")
+        return Diagnostic.error("EP101", f"unexpected invisible character U+{ord(char):04X}"
+                                + (f" {name}" if name else ""), span,
+                                "only spaces, tabs and line breaks separate words: delete this character")
     expected = _expected_words(error)
     known = _operator_mistake(source.text, offset, error) or _known_mistake(source.text, error)
     if known:
@@ -164,6 +230,11 @@ def _syntax_diagnostic(source: Source, error: UnexpectedInput) -> Diagnostic:
     if expected:
         message += f"; expected {expected}"
     return Diagnostic.error("EP101", message, span)
+
+
+def _quoted(text: str) -> str:
+    # A character that prints as nothing (U+2028, a vertical tab) is named by its escape.
+    return "'" + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text) + "'"
 
 
 def _expected_words(error: UnexpectedInput) -> str:

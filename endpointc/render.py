@@ -23,7 +23,7 @@ from typing import Mapping
 from .diagnostics import Diagnostic
 from .source import Source, Span
 
-__all__ = ["format_diagnostic", "format_diagnostics"]
+__all__ = ["format_diagnostic", "format_diagnostics", "visible"]
 
 
 def format_diagnostic(diag: Diagnostic, source: Source | None, *,
@@ -61,11 +61,43 @@ def _snippet(span: Span, source: Source | None, width: int) -> list[str]:
     out = [f"{' ' * (width + 1)}--> {span.file}:{span.line}:{span.column}"]
     if source is None:
         return out
-    text = source.line(span.line)
+    text = visible(source.line(span.line))
     start = max(span.column - 1, 0)
     end = span.end_column - 1 if span.end_line == span.line else len(text)
     end = max(end, start + 1)
+    if len(text) > _LONG_LINE:
+        text, start, end = _window(text, start, end)
     # Keep tabs where the line has them so the carets line up in any terminal.
     lead = "".join(c if c == "\t" else " " for c in text[:start])
     out += [f"{pad}|", f" {span.line:>{width}} | {text}".rstrip(), f"{pad}| {lead}{'^' * (end - start)}"]
     return out
+
+
+# A longer line is quoted in part: the span's start with some text around it.
+_LONG_LINE = 100
+_BEFORE = 20
+
+
+def _window(text: str, start: int, end: int) -> tuple[str, int, int]:
+    """Part of a long line around `start`, cut ends marked with '…'; the carets' new columns."""
+    left = max(0, min(start - _BEFORE, len(text) - _LONG_LINE))
+    right = left + _LONG_LINE
+    shift = left - (1 if left else 0)
+    shown = ("\u2026" if left else "") + text[left:right] + ("\u2026" if right < len(text) else "")
+    return shown, start - shift, max(min(end, right), start + 1) - shift
+
+
+def visible(line: str) -> str:
+    """A source line as it can be printed: every character that a terminal would not show
+    in one column (a form feed, a carriage return, U+2028...) becomes one visible character,
+    so the carets below stay under the characters they point at.
+
+    >>> visible("A\\x0cB\\u2028C\\rD")
+    'A␌B�C␍D'
+    """
+    return "".join(c if c == "\t" or c.isprintable() else _stand_in(c) for c in line)
+
+
+def _stand_in(char: str) -> str:
+    # Control characters below 0x20 have pictures (U+2400...); the rest show as U+FFFD.
+    return chr(0x2400 + ord(char)) if ord(char) < 0x20 else "\u2421" if char == "\x7f" else "\ufffd"

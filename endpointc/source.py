@@ -8,7 +8,25 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["Span", "Source"]
+__all__ = ["Span", "Source", "decode"]
+
+_BOM = b"\xef\xbb\xbf"
+
+
+def decode(raw: bytes) -> tuple[str, UnicodeDecodeError | None]:
+    """The text of a file's bytes and the first UTF-8 error, if any (its offsets count bytes
+    after the BOM). Bad bytes become U+FFFD, so the text before the first one is exact.
+
+    >>> text, error = decode(b"\\xef\\xbb\\xbfA\\xe4")
+    >>> text == "A\\N{REPLACEMENT CHARACTER}", error.start, error.reason
+    (True, 1, 'unexpected end of data')
+    """
+    # Files saved by spreadsheet tools often start with a BOM.
+    body = raw[len(_BOM):] if raw.startswith(_BOM) else raw
+    try:
+        return body.decode("utf-8"), None
+    except UnicodeDecodeError as error:
+        return body.decode("utf-8", errors="replace"), error
 
 
 class Span(BaseModel):
@@ -38,7 +56,9 @@ class Source:
     _starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_lines", tuple(self.text.splitlines()))
+        # Lines end at '\n' only, as the parser counts them: str.splitlines() would also break
+        # at form feeds, vertical tabs, U+0085, U+2028 and U+2029 and quote the wrong line.
+        object.__setattr__(self, "_lines", tuple(self.text.split("\n")))
         # Offsets where lines start, so a position is a bisection, not a scan of the text.
         starts = [0]
         find = self.text.find
@@ -50,12 +70,15 @@ class Source:
 
     @classmethod
     def read(cls, path: str | Path) -> "Source":
+        """A file as diagnostics quote it: bytes that are not UTF-8 show as U+FFFD (the
+        parser reports them; see `decode`)."""
         path = Path(path)
-        # utf-8-sig: files saved by spreadsheet tools often start with a BOM.
-        return cls(str(path), path.read_text(encoding="utf-8-sig"))
+        return cls(str(path), decode(path.read_bytes())[0])
 
     def line(self, number: int) -> str:
-        return self._lines[number - 1] if 0 < number <= len(self._lines) else ""
+        """The text of a line, without its line break (\\n, or \\r\\n)."""
+        text = self._lines[number - 1] if 0 < number <= len(self._lines) else ""
+        return text[:-1] if text.endswith("\r") else text
 
     def span(self, offset: int, end_offset: int | None = None) -> Span:
         end_offset = offset if end_offset is None else end_offset

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
+import itertools
+import re
+import time
 
-from endpointc.check import check
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from endpointc import ast, codes
+from endpointc.check import MAX_MIN, check
+from endpointc.fmt import format_file
 from endpointc.parser import parse
+from endpointc.source import Span
 
 
 def run(*texts: str, strict: bool = False):
@@ -79,9 +88,13 @@ def test_clean_library_has_no_diagnostics_and_orders_dependencies():
     ("codelist L icd9 410 endpoint A { hospital icd10 @L }", [("EP305", "error")]),
     ("endpoint A { reimbursement icd10 M07&L405 }", [("EP306", "error")]),
     ("endpoint A { hospital icd10 I21 icd10 I22 }", [("EP307", "warning")]),
+    ("endpoint A { hospital icd10 " + "A" * 201 + " }", [("EP308", "error")]),
+    ('endpoint A { hospital icd10 re"A{1,65535}" }', [("EP308", "error")]),
+    ('endpoint A { hospital icd10 re"((A{1,9}){1,9}){1,9}" }', [("EP308", "error")]),
     # EP4xx rules, options, conditions
     ("endpoint A { purchase min 0 atc A10 }", [("EP401", "error")]),
     ("endpoint A { purchase min 2.5 atc A10 }", [("EP401", "error")]),
+    ("endpoint A { purchase min 4294967296 atc A10 }", [("EP401", "error")]),
     ("endpoint A { purchase single min 2 atc A10 }", [("EP402", "error")]),
     ("endpoint A { purchase main atc A10 }", [("EP403", "error")]),
     ("endpoint A { primary with atc icd10 I21 }", [("EP404", "error")]),
@@ -187,3 +200,117 @@ def test_strict_changes_nothing_in_the_library():
 
 def test_no_cascade_after_a_misplaced_event_field():
     assert codes_of("endpoint A { hospital icd10 I21 require emergency > 1 }") == [("EP408", "error")]
+
+
+# -- limits: min, and the size of patterns ----------------------------------------------
+
+@given(st.one_of(st.integers(-5, 5), st.integers(MAX_MIN - 5, MAX_MIN + 5), st.integers(0, 10 ** 40)))
+@example(2 ** 32)
+def test_min_is_checked_against_the_engines_limit(n):
+    diags = run(f"endpoint A {{ purchase min {n} atc A10 }}")[1] if n >= 0 else ()
+    assert [d.code for d in diags] == ([] if 1 <= n <= MAX_MIN else ["EP401"]) or n < 0
+    if n > MAX_MIN:
+        assert diags[0].message == f"min must be at most {MAX_MIN:,}"
+
+
+def test_a_pattern_too_big_to_check_says_why_and_where():
+    (d,) = run('endpoint A {\n  hospital icd10 I21 | re"A{1,65535}"\n}')[1]
+    assert (d.code, d.message) == ("EP308", "repetition count 65,535 is larger than 100")
+    assert (d.span.line, d.span.column, d.span.end_column) == (2, 24, 38) and d.hints
+
+
+# One-line files built to make checking slow: long codes and classes, big and nested counts,
+# long alternations, patterns whose deterministic automaton is exponential.
+_ADVERSARIAL = st.one_of(
+    st.builds(lambda n: "A" * n, st.integers(1, 20_000)),
+    st.builds(lambda n: "[" + "A" * n + "]", st.integers(1, 20_000)),
+    st.builds(lambda n: "[0-9]" * n, st.integers(1, 500)),
+    st.builds(lambda n, m: "A" * n + "-" + "B" * m, st.integers(1, 3000), st.integers(1, 3000)),
+    st.builds(lambda n: f're"A{{1,{n}}}"', st.integers(1, 10 ** 30)),
+    st.builds(lambda n: f're"[0-9]{{{n}}}"', st.integers(1, 100_000)),
+    st.builds(lambda k, n, tail: 're"' + "(" * k + "A" + f"{{1,{n}}})" * k + tail + '"',
+              st.integers(1, 8), st.integers(1, 120), st.sampled_from(["", "Q", "a", "$"])),
+    st.builds(lambda k, n, tail: 're"' + "(" * k + ".?" + f"){{{n}}}" * k + tail + '"',
+              st.integers(1, 4), st.integers(1, 120), st.sampled_from(["", "Q", "a"])),
+    st.builds(lambda n: 're"(A|B)*A(A|B){' + str(n) + '}"', st.integers(1, 200)),
+    st.builds(lambda n: 're"(.*A){' + str(n) + '}"', st.integers(1, 200)),
+    st.builds(lambda n: 're"' + "|".join(f"A{i:03d}" for i in range(n)) + '"', st.integers(1, 3000)),
+    st.builds(lambda n: " | ".join(f"A{i:03d}" for i in range(n)), st.integers(1, 3000)),
+    st.builds(lambda n: 're"[' + "A-Z0-9" * n + ']"', st.integers(1, 3000)),
+    st.builds(lambda n: 're"' + "(.*)" * n + 'a"', st.integers(1, 200)),
+    st.builds(lambda n: 're"' + "(A|B|C|.)" * n + 'a"', st.integers(1, 100)),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_ADVERSARIAL, st.sampled_from(["hospital icd10", "purchase atc", "operation nomesco", "cancer morphology"]))
+@example('re"A{1,65535}"', "hospital icd10").via("the report")
+@example('re"A{4294967296}"', "hospital icd10").via("beyond what re reads")
+@example("A" * 8000, "hospital icd10").via("the report")
+@example('re"(A|B)*A(A|B){12}"', "hospital icd10").via("exponential for a deterministic automaton")
+def test_no_one_line_file_takes_a_second_to_check(patterns, rule):
+    text = f"endpoint A {{ {rule} {patterns} }}"
+    codes._can_match.cache_clear()
+    # CPU time of this process: a bound that catches hangs, not a benchmark, and that other
+    # work on a busy machine does not trip.
+    started = time.process_time()
+    tree, diags = parse(text, name="x.ep")
+    if tree is not None:
+        diags = check([tree])[1]
+        format_file(tree)
+    assert time.process_time() - started < 1.0, text[:200]
+    assert all(d.span is not None for d in diags)
+
+
+# -- EP302 is exact: the automaton search agrees with re on every code of small vocabularies
+
+SMALL_VOCABULARIES = {
+    "behaviour": [str(d) for d in range(10)],
+    "topography": [f"C{n:02d}" for n in range(100)] + [f"C{n:03d}" for n in range(1000)],
+    "icpc2": [a + f"{n:02d}" for a in "ABCDEFGHIJKLMNOPQRSTUVWXYZ-" for n in range(100)],
+}
+
+
+def test_the_small_vocabularies_are_listed_whole():
+    for vocab, every in SMALL_VOCABULARIES.items():
+        assert all(codes.is_well_formed(vocab, c) for c in every)
+    assert not any(codes.is_well_formed("topography", f"C{n}") for n in range(10))
+
+
+_ATOMS = st.sampled_from(["0", "1", "9", "C", "A", "Z", "-", ".", "[0-4]", "[^0-4]", "[A-C]", "[C-]", r"\d",
+                          r"\D", r"\w", r"\W", "[^C]", "[a-z]"])
+
+
+def _regexes(inner):
+    return st.one_of(
+        st.lists(inner, min_size=2, max_size=4).map("".join),
+        st.lists(inner, min_size=2, max_size=3).map(lambda xs: "(?:" + "|".join(xs) + ")"),
+        st.tuples(inner, st.sampled_from(["*", "+", "?", "*?", "{2}", "{1,3}", "{0,2}", "{2,}", "{3}?"]))
+        .map(lambda t: f"(?:{t[0]}){t[1]}"),
+        st.tuples(st.sampled_from(["^", ""]), inner, st.sampled_from(["$", ""])).map("".join),
+    )
+
+
+REGEXES = st.recursive(_ATOMS, _regexes, max_leaves=8)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(SMALL_VOCABULARIES)), REGEXES)
+@example("topography", "C(?:1|2$)").via("an anchor inside an alternative")
+@example("icpc2", "-^1").via("a start anchor after a character")
+def test_can_match_agrees_with_re_on_every_code(vocab, regex):
+    codes._can_match.cache_clear()
+    expected = any(re.match(regex, code) for code in SMALL_VOCABULARIES[vocab])
+    assert codes.can_match(vocab, ast.Regex(span=_S, regex=regex)) is expected
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(sorted(SMALL_VOCABULARIES)), REGEXES,
+       st.sampled_from(["(?=C)", "(?!1)", r"\b", "(?i)", "(?>1)", "1++"]))
+def test_what_the_automaton_cannot_read_is_assumed_to_match(vocab, regex, unreadable):
+    pattern = ast.Regex(span=_S, regex=unreadable + regex)
+    if not any(re.match(pattern.regex, code) for code in SMALL_VOCABULARIES[vocab]):
+        assert codes.can_match(vocab, pattern)  # no warning that is a guess
+
+
+_S = Span(file="x", line=1, column=1, end_line=1, end_column=1)

@@ -296,3 +296,26 @@ def test_fractional_min_is_printed_as_written():
     out = fmt("endpoint A { hospital min 2.5 icd10 I21 }")
     assert "min 2.5" in out
     assert_round_trip(out)
+
+
+def test_the_deepest_allowed_condition_formats_and_round_trips():
+    from endpointc.parser import MAX_NESTING
+
+    condition = "not " * (MAX_NESTING // 2) + "(B or " * (MAX_NESTING // 2 - 1) + "B.count > 1" + ")" * (MAX_NESTING // 2 - 1)
+    out = assert_round_trip(f"endpoint B {{ hospital icd10 I21 }}\nendpoint A {{ require {condition} }}\n")
+    assert "not not" in out and "(B or (B or" in out
+
+
+def test_stripping_spans_needs_no_recursion():
+    # strip_spans walks with a loop: a tree far deeper than Python's recursion limit is fine.
+    from endpointc import ast
+    from endpointc.source import Span
+
+    span = Span(file="x", line=1, column=1, end_line=1, end_column=2)
+    expr = ast.EndpointRef(span=span, name="B")
+    for _ in range(5000):
+        expr = ast.Not(span=span, arg=expr)
+    plain = strip_spans(expr)
+    for _ in range(5000):
+        plain = plain["Not"]["arg"]
+    assert plain == {"EndpointRef": {"kind": "ref", "name": "B"}}

@@ -1,15 +1,27 @@
-"""Spec tests: every construct of ../shared/LANGUAGE.md parses to the AST it means.
+"""Spec tests: every construct of the language parses to the AST it means.
 
-The binding examples are copied verbatim from LANGUAGE.md (tests/strategies.VALID_EXAMPLES).
-Decisions taken where LANGUAGE.md is silent are documented in docs/language.md and tested
+The examples of the language's contract are copied verbatim (tests/strategies.VALID_EXAMPLES).
+Decisions taken where the contract is silent are documented in docs/language.md and tested
 here under the same headings.
 """
 
 from __future__ import annotations
 
+import re
+import sys
+from pathlib import Path
+
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from endpointc import ast, parse
+from endpointc.check import check
+from endpointc.compiler import compile_text
+from endpointc.fmt import ast_equal, format_file
+from endpointc.parser import MAX_NESTING, parse_file
+from endpointc.render import format_diagnostic, visible
+from endpointc.source import Source
 
 from strategies import VALID_EXAMPLES
 
@@ -432,7 +444,7 @@ def test_common_mistakes_are_syntax_errors_with_positions(text):
 
 def test_when_and_require_share_one_expression_grammar():
     # Endpoint names in `when` and event fields in `require` parse; `check` rejects them with
-    # a positioned diagnostic (so FinnGen's `when EVENT_AGE < 40` is check's EP4xx, not EP112).
+    # a positioned diagnostic (so FinnGen's `when EVENT_AGE < 40` is check's EP407, not a syntax error).
     assert shape(expr("EVENT_AGE < 40", "when")) == ("cmp", "EVENT_AGE", "<", 40.0)
     assert shape(expr("age < 40", "require")) == ("cmp", "age", "<", 40.0)
 
@@ -447,3 +459,176 @@ def test_every_example_of_the_users_guide_parses():
     assert len(examples) >= 8
     for block in examples:
         parse_ok(block)
+
+
+# -- 5. Limits: nesting, encodings, lines ------------------------------------------------------
+# Conditions nest at most MAX_NESTING levels (EP112); deeper input is reported, never a
+# RecursionError, and everything within the limit goes through every stage.
+
+def _nots(levels: int) -> str:
+    return "not " * (levels - 1) + "B.count > 1"
+
+
+def _ands(levels: int) -> str:
+    return "B and (" * (levels - 1) + "B and B" + ")" * (levels - 1)
+
+
+def _mixed(levels: int) -> str:
+    """or, and, not and a comparison inside one another, three levels per parenthesis."""
+    text, depth = "B.count > 1", 1
+    while depth + 3 <= levels:
+        text, depth = f"B or B and not ({text})", depth + 3
+    while depth < levels:
+        text, depth = (f"not {text}", depth + 1) if depth % 2 else (f"B and ({text})", depth + 1)
+    return text
+
+
+SHAPES = {"not": _nots, "and": _ands, "mixed": _mixed}
+
+
+def _depth(expr) -> int:
+    children = {"not": lambda e: [e.arg], "and": lambda e: e.args, "or": lambda e: e.args,
+                "compare": lambda e: e.operands}.get(expr.kind)
+    return 0 if children is None else 1 + max(_depth(c) for c in children(expr))
+
+
+def _library(condition: str) -> str:
+    return f"endpoint B {{ hospital icd10 I21 }}\nendpoint A {{\n  hospital icd10 I22\n  require {condition}\n}}\n"
+
+
+def _with_frames_in_use(frames: int, function):
+    """Call `function` below `frames` stack frames, as a caller deep in a framework would."""
+    return function() if frames == 0 else _with_frames_in_use(frames - 1, function)
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_the_deepest_allowed_condition_goes_through_every_stage(shape):
+    text = _library(SHAPES[shape](MAX_NESTING))
+    file = parse_ok(text)
+    (require,) = [i for i in file.endpoints[1].items if i.kind == "require"]
+    assert _depth(require.condition) == MAX_NESTING
+
+    def every_stage():
+        tree, _ = parse(text)
+        again, _ = parse(format_file(tree))
+        assert ast_equal(tree, again)
+        program, diagnostics = compile_text(text)
+        assert program is not None, diagnostics
+        return check([tree])[1]
+
+    assert _with_frames_in_use(300, every_stage) == ()
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_one_level_more_is_reported_at_the_first_token_past_the_limit(shape):
+    condition = SHAPES[shape](MAX_NESTING + 1)
+    text = _library(condition)
+    file, (d,) = parse(text, name="deep.ep")
+    assert file is None and d.code == "EP112" and d.is_error
+    assert d.message == f"condition nested more than {MAX_NESTING} levels deep"
+    assert d.span.line == 4 and d.hints
+    token = text[d.span.offset:d.span.end_offset]
+    assert token in ("not", "B") and text.index(condition) <= d.span.offset
+    # What starts there nests one level too deep: by itself it is within the limit.
+    rest = condition[d.span.offset - text.index(condition):]
+    if shape == "not":  # 100 `not`s, then the comparison is level 101
+        assert d.span.offset == text.index("B.count > 1")
+    assert parse(_library(rest.rstrip(")")))[0] is not None
+
+
+@pytest.mark.parametrize("text", [
+    _library("not " * 500 + "B"),
+    _library("(" * 490 + "B" + ")" * 490),
+    _library("(" * 490 + "not B and " * 3 + "B" + ")" * 490),
+])
+def test_the_reported_deep_inputs_give_a_diagnostic_or_parse(text):
+    file, diagnostics = parse(text)
+    assert (file is None and diagnostics[0].code == "EP112") or (file is not None and not diagnostics)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(SHAPES)), st.integers(1, 3000), st.sampled_from(["require", "when"]))
+def test_no_depth_escapes_as_a_recursion_error(shape, levels, keyword):
+    condition = SHAPES[shape](levels)
+    if keyword == "when":
+        condition = condition.replace("B.count", "age").replace("B", "emergency")
+    text = f"endpoint B {{ hospital icd10 I21 }}\nendpoint A {{ hospital icd10 I22 {keyword} {condition} }}"
+    file, diagnostics = parse(text)
+    if file is None:
+        assert [d.code for d in diagnostics] == ["EP112"] and levels > MAX_NESTING
+        return
+    assert levels <= MAX_NESTING
+    _with_frames_in_use(300, lambda: (check([file]), compile_text(text), format_file(file)))
+
+
+# A file that is not UTF-8 is reported at the line and column of its first bad byte, as the
+# parser would count them, with what is wrong with that byte.
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=60),
+       st.sampled_from([b"\xe4", b"\xe4x", b"\x80", b"\xff", b"\xc3", b"\xed\xa0\x80", b"\xf0\x9f\x98"]),
+       st.text(st.characters(max_codepoint=127), max_size=5).map(str.encode), st.booleans())
+@example("endpoint A {\n  title \"K", b"\xe4", b'rki" }', False)
+def test_a_file_that_is_not_utf8_is_reported_at_its_first_bad_byte(tmp_path_factory, before, bad, after, bom):
+    path = tmp_path_factory.mktemp("enc") / "latin.ep"
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + before.encode("utf-8") + bad + after)
+    file, (d,) = parse_file(path)
+    line = before.count("\n") + 1
+    column = len(before) - (before.rfind("\n") + 1) + 1
+    assert file is None and d.code == "EP101" and d.span.file == str(path)
+    assert (d.span.line, d.span.column) == (line, column)
+    assert d.message.startswith(f"{path} is not UTF-8 text: ")
+    assert d.message.endswith(f"(line {line}, column {column})")
+    assert f"0x{bad[0]:02X}" in d.message and "byte " in d.message
+    # The quoted line is the one the position names, its bad byte under the caret.
+    rendered = format_diagnostic(d, Source.read(path)).splitlines()
+    assert rendered[3].endswith(f"| {visible(Source.read(path).line(line))}".rstrip())
+
+
+def test_the_encoding_problem_is_named():
+    messages = {}
+    for name, raw in [("start", b"endpoint \x80"), ("cut", b"endpoint A {\n title \"K\xe4rki\""),
+                      ("end", b"endpoint A \xe2\x82"), ("utf16", "endpoint".encode("utf-16"))]:
+        path = Path(__import__("tempfile").mkdtemp()) / f"{name}.ep"
+        path.write_bytes(raw)
+        (d,) = parse_file(path)[1]
+        messages[name] = (d.message.split(": ", 1)[1], d.hints)
+    assert messages["start"][0] == "byte 0x80 cannot begin a character (line 1, column 10)"
+    assert messages["cut"][0] == "byte 0xE4 begins a character that the bytes after it do not complete (line 2, column 10)"
+    assert messages["end"][0] == "the file ends inside a character (byte 0xE2 begins it) (line 1, column 12)"
+    assert "Windows-1252" in messages["cut"][1][0] and "UTF-16" in messages["utf16"][1][0]
+
+
+# Lines end at '\n' only, as the parser counts them: a form feed, a vertical tab, U+0085,
+# U+2028 or U+2029 before an error must not shift the line that the message quotes.
+ODD = "\f\v\x85\u2028\u2029\r\x1c"
+
+
+@st.composite
+def _files_with_odd_characters_before_an_error(draw) -> str:
+    lines = ["endpoint A {"]
+    for _ in range(draw(st.integers(0, 6))):
+        odd = draw(st.text(st.sampled_from(ODD + "ab "), min_size=1, max_size=6))
+        lines.append(draw(st.sampled_from([f"  # {odd}", f'  note "{odd}"'.replace("\r", ""),
+                                           f"  hospital icd10 I21 #{odd}"])))
+    gap = draw(st.sampled_from(["", "\f", "\f ", " \x0c\t"]))
+    lines.append(draw(st.sampled_from([f"{gap}  hospital icd10 I21 I22", f"  {gap}include a",
+                                       f"  title {gap}Myocardial", f"{gap}  require B | C"])))
+    return "\n".join(lines) + "\n}\n"
+
+
+@settings(max_examples=100, deadline=None)
+@given(_files_with_odd_characters_before_an_error())
+def test_the_quoted_line_is_the_line_the_position_names(text):
+    file, diagnostics = parse(text, name="odd.ep")
+    assert file is None
+    (d,) = diagnostics
+    line = text.count("\n", 0, d.span.offset) + 1
+    column = d.span.offset - (text.rfind("\n", 0, d.span.offset) + 1) + 1
+    assert (d.span.line, d.span.column) == (line, column)
+    source = Source("odd.ep", text)
+    quoted = text.split("\n")[line - 1]
+    rendered = format_diagnostic(d, source).splitlines()
+    assert rendered[3] == f" {line} | {visible(quoted)}".rstrip()
+    carets = rendered[4].index("^") - rendered[4].index("|") - 2
+    assert visible(quoted)[carets] == visible(text[d.span.offset])
