@@ -8,7 +8,7 @@ Node class names are the rule aliases of grammar/endpoint.lark.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Mapping, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -19,8 +19,8 @@ __all__ = [
     "Node", "Code", "Range", "Exact", "AnyCode", "NoCode", "Regex", "Combination",
     "CodelistRef", "Pattern", "SimplePattern", "VocabClause", "Option", "Rule",
     "NameRef", "Include", "When", "Require", "Sex", "ControlExclude", "ControlRequire",
-    "Controls", "Meta", "Endpoint", "Codelist", "Comment", "File", "DurationLit", "DateLit", "Arith", "Relation",
-    "EventCode", "TestEvent", "TestPerson", "Expect", "TestBlock",
+    "Controls", "Meta", "Endpoint", "Codelist", "CodelistPart", "Comment", "File", "DurationLit", "DateLit", "Arith", "Relation",
+    "EventCode", "TestEvent", "TestPerson", "Expect", "TestBlock", "rule_clauses",
     "Number", "Var", "EndpointRef", "Attr", "Compare", "And", "Or", "Not", "Expr",
     "SOURCES", "VOCABULARIES", "META_KEYS", "OPTIONS",
 ]
@@ -302,12 +302,50 @@ class Endpoint(Node):
         return found[-1].value if found else "any"
 
 
+class CodelistPart(Node):
+    """One vocabulary's patterns in a codelist."""
+    vocab: str
+    patterns: tuple[Pattern, ...]
+
+
 class Codelist(Node):
+    """`codelist NAME VOCAB PATTERNS`, or `codelist NAME { VOCAB PATTERNS ... }` (`braced`)
+    with one part per vocabulary."""
     kind: Literal["codelist"] = "codelist"
     name: str
     name_span: Span
-    vocab: str
-    patterns: tuple[Pattern, ...]
+    parts: tuple[CodelistPart, ...]
+    braced: bool = False
+
+    @property
+    def vocabs(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(p.vocab for p in self.parts))
+
+    @property
+    def vocab(self) -> str | None:
+        """The vocabulary of a one-vocabulary codelist (None for several)."""
+        return self.vocabs[0] if len(self.vocabs) == 1 else None
+
+    @property
+    def patterns(self) -> tuple[Pattern, ...]:
+        return tuple(p for part in self.parts for p in part.patterns)
+
+    def patterns_of(self, vocab: str) -> tuple[Pattern, ...] | None:
+        """The patterns of one vocabulary (None where the codelist has none)."""
+        found = [p for part in self.parts if part.vocab == vocab for p in part.patterns]
+        return tuple(found) if vocab in self.vocabs else None
+
+
+def rule_clauses(rule: "Rule", codelists: Mapping[str, Codelist]) -> tuple[VocabClause, ...]:
+    """A rule's clauses; `SOURCE @NAME` has one per vocabulary of the codelist (none for
+    an unknown codelist, which check reports)."""
+    if rule.codelist is None:
+        return rule.clauses
+    codelist = codelists.get(rule.codelist.name)
+    if codelist is None:
+        return ()
+    return tuple(VocabClause(span=rule.codelist.span, vocab=vocab, patterns=codelist.patterns_of(vocab))
+                 for vocab in codelist.vocabs)
 
 
 # -- tests inside definition files -----------------------------------------------

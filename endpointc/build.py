@@ -7,9 +7,12 @@ is too deep to build (the parser limits conditions' depth for the stages after t
 
 from __future__ import annotations
 
+import datetime as dt
+
 from lark import Token, Transformer_NonRecursive, v_args
 
 from . import ast
+from .diagnostics import Diagnostic
 from .source import Source, Span
 
 __all__ = ["Builder"]
@@ -40,6 +43,8 @@ class Builder(Transformer_NonRecursive):
     def __init__(self, source: Source):
         super().__init__()
         self._src = source
+        # what the text says that no AST can hold (a date that is not in the calendar)
+        self.problems: list[Diagnostic] = []
 
     # -- spans ---------------------------------------------------------------
     def _span(self, meta) -> Span:
@@ -61,8 +66,17 @@ class Builder(Transformer_NonRecursive):
 
     def codelist(self, meta, children):
         name, vocab, patterns = children
+        part = ast.CodelistPart(span=self._span(meta), vocab=vocab, patterns=patterns)
+        return ast.Codelist(span=self._span(meta), name=str(name), name_span=self._tok(name), parts=(part,))
+
+    def codelist_braced(self, meta, children):
+        name, *parts = children
         return ast.Codelist(span=self._span(meta), name=str(name), name_span=self._tok(name),
-                            vocab=vocab, patterns=patterns)
+                            parts=tuple(parts), braced=True)
+
+    def codelist_part(self, meta, children):
+        vocab, patterns = children
+        return ast.CodelistPart(span=self._span(meta), vocab=vocab, patterns=patterns)
 
     # -- metadata ------------------------------------------------------------
     def meta(self, meta, children):
@@ -92,6 +106,16 @@ class Builder(Transformer_NonRecursive):
         options = tuple(c for c in rest if isinstance(c, ast.Option))
         clauses = tuple(c for c in rest if isinstance(c, ast.VocabClause))
         return ast.Rule(span=self._span(meta), source=source, options=options, clauses=clauses)
+
+    def rule_codelist(self, meta, children):
+        source, *options, name = children
+        ref = ast.CodelistRef(span=self._tok(name), name=str(name))
+        return ast.Rule(span=self._span(meta), source=source, options=tuple(options), clauses=(), codelist=ref)
+
+    def option_spaced(self, meta, children):
+        _, number, spacing, window = children
+        return ast.Option(span=self._span(meta), name="min", value=_whole(str(number)), text=str(number),
+                          spacing=str(spacing), window=window)
 
     def source(self, meta, children):
         return str(children[0])
@@ -203,3 +227,75 @@ class Builder(Transformer_NonRecursive):
 
     def attr_name(self, meta, children):
         return str(children[0])
+
+    def arith(self, meta, children):
+        left, op, right = children
+        return ast.Arith(span=self._span(meta), op=str(op), left=left, right=right)
+
+    def relation(self, meta, children):
+        refs = [c for c in children if isinstance(c, ast.EndpointRef)]
+        window = next((c for c in children if isinstance(c, ast.DurationLit)), None)
+        direction = next(str(c) for c in children if isinstance(c, Token) and c.type == "DIRECTION")
+        return ast.Relation(span=self._span(meta), subject=refs[0] if len(refs) == 2 else None,
+                            relation=f"within_{direction}" if window is not None else direction,
+                            window=window, anchor=refs[-1])
+
+    def duration(self, meta, children):
+        number, unit = children
+        return ast.DurationLit(span=self._span(meta), amount=float(number), text=str(number), unit=unit)
+
+    def unit(self, meta, children):
+        return str(children[0])
+
+    def date(self, meta, children):
+        return ast.DateLit(span=self._span(meta), value=self._date(children[0]))
+
+    def _date(self, token: Token) -> dt.date:
+        try:
+            return dt.date.fromisoformat(str(token))
+        except ValueError:
+            # Keep building so that every bad date is reported, each at its place.
+            self.problems.append(Diagnostic.error(
+                "EP113", f"{token} is not a calendar date", self._tok(token),
+                "write a real date as YYYY-MM-DD, e.g. 2020-02-29 but not 2021-02-29"))
+            return dt.date(1, 1, 1)
+
+    # -- tests ---------------------------------------------------------------------
+    def test(self, meta, children):
+        name, *items = children
+        return ast.TestBlock(span=self._span(meta), name=_unquote(name),
+                             persons=tuple(i for i in items if isinstance(i, ast.TestPerson)),
+                             expects=tuple(i for i in items if isinstance(i, ast.Expect)))
+
+    def test_person(self, meta, children):
+        pid, sex, born, until, *events = children
+        return ast.TestPerson(span=self._span(meta), id=str(pid), sex=str(sex), born=self._date(born),
+                              followed_until=self._date(until), events=tuple(events))
+
+    def test_event(self, meta, children):
+        day, source, *codes = children
+        return ast.TestEvent(span=self._span(meta), date=self._date(day), source=str(source), codes=tuple(codes))
+
+    def event_vocab(self, meta, children):
+        vocab, code = children
+        return ast.EventCode(span=self._span(meta), vocab=vocab, value=str(code))
+
+    def event_column(self, meta, children):
+        column, code = children
+        return ast.EventCode(span=self._span(meta), column=str(column), value=str(code))
+
+    def expect(self, meta, children):
+        person, status, endpoint, *options = children
+        fields = dict(options)
+        return ast.Expect(span=self._span(meta), person=ast.NameRef(span=self._tok(person), name=str(person)),
+                          status=str(status), endpoint=ast.NameRef(span=self._tok(endpoint), name=str(endpoint)),
+                          **fields)
+
+    def expect_at(self, meta, children):
+        (token,) = children
+        if token.type == "DATE":
+            return ("at_date", self._date(token))
+        return ("at_age", float(token))
+
+    def expect_nevt(self, meta, children):
+        return ("nevt", _whole(str(children[0])))

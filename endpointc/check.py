@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 
 from . import ast, codes
 from .diagnostics import Diagnostic, sort_diagnostics
-from .fmt import pattern_text
+from .fmt import expr_text as fmt_expr_text, pattern_text
 from .registers import allowing, allows, in_words
 from .source import Span
 
@@ -36,31 +36,13 @@ class Library:
 
 
 def endpoint_dependencies(endpoint: ast.Endpoint) -> tuple[str, ...]:
-    """Names an endpoint needs evaluated first: include, require and controls."""
-    names: list[str] = [n.name for n in endpoint.includes]
+    """Names an endpoint needs evaluated first: include, `when`, require and controls (its
+    own name in `require` reads its own candidate events: no dependency)."""
+    return tuple(dict.fromkeys(r.name for r in endpoint_refs(endpoint) if not _reads_itself(endpoint, r)))
 
-    def walk(expr):
-        if isinstance(expr, (ast.EndpointRef, ast.Attr)):
-            names.append(expr.name)
-        elif isinstance(expr, ast.Compare):
-            for o in expr.operands:
-                walk(o)
-        elif isinstance(expr, (ast.And, ast.Or)):
-            for a in expr.args:
-                walk(a)
-        elif isinstance(expr, ast.Not):
-            walk(expr.arg)
 
-    for item in endpoint.items:
-        if isinstance(item, ast.Require):
-            walk(item.condition)
-        elif isinstance(item, ast.Controls):
-            for c in item.items:
-                if isinstance(c, ast.ControlExclude):
-                    names.extend(n.name for n in c.names)
-                else:
-                    walk(c.condition)
-    return tuple(dict.fromkeys(names))
+def _reads_itself(endpoint: ast.Endpoint, ref: "_Ref") -> bool:
+    return ref.name == endpoint.name and ref.via == "require"
 
 
 def index_library(files: Sequence[ast.File]) -> Library:
@@ -111,6 +93,14 @@ def check(files: Sequence[ast.File], *, strict: bool = False) -> tuple[Library, 
 # events of one rule, so a larger `min` is a typo, never a meaningful threshold.
 MAX_MIN = 1_000_000
 NUMERIC_VARS = frozenset({"age", "year"})
+_VAR_TYPES = {"age": "number", "year": "number", "emergency": "truth", "date": "date"}
+# (left, operator, right) -> result: the only arithmetic the language has.
+_ARITHMETIC = {("date", "+", "duration"): "date", ("duration", "+", "date"): "date",
+               ("date", "-", "duration"): "date", ("date", "-", "date"): "duration"}
+
+
+def _a(kind: str) -> str:
+    return {"number": "a number", "truth": "a condition", "date": "a date", "duration": "a duration"}.get(kind, kind)
 # FinnGen column names that curators write in PRE_CONDITIONS, and what `when` calls them.
 FINNGEN_FIELDS = {"EVENT_AGE": "age", "EVENT_YEAR": "year", "APPROX_EVENT_DAY": "year",
                   "EMERG": "emergency", "EMERGENCY": "emergency", "AGE": "age", "YEAR": "year"}
@@ -161,6 +151,13 @@ def _expr_refs(expr, via: str, positive: bool = True):
             yield from _expr_refs(a, via, False)
     elif isinstance(expr, ast.Not):
         yield from _expr_refs(expr.arg, via, False)
+    elif isinstance(expr, ast.Arith):
+        yield from _expr_refs(expr.left, via, False)
+        yield from _expr_refs(expr.right, via, False)
+    elif isinstance(expr, ast.Relation):
+        for ref in (expr.subject, expr.anchor):
+            if ref is not None:
+                yield _Ref(ref.name, ref.span, via, False)
 
 
 def endpoint_refs(endpoint: ast.Endpoint) -> tuple[_Ref, ...]:
@@ -170,6 +167,8 @@ def endpoint_refs(endpoint: ast.Endpoint) -> tuple[_Ref, ...]:
             refs.extend(_Ref(n.name, n.span, "include", True) for n in item.names)
         elif isinstance(item, ast.Require):
             refs.extend(_expr_refs(item.condition, "require"))
+        elif isinstance(item, ast.When):
+            refs.extend(_expr_refs(item.condition, "when", False))
         elif isinstance(item, ast.Controls):
             for c in item.items:
                 if isinstance(c, ast.ControlExclude):
@@ -221,8 +220,11 @@ class _Checker:
         graph: dict[str, list[_Ref]] = {}
         for name, endpoint in self.endpoints.items():
             # A self-include is reported on its own (EP208).
+            # A self-include is reported on its own (EP208); naming itself in `require` reads
+            # its own candidate events, no cycle.
             graph[name] = [r for r in endpoint_refs(endpoint)
-                           if r.name in self.endpoints and not (r.via == "include" and r.name == name)]
+                           if r.name in self.endpoints and not (r.via == "include" and r.name == name)
+                           and not _reads_itself(endpoint, r)]
         for component in _strongly_connected(graph):
             members = set(component)
             start = min(component)
@@ -232,14 +234,15 @@ class _Checker:
             chain = " -> ".join([*(ref_from for ref_from, _ in path), start])
             first_ref = path[0][1]
             self.error("EP206", f"dependency cycle: {chain}", first_ref.span,
-                       "an endpoint cannot depend on itself through include, require or controls; "
-                       "remove one of these references",
+                       "an endpoint cannot depend on itself through include, when, require or controls "
+                       "(only its own `require` may name it, to read its own events); remove one of these references",
                        related=tuple((f"{src} refers to {ref.name} here", ref.span) for src, ref in path[1:]))
 
     # -- declarations --------------------------------------------------------------
     def check_codelist(self, codelist: ast.Codelist) -> None:
-        for pattern in codelist.patterns:
-            self.check_pattern(codelist.vocab, pattern, None)
+        for part in codelist.parts:
+            for pattern in part.patterns:
+                self.check_pattern(part.vocab, pattern, None)
 
     def check_endpoint(self, endpoint: ast.Endpoint) -> None:
         if not endpoint.rules and not endpoint.includes:
@@ -267,8 +270,11 @@ class _Checker:
 
     def check_refs(self, endpoint: ast.Endpoint) -> None:
         for ref in endpoint_refs(endpoint):
+            if ref.via == "when" and ref.name in FINNGEN_FIELDS and ref.name not in self.endpoints:
+                continue  # a FinnGen column name: EP407 says what to write instead
             if ref.name not in self.endpoints:
-                where = {"include": "included", "require": "required", "controls": "used in controls"}[ref.via]
+                where = {"include": "included", "require": "required", "controls": "used in controls",
+                         "when": "used in when"}[ref.via]
                 self.error("EP201", f"unknown endpoint {ref.name} ({where} by {endpoint.name})",
                            _head(ref.span, len(ref.name)), *_did_you_mean(ref.name, self.endpoints))
             elif ref.via == "include" and ref.name == endpoint.name:
@@ -324,6 +330,8 @@ class _Checker:
     # -- rules -----------------------------------------------------------------------
     def check_rule(self, rule: ast.Rule) -> None:
         allowed = ast.SOURCES.get(rule.source, ())
+        if rule.codelist is not None:
+            self.check_rule_codelist(rule, allowed)
         seen: dict[str, ast.VocabClause] = {}
         for clause in rule.clauses:
             vocab_span = _head(clause.span, len(clause.vocab))
@@ -340,6 +348,21 @@ class _Checker:
             for pattern in (*clause.patterns, *clause.excepts):
                 self.check_pattern(clause.vocab, pattern, rule.source)
         self.check_options(rule)
+
+    def check_rule_codelist(self, rule: ast.Rule, allowed: tuple[str, ...]) -> None:
+        """`SOURCE @NAME`: the codelist exists and the source takes each of its vocabularies
+        (the patterns themselves are checked with the codelist)."""
+        ref = rule.codelist
+        codelist = self.codelists.get(ref.name)
+        if codelist is None:
+            self.error("EP203", f"unknown codelist @{ref.name}", ref.span, *_did_you_mean(ref.name, self.codelists))
+            return
+        for vocab in codelist.vocabs:
+            if vocab not in allowed:
+                self.error("EP301", f"vocabulary {vocab} of codelist @{ref.name} is not used by {rule.source}",
+                           ref.span, f"{rule.source} rows are matched by {', '.join(allowed)}",
+                           *self._sources_for(vocab),
+                           related=((f"@{ref.name} declared here", codelist.name_span),))
 
     @staticmethod
     def _sources_for(vocab: str) -> tuple[str, ...]:
@@ -361,9 +384,10 @@ class _Checker:
             if codelist is None:
                 self.error("EP203", f"unknown codelist @{pattern.name}", pattern.span,
                            *_did_you_mean(pattern.name, self.codelists))
-            elif codelist.vocab != vocab:
-                self.error("EP305", f"codelist @{pattern.name} holds {codelist.vocab} codes, but is used as {vocab}",
-                           pattern.span, f"use it after `{codelist.vocab}`, or declare a codelist of {vocab}",
+            elif vocab not in codelist.vocabs:
+                held = " and ".join(codelist.vocabs)
+                self.error("EP305", f"codelist @{pattern.name} holds {held} codes, but is used as {vocab}",
+                           pattern.span, f"use it after `{codelist.vocabs[0]}`, or declare a codelist of {vocab}",
                            related=((f"@{pattern.name} declared here", codelist.name_span),))
             return
         too_big = codes.pattern_limit(pattern)
@@ -443,11 +467,15 @@ class _Checker:
 
     # -- conditions --------------------------------------------------------------------
     def check_condition(self, expr, where: str) -> None:
-        if self._value_type(expr, where) == "number":
+        if self._value_type(expr, where) in ("number", "date", "duration"):
             self._not_a_condition(expr, where)
 
     def _not_a_condition(self, expr, where: str) -> None:
-        if isinstance(expr, ast.Var):
+        if isinstance(expr, (ast.DateLit, ast.DurationLit, ast.Arith)) or (
+                isinstance(expr, (ast.Var, ast.Attr)) and getattr(expr, "attr", getattr(expr, "name", "")) == "date"):
+            self.error("EP410", "a date or a duration is not a condition", expr.span,
+                       f"compare it: {where} date >= 1998-01-01, {where} date - X.date <= 30 days")
+        elif isinstance(expr, ast.Var):
             self.error("EP410", f"{expr.name} is a number, not a condition", expr.span,
                        f"compare it: {where} {expr.name} < 40")
         elif isinstance(expr, ast.Attr):
@@ -458,44 +486,77 @@ class _Checker:
                        f"compare something with it, e.g. {'age' if where == 'when' else 'X.count'} > 1")
 
     def _value_type(self, expr, where: str) -> str:
-        """'number', 'truth' or 'unknown' (already reported); reports what does not belong in `where` on the way."""
+        """'number', 'truth', 'date', 'duration' or 'unknown' (already reported); reports
+        what does not belong in `where` on the way."""
         in_when = where == "when"
         if isinstance(expr, ast.Number):
             return "number"
+        if isinstance(expr, ast.DateLit):
+            return "date"
+        if isinstance(expr, ast.DurationLit):
+            return "duration"
         if isinstance(expr, ast.Var):
             if not in_when:
                 self.error("EP408", f"{expr.name} is an event field and cannot be used in {where}", expr.span,
                            f"{where} is about the person: use an endpoint's attribute such as X.age, "
                            "or move the filter to `when`")
                 return "unknown"  # reported: say nothing more about this operand
-            return "number" if expr.name in NUMERIC_VARS else "truth"
-        if isinstance(expr, (ast.EndpointRef, ast.Attr)):
-            if in_when:
-                shown = expr.name if isinstance(expr, ast.EndpointRef) else f"{expr.name}.{expr.attr}"
-                field = FINNGEN_FIELDS.get(expr.name) if isinstance(expr, ast.EndpointRef) else None
-                if field:
-                    self.error("EP407", f"{expr.name} is a FinnGen column, not an event field of `when`",
-                               expr.span, f"write `{field}` instead of {expr.name}")
-                else:
-                    self.error("EP407", f"`when` filters events and cannot use the endpoint {shown}", expr.span,
-                               "when may use age, year and emergency; person conditions go in `require`")
+            return _VAR_TYPES[expr.name]
+        if isinstance(expr, ast.EndpointRef):
+            field = FINNGEN_FIELDS.get(expr.name)
+            if in_when and field and expr.name not in self.endpoints:
+                self.error("EP407", f"{expr.name} is a FinnGen column, not an event field of `when`",
+                           expr.span, f"write `{field}` instead of {expr.name}")
                 return "unknown"
-            return "truth" if isinstance(expr, ast.EndpointRef) else "number"
+            return "truth"
+        if isinstance(expr, ast.Attr):
+            return "date" if expr.attr == "date" else "number"
+        if isinstance(expr, ast.Relation):
+            if expr.subject is None and not in_when:
+                self.error("EP414", f"a time relation in {where} needs an endpoint before it", expr.span,
+                           f"write which endpoint's first event it is about, e.g. {where} A "
+                           f"{fmt_expr_text(expr)}; without one, only `when` has an event to compare")
+            return "truth"
+        if isinstance(expr, ast.Arith):
+            return self._arith_type(expr, where)
         if isinstance(expr, ast.Compare):
-            for operand in expr.operands:
-                if self._value_type(operand, where) == "truth":
+            kinds = [self._value_type(operand, where) for operand in expr.operands]
+            for operand, kind in zip(expr.operands, kinds):
+                if kind == "truth":
                     self._not_a_number(operand)
+            known = [k for k in kinds if k in ("number", "date", "duration")]
+            if len(set(known)) > 1:
+                self.error("EP413", f"cannot compare {_a(known[0])} with {_a(next(k for k in known if k != known[0]))}",
+                           expr.span, "compare numbers with numbers, dates with dates (`date >= 1998-01-01`) "
+                           "and durations with durations (`date - X.date <= 30 days`)")
             return "truth"
         if isinstance(expr, (ast.And, ast.Or)):
             for arg in expr.args:
-                if self._value_type(arg, where) == "number":
+                if self._value_type(arg, where) in ("number", "date", "duration"):
                     self._not_a_condition(arg, where)
             return "truth"
         if isinstance(expr, ast.Not):
-            if self._value_type(expr.arg, where) == "number":
+            if self._value_type(expr.arg, where) in ("number", "date", "duration"):
                 self._not_a_condition(expr.arg, where)
             return "truth"
-        return "truth"  # pragma: no cover - the AST has no other expression nodes
+        raise TypeError(f"{type(expr).__name__} is not an expression node")
+
+    def _arith_type(self, expr: ast.Arith, where: str) -> str:
+        """A date plus or minus a duration is a date, a date minus a date a duration;
+        nothing else adds up."""
+        left, right = self._value_type(expr.left, where), self._value_type(expr.right, where)
+        if "unknown" in (left, right):
+            return "unknown"
+        result = _ARITHMETIC.get((left, expr.op, right))
+        if result is not None:
+            return result
+        hint = ("numbers do not add up in conditions: compare them (`X.age <= Y.age + 1` is written "
+                "`X.date <= Y.date + 1 year`, on dates), and subtract dates, not ages "
+                "(`X.date - Y.date <= 1 year`)" if left == right == "number" else
+                "a date plus or minus a duration is a date, and a date minus a date is a duration "
+                "(`date - X.date <= 30 days`, `X.date + 1 year`)")
+        self.error("EP412", f"cannot compute {_a(left)} {expr.op} {_a(right)}", expr.span, hint)
+        return "unknown"
 
     def _not_a_number(self, expr) -> None:
         if isinstance(expr, ast.EndpointRef):

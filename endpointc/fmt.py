@@ -43,7 +43,7 @@ _NAME = re.compile(r"[A-Z][A-Z0-9_]*\Z")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?\Z")
 _TEXT_KEYS = ("title", "latin", "note", "version")
 # Binding strength of expression nodes: or < and < not < comparison < operand.
-_PREC = {"or": 1, "and": 2, "not": 3, "compare": 4}
+_PREC = {"or": 1, "and": 2, "not": 3, "compare": 4, "relation": 4, "arith": 5}
 
 
 # -- AST comparison ---------------------------------------------------------------
@@ -258,7 +258,21 @@ class _Printer:
     def _decl(self, decl: Any, notes: list[_Note], indent: int) -> list[_Line]:
         if isinstance(decl, ast.Endpoint):
             return self._braced(decl, f"endpoint {decl.name} {{", decl.items, notes, indent, self._item)
+        if isinstance(decl, ast.TestBlock):
+            return self._braced(decl, f"test {quote(decl.name)} {{", (*decl.persons, *decl.expects), notes,
+                                indent, self._test_item)
+        if decl.braced:
+            return self._braced(decl, f"codelist {decl.name} {{", decl.parts, notes, indent,
+                                lambda part, n, i: self._one_line(i, f"{part.vocab} {_patterns(part.patterns)}", n))
         return self._codelist(decl, notes, indent)
+
+    def _test_item(self, item: Any, notes: list[_Note], indent: int) -> list[_Line]:
+        if isinstance(item, ast.TestPerson):
+            header = (f"person {item.id} {item.sex} born {item.born.isoformat()} "
+                      f"followed until {item.followed_until.isoformat()} {{")
+            return self._braced(item, header, item.events, notes, indent,
+                                lambda event, n, i: self._one_line(i, test_event_text(event), n))
+        return self._one_line(indent, expect_text(item), notes)
 
     def _braced(self, node: Any, header: str, items: Sequence[Any], notes: list[_Note], indent: int,
                 printer: Callable[[Any, list[_Note], int], list[_Line]]) -> list[_Line]:
@@ -277,11 +291,12 @@ class _Printer:
         return [head, *body, close]
 
     def _codelist(self, decl: ast.Codelist, notes: list[_Note], indent: int) -> list[_Line]:
-        head = f"codelist {decl.name} {decl.vocab}"
-        one = f"{head} {_patterns(decl.patterns)}"
+        (part,) = decl.parts
+        head = f"codelist {decl.name} {part.vocab}"
+        one = f"{head} {_patterns(part.patterns)}"
         if not self._needs_wrap(decl.span, notes, indent + len(one)):
             return self._one_line(indent, one, notes)
-        return self._wrapped(head, [decl.patterns], notes, indent)
+        return self._wrapped(head, [part.patterns], notes, indent)
 
     # -- endpoint items ---------------------------------------------------------------------
     def _item(self, item: Any, notes: list[_Note], indent: int) -> list[_Line]:
@@ -303,6 +318,10 @@ class _Printer:
 
     def _rule(self, rule: ast.Rule, notes: list[_Note], indent: int) -> list[_Line]:
         head = " ".join([rule.source, *(option_text(o) for o in rule.options)])
+        if rule.codelist is not None:
+            lines = self._one_line(indent, f"{head} @{rule.codelist.name}", notes)
+            lines[-1].head, lines[-1].text = rule.source, lines[-1].text[len(rule.source):]
+            return lines
         one = head + " " + "  ".join(clause_text(c) for c in rule.clauses)
         if not self._needs_wrap(rule.span, notes, indent + len(one)):
             lines = self._one_line(indent, one, notes)
@@ -415,7 +434,10 @@ def meta_text(meta: ast.Meta) -> str:
 
 def option_text(option: ast.Option) -> str:
     if option.name == "min":
-        return f"min {option.text if option.text is not None else option.value}"
+        text = f"min {option.text if option.text is not None else option.value}"
+        if option.window is not None:
+            text += f" {option.spacing} {duration_text(option.window)}"
+        return text
     if option.name == "needs_other":
         return "needs other"
     if option.name.startswith("with_"):
@@ -455,11 +477,35 @@ def pattern_text(pattern: Any) -> str:
     raise ValueError(f"cannot print pattern {type(pattern).__name__}")
 
 
+def duration_text(duration: ast.DurationLit) -> str:
+    return f"{duration.text} {duration.unit}"
+
+
+def test_event_text(event: ast.TestEvent) -> str:
+    codes = (f"{c.vocab} {c.value}" if c.vocab is not None else f"{c.column}={c.value}" for c in event.codes)
+    return " ".join([event.date.isoformat(), event.source, *codes])
+
+
+def expect_text(expect: ast.Expect) -> str:
+    text = f"expect {expect.person.name} {expect.status} of {expect.endpoint.name}"
+    if expect.at_date is not None:
+        text += f" at {expect.at_date.isoformat()}"
+    if expect.at_age is not None:
+        text += f" at {expect.at_age:g}"
+    if expect.nevt is not None:
+        text += f" nevt {expect.nevt}"
+    return text
+
+
 def expr_text(expr: Any, context: int = 0) -> str:
     """`context` is the binding strength the surrounding syntax requires of this operand."""
     kind = expr.kind
     if kind == "number":
         return expr.text
+    if kind == "date":
+        return expr.value.isoformat()
+    if kind == "duration":
+        return duration_text(expr)
     if kind == "var":
         return expr.name
     if kind == "ref":
@@ -478,6 +524,16 @@ def expr_text(expr: Any, context: int = 0) -> str:
         for op, operand in zip(expr.ops, expr.operands[1:]):
             parts += [op, expr_text(operand, _PREC["compare"] + 1)]
         text = " ".join(parts)
+    elif kind == "arith":
+        # left-associative: `a - b - c` is `(a - b) - c`; a right operand that is a sum needs parentheses
+        text = f"{expr_text(expr.left, _PREC['arith'])} {expr.op} {expr_text(expr.right, _PREC['arith'] + 1)}"
+    elif kind == "relation":
+        words = [expr.subject.name] if expr.subject is not None else []
+        if expr.window is not None:
+            words += ["within", duration_text(expr.window), expr.relation.removeprefix("within_")]
+        else:
+            words.append(expr.relation)
+        text = " ".join([*words, expr.anchor.name])
     else:
         raise ValueError(f"cannot print expression {kind}")
     return f"({text})" if _PREC[kind] < context else text

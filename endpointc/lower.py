@@ -148,7 +148,7 @@ def _rule(index: int, rule: ast.Rule, library: Library) -> RulePlan:
 
     # Clauses on the same column are alternatives; different columns must hold together.
     groups: dict[str, list[_Alternative]] = {}
-    for clause in rule.clauses:
+    for clause in ast.rule_clauses(rule, library.codelists):
         vocabulary = register.vocabularies.get(clause.vocab)
         if vocabulary is None:
             raise _fail("EP490", f"`{clause.vocab}` is not a vocabulary of `{rule.source}` rules", clause.span)
@@ -173,8 +173,8 @@ def _dedupe(tests: Iterable[ColumnTest]) -> tuple[ColumnTest, ...]:
 
 def _clause(clause: ast.VocabClause, column: str, pins: tuple[ColumnTest, ...],
             library: Library) -> list[_Alternative]:
-    simple, combos = _expand_codelists(clause.patterns, library)
-    simple_x, combos_x = _expand_codelists(clause.excepts, library)
+    simple, combos = _expand_codelists(clause.patterns, library, clause.vocab)
+    simple_x, combos_x = _expand_codelists(clause.excepts, library, clause.vocab)
     excepts: list[tuple[ColumnTest, ...]] = []
     if simple_x:
         test = _pattern_test(column, simple_x, library)
@@ -204,16 +204,19 @@ def _pattern_test(column: str, patterns: Iterable[ast.Pattern], library: Library
     return ColumnTest(column=column, codes=_union(w.codes for w in written), written=written)
 
 
-def _expand_codelists(patterns: Iterable[ast.Pattern], library: Library,
+def _expand_codelists(patterns: Iterable[ast.Pattern], library: Library, vocab: str | None,
                       seen: tuple[str, ...] = ()) -> tuple[list[ast.Pattern], list[ast.Combination]]:
-    """Patterns with codelist references replaced by the codelists' patterns:
-    (simple patterns, combinations)."""
+    """Patterns with codelist references replaced by the codelists' patterns of `vocab`
+    (None: of a codelist's only vocabulary): (simple patterns, combinations)."""
     simple: list[ast.Pattern] = []
     combos: list[ast.Combination] = []
     for pattern in patterns:
         if isinstance(pattern, ast.CodelistRef):
             codelist = _codelist(pattern, library, seen)
-            s, c = _expand_codelists(codelist.patterns, library, (*seen, pattern.name))
+            inner = codelist.patterns_of(vocab) if vocab is not None else codelist.patterns
+            if inner is None:
+                raise _fail("EP490", f"codelist @{pattern.name} has no {vocab} codes", pattern.span)
+            s, c = _expand_codelists(inner, library, vocab, (*seen, pattern.name))
             simple.extend(s)
             combos.extend(c)
         elif isinstance(pattern, ast.Combination):
@@ -234,7 +237,7 @@ def _codelist(ref: ast.CodelistRef, library: Library, seen: tuple[str, ...]) -> 
 def _combination_tests(combo: ast.Combination, library: Library) -> tuple[ColumnTest, ColumnTest]:
     """`A&B`: CODE1 matches A and CODE2 matches B on the same row."""
     def side(column: str, pattern: ast.Pattern) -> ColumnTest:
-        simple, combos = _expand_codelists((pattern,), library)
+        simple, combos = _expand_codelists((pattern,), library, "icd10")
         if combos:
             raise _fail("EP490", "a combination code cannot contain another combination", combo.span)
         return _pattern_test(column, simple, library)
@@ -253,7 +256,7 @@ def lower_patterns(patterns: Iterable[ast.Pattern], library: Library | None = No
     CodeSet(prefixes=('E10', 'E11', 'E12', 'F32', 'F33'), exact=(), regexes=())
     """
     library = library or Library(files=(), endpoints={}, codelists={}, order=())
-    simple, combos = _expand_codelists(patterns, library)
+    simple, combos = _expand_codelists(patterns, library, None)
     if combos:
         raise _fail("EP490", "a combination code is not a simple pattern", combos[0].span)
     return _union(_codeset(p, library) for p in simple)

@@ -29,7 +29,7 @@ __all__ = ["parse", "parse_file", "grammar_text", "MAX_NESTING"]
 # level). Far beyond what anyone writes, and shallow enough that every later stage may walk
 # a condition recursively without reaching Python's recursion limit.
 MAX_NESTING = 100
-_NESTING_RULES = frozenset({"or_", "and_", "not_", "compare"})
+_NESTING_RULES = frozenset({"or_", "and_", "not_", "compare", "arith"})
 
 # Friendly names for terminals in "expected ..." messages.
 TERMINAL_WORDS = {
@@ -128,7 +128,10 @@ def parse(text: str, *, name: str = "<string>") -> tuple[ast.File | None, tuple[
     too_deep = _too_deep(tree)
     if too_deep is not None:
         return None, (_nesting_diagnostic(source, too_deep),)
-    file = Builder(source).transform(tree)
+    builder = Builder(source)
+    file = builder.transform(tree)
+    if builder.problems:
+        return None, tuple(builder.problems)
     return file.model_copy(update={"comments": comments}), ()
 
 

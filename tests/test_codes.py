@@ -92,7 +92,8 @@ def test_pattern_regex(pattern, matches, misses):
 
 
 def test_pattern_regex_resolves_codelists_and_rejects_combinations():
-    lists = {"DM": ast.Codelist(span=S, name="DM", name_span=S, vocab="icd10", patterns=(code("E10"), code("E11")))}
+    lists = {"DM": ast.Codelist(span=S, name="DM", name_span=S, parts=(
+        ast.CodelistPart(span=S, vocab="icd10", patterns=(code("E10"), code("E11"))),))}
     rx = codes.pattern_regex(ast.CodelistRef(span=S, name="DM"), codelists=lists)
     assert re.match(rx, "E119") and not re.match(rx, "E12")
     with pytest.raises(ValueError):

@@ -152,7 +152,7 @@ class _Exporter:
         if unknown or (options & {"mode"} and source not in ("hospital", "death")):
             self.warn(rule, f"{endpoint.name}: options {', '.join(sorted(unknown or {'mode'}))} of a {source} "
                       "rule have no FinnGen column; exported without them")
-        for clause in rule.clauses:
+        for clause in ast.rule_clauses(rule, self.codelists):
             column = columns.get(clause.vocab)
             if column is None:
                 self.warn(clause, f"{endpoint.name}: {source} {clause.vocab} has no FinnGen column; not exported")
