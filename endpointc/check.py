@@ -197,14 +197,18 @@ class _Checker:
             for decl in file.declarations:
                 if isinstance(decl, ast.Endpoint):
                     self.check_endpoint(decl)
-                else:
+                elif isinstance(decl, ast.Codelist):
                     self.check_codelist(decl)
+                else:
+                    self.check_test(decl)
         self.check_cycles()
 
     # -- names -------------------------------------------------------------------
     def collect_names(self) -> None:
         for file in self.files:
             for decl in file.declarations:
+                if isinstance(decl, ast.TestBlock):
+                    continue  # tests have no global name
                 table, what = ((self.endpoints, "endpoint") if isinstance(decl, ast.Endpoint)
                                else (self.codelists, "codelist"))
                 first = table.get(decl.name)
@@ -243,6 +247,47 @@ class _Checker:
         for part in codelist.parts:
             for pattern in part.patterns:
                 self.check_pattern(part.vocab, pattern, None)
+
+    def check_test(self, test: ast.TestBlock) -> None:
+        """A test names endpoints that exist and people it describes; its people are born
+        before they are followed up, and each event line can be placed on its SOURCE's rows."""
+        from .testing import TestDataError, event_columns
+
+        people: dict[str, ast.TestPerson] = {}
+        for person in test.persons:
+            if person.id in people:
+                self.error("EP701", f"person {person.id} is described twice in test {test.name!r}", person.span,
+                           "give each made-up person of a test its own id",
+                           related=(("first described here", people[person.id].span),))
+            people.setdefault(person.id, person)
+            if person.followed_until < person.born:
+                self.error("EP702", f"person {person.id} is followed until before being born", person.span,
+                           "`followed until` is the end of follow-up, after the birth date")
+            for event in person.events:
+                if not person.born <= event.date <= person.followed_until:
+                    self.warning("EP703", f"event of {person.id} on {event.date} is outside the person's life "
+                                 "and follow-up", event.span, "events fall between birth and the end of follow-up")
+                try:
+                    event_columns(event)
+                except TestDataError as error:
+                    self.error("EP704", str(error), error.span or event.span,
+                               "a hospital row (INPAT, OUTPAT) takes icd10/icd9/icd8 codes, a purchase (PURCH) "
+                               "atc/vnr/kela, primary care (PRIM_OUT) icd10/icpc2/procedure; see the registers "
+                               "in docs/language.md")
+        if not test.expects:
+            self.warning("EP705", f"test {test.name!r} expects nothing", test.span,
+                         "add `expect PERSON case|control|excluded of ENDPOINT` lines")
+        for expect in test.expects:
+            if expect.person.name not in people:
+                self.error("EP706", f"test {test.name!r} describes no person {expect.person.name}",
+                           expect.person.span, *_did_you_mean(expect.person.name, people))
+            if expect.endpoint.name not in self.endpoints:
+                self.error("EP201", f"unknown endpoint {expect.endpoint.name} (expected by test {test.name!r})",
+                           expect.endpoint.span, *_did_you_mean(expect.endpoint.name, self.endpoints))
+            if expect.status != "case" and (expect.at_date or expect.at_age is not None or expect.nevt is not None):
+                self.error("EP707", f"only a case has a first event and events: `{expect.status}` takes no "
+                           "`at` or `nevt`", expect.span, f"write `expect {expect.person.name} {expect.status} of "
+                           f"{expect.endpoint.name}`")
 
     def check_endpoint(self, endpoint: ast.Endpoint) -> None:
         if not endpoint.rules and not endpoint.includes:

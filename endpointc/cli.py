@@ -364,6 +364,52 @@ def _apply_threads(threads: Optional[int]) -> None:
                  f"thread(s); set POLARS_MAX_THREADS={threads} before starting the process")
 
 
+@app.command("test")
+def test_(
+    paths: Annotated[Optional[list[Path]], typer.Argument(
+        help="Definition files (*.ep) or folders of them; by default definitions/.")] = None,
+    junit: Annotated[Optional[Path], typer.Option("--junit", help="Also write the results as JUnit XML.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+) -> None:
+    """Run the `test` blocks of definition files on every engine: exit 0 all pass, 1 a failure, 2 an error."""
+    from .compiler import compile_paths, parse_paths
+    from .results import write_text_atomic
+    from .testing import ENGINES, junit_xml, run_tests
+
+    files = _definition_files(paths or [Path("definitions")])
+    if junit is not None:
+        _check_out(junit, folder=False)
+    program, diagnostics = compile_paths(files)
+    if program is None or has_errors(diagnostics):
+        _print_diagnostics(diagnostics)
+        err.print(Text(_summary(diagnostics, len(files)), style="red"))
+        raise typer.Exit(2)
+    trees, _ = parse_paths(files)
+    blocks = [block for tree in trees for block in tree.tests]
+    verdicts = run_tests(program, blocks)
+    failed = [v for v in verdicts if not v.passed]
+    if junit is not None:
+        write_text_atomic(junit, junit_xml(verdicts))
+    if as_json:
+        out.print_json(json.dumps({
+            "schema_version": 1, "ok": not failed, "tests": len(blocks), "engines": list(ENGINES),
+            "results": [{"test": v.test, "engine": v.engine, "passed": v.passed, "expected": v.expected,
+                         "person": v.expect.person.name, "actual": v.actual.describe(),
+                         "file": v.expect.span.file, "line": v.expect.span.line} for v in verdicts],
+        }))
+    else:
+        for v in failed:
+            span = v.expect.span
+            err.print(Text(f"{span.file}:{span.line}:{span.column}: ", style="bold")
+                      + Text("FAIL", style="red") + Text(f" [{v.engine}] test {v.test!r}: expected "
+                      f"{v.expect.person.name} {v.expected}, got {v.actual.describe()}"))
+        expectations = len(verdicts) // max(len(ENGINES), 1)
+        summary = (f"{len(blocks)} test(s), {expectations} expectation(s) on {len(ENGINES)} engines: "
+                   + (f"{len(failed)} failed" if failed else "all pass"))
+        err.print(Text(summary, style="red" if failed else "green"))
+    raise typer.Exit(1 if failed else 0)
+
+
 @app.command("compile")
 def compile_(
     paths: Paths,

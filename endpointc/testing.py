@@ -38,15 +38,16 @@ from dataclasses import dataclass
 from typing import Sequence
 from xml.etree import ElementTree
 
-import polars as pl
+from typing import TYPE_CHECKING
 
 from . import ast
-from .engine.polars import evaluate
-from .engine.reference import Case, Observer, evaluate_reference
-from .plan import Program
 from .registers import REGISTERS, Register
-from .registry import EVENTS_SCHEMA, PEOPLE_SCHEMA
 from .source import Span
+
+if TYPE_CHECKING:  # the engines load Polars: `check` places test events without them
+    import polars as pl
+
+    from .plan import Program
 
 __all__ = ["ENGINES", "Verdict", "Outcome", "registry_of", "run_tests", "junit_xml", "event_columns",
            "TestDataError"]
@@ -142,8 +143,12 @@ def event_columns(event: ast.TestEvent) -> dict[str, str]:
     return columns
 
 
-def registry_of(block: ast.TestBlock) -> tuple[pl.DataFrame, pl.DataFrame]:
+def registry_of(block: ast.TestBlock) -> "tuple[pl.DataFrame, pl.DataFrame]":
     """The (events, people) tables of a test block, in the normalised registry schema."""
+    import polars as pl
+
+    from .registry import EVENTS_SCHEMA, PEOPLE_SCHEMA
+
     events, people = [], []
     for person in block.persons:
         people.append({"FINNGENID": person.id, "SEX": person.sex, "APPROX_BIRTH_DATE": person.born,
@@ -160,21 +165,29 @@ def registry_of(block: ast.TestBlock) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 # -- running ------------------------------------------------------------------------------
 
-class _FirstDates(Observer):
-    """Hears the reference engine's cases, for the date of their first event."""
+def _first_dates():
+    from .engine.reference import Observer
 
-    def __init__(self):
-        self.dates: dict[tuple[str, str], dt.date | None] = {}
+    class FirstDates(Observer):
+        """Hears the reference engine's cases, for the date of their first event."""
 
-    def case(self, endpoint, person: str, case: Case) -> None:
-        self.dates[(endpoint.name, person)] = case.date
+        def __init__(self):
+            self.dates: dict[tuple[str, str], dt.date | None] = {}
+
+        def case(self, endpoint, person, case) -> None:
+            self.dates[(endpoint.name, person)] = case.date
+
+    return FirstDates()
 
 
-def _outcomes(program: Program, block: ast.TestBlock, engine: str) -> dict[tuple[str, str], Outcome]:
+def _outcomes(program: "Program", block: ast.TestBlock, engine: str) -> dict[tuple[str, str], Outcome]:
+    from .engine.polars import evaluate
+    from .engine.reference import evaluate_reference
+
     events, people = registry_of(block)
     names = sorted({e.endpoint.name for e in block.expects})
     if engine == "reference":
-        dates = _FirstDates()
+        dates = _first_dates()
         long = evaluate_reference(program, events, people, endpoints=names, observer=dates)
     elif engine == "polars":
         dates = None
@@ -203,7 +216,7 @@ def _judge(expect: ast.Expect, actual: Outcome, born: dt.date) -> bool:
     return True
 
 
-def run_tests(program: Program, blocks: Sequence[ast.TestBlock], *,
+def run_tests(program: "Program", blocks: Sequence[ast.TestBlock], *,
               engines: Sequence[str] = ENGINES) -> tuple[Verdict, ...]:
     """Every expectation of every block, on every engine (engine by engine, block by block)."""
     verdicts = []
