@@ -22,11 +22,12 @@ from .engine.reference import judge
 from .masking import MASK_THRESHOLD, mask_counts
 
 from .plan import (
-    AllOf, AnyOf, Branch, Cmp, CodeSet, ColumnTest, Const, Count, EndpointPlan, EventField, FirstAge,
-    FirstYear, IsCase, Negate, Program,
+    AllOf, AnyOf, Between, Branch, Cmp, CodeSet, ColumnTest, Const, Count, DateConst, Duration, EndpointPlan,
+    EventField, FirstAge, FirstDate, FirstYear, IsCase, Negate, Program, Relation, Shift,
 )
 
-__all__ = ["describe_endpoint", "describe_codeset", "describe_cond", "dependency_chain", "matched_codes"]
+__all__ = ["describe_endpoint", "describe_codeset", "describe_cond", "dependency_chain", "matched_codes",
+           "duration_text"]
 
 
 def describe_codeset(codes: CodeSet) -> str:
@@ -69,10 +70,42 @@ def describe_branch(branch: Branch) -> str:
 _OPS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "=", "!=": "is not"}
 
 
+# Durations are days in the plan; shown in the largest unit that divides them, as written.
+_UNITS = (("year", 365.25), ("month", 30.4375), ("week", 7.0), ("day", 1.0))
+
+
+def duration_text(days: float) -> str:
+    """`365.25` -> `1 year`, `30` -> `30 days`, `45.5` -> `45.5 days`."""
+    for unit, size in _UNITS:
+        amount = days / size
+        if amount >= 1 and amount == round(amount, 6) and float(amount).is_integer():
+            return f"{amount:g} {unit}" + ("" if amount == 1 else "s")
+    return f"{days:g} days"
+
+
+_RELATIONS = {"within_after": "after", "within_before": "before", "after": "after", "before": "before"}
+
+
 def describe_cond(cond) -> str:
     match cond:
         case Const(value=v):
             return f"{v:g}"
+        case DateConst(value=v):
+            return v.isoformat()
+        case Duration(days=d):
+            return duration_text(d)
+        case EventField(name="date"):
+            return "date of the event"
+        case FirstDate(endpoint=e):
+            return f"date of first {e} event"
+        case Shift(date=d, sign=sign, by=b):
+            return f"{describe_cond(d)} {'+' if sign > 0 else '-'} {describe_cond(b)}"
+        case Between(later=a, earlier=b):
+            return f"days from {describe_cond(b)} to {describe_cond(a)}"
+        case Relation(subject=s, relation=r, anchor=a, window=w):
+            subject = "the event" if isinstance(s, EventField) else f"the first {s.endpoint} event"
+            within = f"within {duration_text(w.days)} " if w is not None else ""
+            return f"{subject} is {within}{_RELATIONS[r]} the first {a.endpoint} event"
         case EventField(name="age"):
             return "age at the event"
         case EventField(name="year"):
@@ -113,6 +146,10 @@ def describe_endpoint(program: Program, name: str) -> str:
     lines = [ep.name]
     for rule in ep.rules:
         options = [f"at least {rule.min_events} event{'s' if rule.min_events > 1 else ''}"]
+        if rule.spacing == "apart":
+            options[0] += f" with dates each at least {duration_text(rule.spacing_days)} after the one before"
+        elif rule.spacing == "within":
+            options[0] += f" with dates within {duration_text(rule.spacing_days)} of each other"
         if rule.needs_other:
             options.append("counted only if another rule also has an event for the person")
         if rule.mode:

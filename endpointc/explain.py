@@ -35,9 +35,10 @@ import polars as pl
 from .engine.reference import (
     EXCEPT, OPTION, Case, Holds, Observer, Verdict, evaluate_reference, event_order,
 )
+from .describe import duration_text
 from .plan import (
-    AllOf, AnyOf, Cmp, Const, Count, EndpointFact, EndpointPlan, EventField, FirstAge, FirstYear, IsCase,
-    Negate, Program, RulePlan,
+    AllOf, AnyOf, Between, Cmp, Const, Count, DateConst, Duration, EndpointFact, EndpointPlan, EventField,
+    FirstAge, FirstDate, FirstYear, IsCase, Negate, Program, Relation, RulePlan, Shift,
 )
 
 __all__ = [
@@ -320,11 +321,17 @@ def _step2(ep: EndpointPlan, told: _Told) -> tuple[str, ...]:
             lines.append(f"{label}: no events")
             continue
         count, reached = told.after_when[rule.index]
+        option = f"min {rule.min_events}"
+        if rule.spacing is not None:  # `count` is what the spacing counts: picks, or dated events in a window
+            option += f" {rule.spacing} {duration_text(rule.spacing_days)}"
+        counted = {"apart": "dated events far enough apart", "within": "dated events in one window"}.get(
+            rule.spacing, "")
+        of = f"{count} of {rule.min_events}" + (f" {counted}" if counted else "")
         if not reached:
-            lines.append(f"{label}: min {rule.min_events} not reached ({count} of {rule.min_events}): "
-                         f"its {_n_events(count)} dropped")
-        elif rule.min_events > 1:
-            lines.append(f"{label}: min {rule.min_events} reached ({count} of {rule.min_events})")
+            dropped = f"its {_n_events(count)}" if rule.spacing is None else "all its events are"
+            lines.append(f"{label}: {option} not reached ({of}): {dropped} dropped")
+        elif rule.counted and (rule.min_events > 1 or rule.spacing is not None):
+            lines.append(f"{label}: {option} reached ({of})")
         else:
             lines.append(f"{label}: {_n_events(count)} kept")
     for rule in ep.rules:
@@ -390,6 +397,20 @@ def format_cond(cond) -> str:
             return f"{e}.age"
         case FirstYear(endpoint=e):
             return f"{e}.year"
+        case FirstDate(endpoint=e):
+            return f"{e}.date"
+        case DateConst(value=v):
+            return v.isoformat()
+        case Duration(days=d):
+            return duration_text(d)
+        case Shift(date=d, sign=sign, by=b):
+            return f"{format_cond(d)} {'+' if sign > 0 else '-'} {format_cond(b)}"
+        case Between(later=a, earlier=b):
+            return f"{format_cond(a)} - {format_cond(b)}"
+        case Relation(subject=s, relation=r, anchor=a, window=w):
+            subject = [] if isinstance(s, EventField) else [format_cond(s).removesuffix(".date")]
+            words = ["within", duration_text(w.days), r.removeprefix("within_")] if w is not None else [r]
+            return " ".join([*subject, *words, format_cond(a).removesuffix(".date")])
         case Cmp(op=op, left=left, right=right):
             return f"{format_cond(left)} {_SYNTAX_OPS[op]} {format_cond(right)}"
         case AllOf(args=(single,)) | AnyOf(args=(single,)):
