@@ -100,6 +100,58 @@ endpoint C3_BREAST {
   cancer        topography C50  behaviour 3
 }
 """,
+    """endpoint I9_HF_AFTER_MI {
+  title "Heart failure within a year after a first myocardial infarction"
+  include I9_HEARTFAIL
+  when within 1 year after I9_MI
+}
+
+endpoint I9_MI_INCIDENT {
+  title "Myocardial infarction without an earlier angina"
+  include I9_MI
+  require not I9_ANGINA before I9_MI_INCIDENT
+}
+
+endpoint E4_DM2_CONFIRMED {
+  title "Type 2 diabetes: two hospital diagnoses at least 30 days apart, from 1998 on"
+  hospital min 2 apart 30 days icd10 E11
+  when date >= 1998-01-01
+}
+
+endpoint J10_ASTHMA_DRUGS {
+  title "Three asthma drug purchases within one year"
+  purchase min 3 within 1 year atc R03
+}
+
+endpoint I9_EARLY_HF {
+  include I9_HEARTFAIL
+  when date - I9_MI.date <= 30 days and date >= I9_MI.date
+}
+""",
+    """codelist MI_CODES {
+  icd10 I21 | I22
+  icd9  410
+  icd8  410
+}
+
+endpoint I9_MI_SHARED {
+  hospital @MI_CODES
+  death    main @MI_CODES
+}
+""",
+    """test "heart failure soon after an infarction" {
+  person P1 female born 1950-01-01 followed until 2020-01-01 {
+    1990-03-01 INPAT icd10 I21
+    1990-06-01 INPAT icd10 I50
+  }
+  person P2 male born 1950-01-01 followed until 2020-01-01 {
+    1990-03-01 INPAT icd10 I21
+    1993-06-01 INPAT icd10 I50
+  }
+  expect P1 case of I9_HF_AFTER_MI at 1990-06-01 nevt 1
+  expect P2 control of I9_HF_AFTER_MI
+}
+""",
 )
 
 

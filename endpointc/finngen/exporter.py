@@ -17,6 +17,7 @@ from typing import Any, Mapping, Sequence
 from .. import ast
 from ..diagnostics import Diagnostic
 from ..results import write_text_atomic
+from ..fmt import expr_text, option_text
 from .patterns import pattern_text
 from .sheet import CANCER, EXPORT_COLUMNS, ISSUE_KEY, META_COLUMNS, NAME_KEY, OPERATION, OPTIONAL_EXPORT_COLUMNS
 
@@ -88,15 +89,15 @@ class _Exporter:
             elif isinstance(item, ast.Include):
                 put("INCLUDE", *(self._finngen_name(n.name) for n in item.names))
             elif isinstance(item, ast.When):
-                put("PRE_CONDITIONS", self._condition_text(item.condition))
+                self._put_condition(endpoint, "PRE_CONDITIONS", "when", item, put)
             elif isinstance(item, ast.Require):
-                put("CONDITIONS", self._condition_text(item.condition))
+                self._put_condition(endpoint, "CONDITIONS", "require", item, put)
             elif isinstance(item, ast.Controls):
                 for control in item.items:
                     if isinstance(control, ast.ControlExclude):
                         put("CONTROL_EXCLUDE", *(self._finngen_name(n.name) for n in control.names))
                     else:
-                        put("CONTROL_CONDITIONS", self._condition_text(control.condition))
+                        self._put_condition(endpoint, "CONTROL_CONDITIONS", "controls require", control, put)
         joiners = {"TAGS": ",", "CONDITIONS": "&", "PRE_CONDITIONS": "&", "CONTROL_CONDITIONS": "&"}
         out = {}
         for column, values in record.items():
@@ -148,6 +149,10 @@ class _Exporter:
         if columns is None:
             self.warn(rule, f"{endpoint.name}: `{source}` rules have no FinnGen column; not exported")
             return
+        for option in rule.options:
+            if option.window is not None:
+                self.warn(option, f"{endpoint.name}: `{option_text(option)}` of a {source} rule has no FinnGen "
+                          "column (FinnGen counts events, never their spacing); exported without it")
         unknown = options - {"main", "mode", "with_atc", "needs_other", "single"}
         if unknown or (options & {"mode"} and source not in ("hospital", "death")):
             self.warn(rule, f"{endpoint.name}: options {', '.join(sorted(unknown or {'mode'}))} of a {source} "
@@ -179,6 +184,17 @@ class _Exporter:
             return ""
         return "|".join(self._pattern_text(p) for p in codelist.patterns)
 
+    def _put_condition(self, endpoint: ast.Endpoint, column: str, keyword: str, item: Any, put) -> None:
+        """A condition in FinnGen's column, or a warning where FinnGen cannot hold it: it
+        compares ages, never dates, and knows no time relations."""
+        timed = [n for n in _expression_nodes(item.condition) if n.kind in _TIME_KINDS
+                 or (n.kind in ("var", "attr") and getattr(n, "attr", getattr(n, "name", None)) == "date")]
+        if timed:
+            self.warn(item, f"{endpoint.name}: `{keyword} {expr_text(item.condition)}` uses dates or time "
+                      f"relations, which {column} cannot hold; not exported")
+            return
+        put(column, self._condition_text(item.condition))
+
     def _condition_text(self, expr: Any, context: int = 0) -> str:
         precedence = {"or": 1, "and": 2, "not": 3, "compare": 4}
         kind = expr.kind
@@ -202,3 +218,17 @@ class _Exporter:
                 parts += [op, self._condition_text(operand, precedence["compare"] + 1)]
             text = "".join(parts)
         return f"({text})" if precedence[kind] < context else text
+
+
+# Expression nodes FinnGen's condition columns cannot hold.
+_TIME_KINDS = frozenset({"date", "duration", "arith", "relation"})
+
+
+def _expression_nodes(expr: Any):
+    stack = [expr]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(getattr(node, "operands", ()) or getattr(node, "args", ()) or ())
+        stack.extend(n for n in (getattr(node, "arg", None), getattr(node, "left", None),
+                                 getattr(node, "right", None)) if n is not None)
