@@ -208,13 +208,14 @@ def _change_line(what: str, old: str | None, new: str | None) -> str | None:
 
 
 def _rule_text(rule: ast.Rule) -> str:
-    return " ".join([rule.source, *(option_text(o) for o in rule.options), *(clause_text(c) for c in rule.clauses)])
+    what = [f"@{rule.codelist.name}"] if rule.codelist is not None else [clause_text(c) for c in rule.clauses]
+    return " ".join([rule.source, *(option_text(o) for o in rule.options), *what])
 
 
 def _rule_lines(label: str, old: ast.Rule, new: ast.Rule) -> list[str]:
     lines = []
     old_min, new_min = old.option("min"), new.option("min")
-    if old_min is not None and new_min is not None and old_min.value != new_min.value:
+    if old_min is not None and new_min is not None and option_text(old_min) != option_text(new_min):
         lines.append(f"{label}: min changed from {option_text(old_min)[4:]} to {option_text(new_min)[4:]}")
     options = _added_removed((option_text(o) for o in old.options if o.name != "min" or new_min is None),
                              (option_text(o) for o in new.options if o.name != "min" or old_min is None))
@@ -223,6 +224,8 @@ def _rule_lines(label: str, old: ast.Rule, new: ast.Rule) -> list[str]:
 
     def by_vocab(rule: ast.Rule, attr: str) -> dict[str, list[str]]:
         found: dict[str, list[str]] = defaultdict(list)
+        if rule.codelist is not None and attr == "patterns":  # `SOURCE @NAME`: the list is what it names
+            found["codelist"].append(f"@{rule.codelist.name}")
         for clause in rule.clauses:
             found[clause.vocab].extend(pattern_text(p) for p in getattr(clause, attr))
         return found
@@ -342,6 +345,8 @@ def _codelist_refs(endpoint: ast.Endpoint) -> set[str]:
             walk(pattern.first), walk(pattern.second)
 
     for rule in endpoint.rules:
+        if rule.codelist is not None:
+            walk(rule.codelist)
         for clause in rule.clauses:
             for p in (*clause.patterns, *clause.excepts):
                 walk(p)
@@ -350,11 +355,18 @@ def _codelist_refs(endpoint: ast.Endpoint) -> set[str]:
 
 def _codelist_lines(old: ast.Codelist, new: ast.Codelist) -> tuple[str, ...]:
     lines = []
-    if old.vocab != new.vocab:
+    if len(old.vocabs) == len(new.vocabs) == 1 and old.vocab != new.vocab:
         lines.append(f"vocabulary changed from {old.vocab} to {new.vocab}")
-    change = _added_removed((pattern_text(p) for p in old.patterns), (pattern_text(p) for p in new.patterns))
-    if change:
-        lines.append(f"{new.vocab}: {change}")
+        pairs = [(new.vocab, old.patterns, new.patterns)]
+    else:
+        vocabs = _added_removed(old.vocabs, new.vocabs)
+        if vocabs:
+            lines.append(f"vocabularies: {vocabs}")
+        pairs = [(v, old.patterns_of(v) or (), new.patterns_of(v) or ()) for v in new.vocabs if v in old.vocabs]
+    for vocab, before, after in pairs:
+        change = _added_removed((pattern_text(p) for p in before), (pattern_text(p) for p in after))
+        if change:
+            lines.append(f"{vocab}: {change}")
     return tuple(lines)
 
 
