@@ -487,7 +487,12 @@ def test_event_text(event: ast.TestEvent) -> str:
 
 
 def expect_text(expect: ast.Expect) -> str:
-    text = f"expect {expect.person.name} {expect.status} of {expect.endpoint.name}"
+    return f"expect {expect.person.name} {expectation_text(expect)}"
+
+
+def expectation_text(expect: ast.Expect) -> str:
+    """What an `expect` line expects: `case of A at 1990-06-01 nevt 1`."""
+    text = f"{expect.status} of {expect.endpoint.name}"
     if expect.at_date is not None:
         text += f" at {expect.at_date.isoformat()}"
     if expect.at_age is not None:

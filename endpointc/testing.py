@@ -41,6 +41,7 @@ from xml.etree import ElementTree
 from typing import TYPE_CHECKING
 
 from . import ast
+from .fmt import expectation_text
 from .registers import REGISTERS, Register
 from .source import Span
 
@@ -93,15 +94,7 @@ class Verdict:
 
     @property
     def expected(self) -> str:
-        e = self.expect
-        text = f"{e.status} of {e.endpoint.name}"
-        if e.at_date is not None:
-            text += f" at {e.at_date.isoformat()}"
-        if e.at_age is not None:
-            text += f" at age {e.at_age:g}"
-        if e.nevt is not None:
-            text += f" nevt {e.nevt}"
-        return text
+        return expectation_text(self.expect)
 
 
 # -- made-up registries ----------------------------------------------------------------
