@@ -3,7 +3,13 @@
 Alphabets are tiny so that patterns hit: codes are short strings over "AB12", ages and
 years come from a few values (ties happen), a few INDEX values are shared so emergency
 propagates, some events belong to people absent from the people table, and every column
-may be null.
+may be null. Days are few and a whole number of days apart that the drawn durations hit
+exactly, or miss by one (1, 30, 31, 365 and 366 days; 365.25 lies between), and some rows
+come again on other days, so that windows, spaced and clustered `min` meet their edges.
+Random programs hold every plan node: dates, durations, shifts, day differences and
+relations in `when` and `require`, other endpoints' facts in `when`, an endpoint's own
+facts in its `require`, spaced and clustered `min`; `programs(kind="time")` keeps rules
+broad and conditions about dates only, so that most rows reach a window.
 
 `NODE_STRATEGIES` maps every plan model class to a strategy producing it;
 `tests/test_differential.py` fails when endpointc.plan grows a class missing here.
@@ -15,6 +21,7 @@ import datetime as dt
 
 import polars as pl
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from endpointc import plan as P
 
@@ -39,7 +46,12 @@ REGEXES = ("A[12]", "B.?1", "A1|B", "[AB]2$", "A1{2}", "1", ".*2", "A(?=1)", "(?
            "[^A]", "ICD|IC", "1?0", "[89]")
 # 47.123456789 is no whole number of hundredths: such a table orders events by AGE rank
 AGES = (None, 10.0, 20.5, 20.5, 35.0, 40.0, 60.25, 47.123456789)
-DAYS = (None, dt.date(1999, 12, 31), dt.date(2000, 1, 1), dt.date(2005, 6, 1), dt.date(2010, 3, 3))
+_D0 = dt.date(2000, 1, 1)  # 2000 is a leap year: 2001-01-01 is 366 days after it
+DATES = tuple(_D0 + dt.timedelta(days=d) for d in (-1, 0, 1, 30, 31, 365, 366)) + (dt.date(2005, 6, 1),)
+DAYS = (None, None, _D0, *DATES)  # ties: the same day twice as often
+# durations in days: differences of DATES, one less or more, and between (365.25)
+DURATIONS = (0.0, 0.5, 1.0, 29.0, 30.0, 31.0, 365.0, 365.25, 366.0, 2000.0)
+SPACINGS = (0.5, 1.0, 30.0, 31.0, 365.0, 365.25, 366.0)
 PEOPLE_IDS = tuple(f"P{i}" for i in range(4))
 EVENT_IDS = PEOPLE_IDS + ("X1",)  # X*: absent from the people table
 
@@ -112,12 +124,26 @@ def _rule_plan(*, branches: tuple[P.Branch, ...], **fields) -> P.RulePlan:
     return P.RulePlan(branches=branches, source_rows=rows, **fields)
 
 
+def _spaced_rule(*, spacing: tuple[str | None, float | None, int | None], min_events: int,
+                 **fields) -> P.RulePlan:
+    kind, days, spaced_min = spacing
+    return _rule_plan(spacing=kind, spacing_days=days, min_events=spaced_min or min_events, **fields)
+
+
+# (kind, D, N): a spaced or clustered `min` of 1 only asks for a dated event, so N is
+# mostly 2 or 3, where the edges of D decide
+_SPACING = st.one_of(*[st.just((None, None, None))] * 3,
+                     st.tuples(st.sampled_from(("apart", "within")), st.sampled_from(SPACINGS),
+                               st.sampled_from((1, 2, 2, 2, 3))))
+
+
 def rule_plans(index: int = 0) -> st.SearchStrategy[P.RulePlan]:
     return st.builds(
-        _rule_plan, index=st.just(index),
+        _spaced_rule, index=st.just(index),
         source=st.sampled_from(("hospital", "purchase", "cancer", "death")),
         branches=_tuple(branches, min_size=1, max_size=2),
         min_events=st.sampled_from((1, 1, 1, 1, 2, 3)),
+        spacing=_SPACING,
         needs_other=st.sampled_from((False, False, True)),
         mode=st.sampled_from((False, False, True)),
     )
@@ -144,41 +170,72 @@ def _logic(atoms):
     )
 
 
-_EVENT_CONDS = _logic(st.one_of(
-    st.builds(P.Cmp, op=_OPS, left=event_values, right=event_values),
-    st.just(P.EventField(name="emergency")),
-))
-
-
-def event_conds() -> st.SearchStrategy:
-    """`when` conditions: comparisons of age/year/constants, emergency, and logic."""
-    return _EVENT_CONDS
-
-
-# person conditions are drawn over placeholder names #0..#4, then renamed to real endpoints
+# person terms are drawn over placeholder names #0..#4, then renamed to real endpoints
 _SLOTS = tuple(f"#{i}" for i in range(5))
 _slot = st.sampled_from(_SLOTS)
 _person_values = st.one_of(
     consts, st.builds(P.Count, endpoint=_slot), st.builds(P.FirstAge, endpoint=_slot),
     st.builds(P.FirstYear, endpoint=_slot),
 )
-_PERSON_TEMPLATES = _logic(st.one_of(
+durations = st.builds(P.Duration, days=st.sampled_from(DURATIONS))
+date_consts = st.builds(P.DateConst, value=st.sampled_from(DATES))
+_first_dates = st.builds(P.FirstDate, endpoint=_slot)
+_EVENT_DATE = st.just(P.EventField(name="date"))
+
+
+def _time(subjects, anchors):
+    """Truth values about dates: a subject (the event's date in `when`) against an anchor
+    (a date constant, another endpoint's first date), shifted or not: comparisons, day
+    differences against durations, relations."""
+    shifted = st.one_of(anchors, st.builds(P.Shift, date=anchors, sign=st.sampled_from((1, -1)), by=durations))
+    between = st.one_of(st.builds(P.Between, later=subjects, earlier=anchors),
+                        st.builds(P.Between, later=anchors, earlier=subjects))
+    return st.one_of(
+        st.builds(P.Cmp, op=_OPS, left=subjects, right=shifted),
+        st.builds(P.Cmp, op=_OPS, left=shifted, right=subjects),
+        st.builds(P.Cmp, op=_OPS, left=between, right=durations),
+        st.builds(P.Cmp, op=_OPS, left=durations, right=between),
+        st.builds(P.Relation, subject=subjects, relation=st.sampled_from(("within_after", "within_before")),
+                  anchor=shifted, window=durations),
+        st.builds(P.Relation, subject=subjects, relation=st.sampled_from(("after", "before")), anchor=shifted),
+    )
+
+
+_EVENT_ATOMS = (
+    st.builds(P.Cmp, op=_OPS, left=event_values, right=event_values),
+    st.just(P.EventField(name="emergency")),
+)
+_PERSON_ATOMS = (
     st.builds(P.IsCase, endpoint=_slot),
     st.builds(P.Cmp, op=_OPS, left=_person_values, right=_person_values),
-))
+)
+_EVENT_TIME = _time(_EVENT_DATE | date_consts, date_consts | _EVENT_DATE)
+# `when` about the event's date and the person's other endpoints' first dates
+_WHEN_TIME = _time(_EVENT_DATE, st.one_of(date_consts, _first_dates, _first_dates, _EVENT_DATE))
+_PERSON_TIME = _time(_first_dates, date_consts | _first_dates)
+_EVENT_CONDS = _logic(st.one_of(*_EVENT_ATOMS, _EVENT_TIME))
+# `when` over event fields and the person's facts about other endpoints
+_WHEN_TEMPLATES = _logic(st.one_of(*_EVENT_ATOMS, *_PERSON_ATOMS, _WHEN_TIME))
+_PERSON_TEMPLATES = _logic(st.one_of(*_PERSON_ATOMS, _PERSON_TIME))
+
+
+def event_conds() -> st.SearchStrategy:
+    """`when` conditions without endpoint facts: comparisons of age/year/date/constants,
+    day differences, relations, emergency, and logic."""
+    return _EVENT_CONDS
 
 
 def _rename(cond, names: tuple[str, ...]):
-    if isinstance(cond, (P.IsCase, P.Count, P.FirstAge, P.FirstYear)):
+    if isinstance(cond, P.EndpointFact):
         return cond.model_copy(update={"endpoint": names[int(cond.endpoint[1:]) % len(names)]})
-    if isinstance(cond, P.Cmp):
-        return cond.model_copy(update={"left": _rename(cond.left, names),
-                                       "right": _rename(cond.right, names)})
-    if isinstance(cond, (P.AllOf, P.AnyOf)):
-        return cond.model_copy(update={"args": tuple(_rename(a, names) for a in cond.args)})
-    if isinstance(cond, P.Negate):
-        return cond.model_copy(update={"arg": _rename(cond.arg, names)})
-    return cond
+    update = {}
+    for field in type(cond).model_fields:
+        value = getattr(cond, field)
+        if isinstance(value, BaseModel):
+            update[field] = _rename(value, names)
+        elif isinstance(value, tuple):
+            update[field] = tuple(_rename(v, names) for v in value)
+    return cond.model_copy(update=update) if update else cond
 
 
 def person_conds(names: tuple[str, ...]) -> st.SearchStrategy:
@@ -189,38 +246,60 @@ def person_conds(names: tuple[str, ...]) -> st.SearchStrategy:
 # -- endpoints and programs -------------------------------------------------------------
 
 _MAYBE_WHEN = st.one_of(st.none(), st.none(), _EVENT_CONDS)
+_MAYBE_PERSON_WHEN = st.one_of(st.none(), st.none(), _EVENT_CONDS, _WHEN_TEMPLATES)
 _MAYBE_PERSON = st.one_of(st.none(), st.none(), _PERSON_TEMPLATES)
 _SEXES = st.sampled_from((None, None, None, "female", "male"))
 _PICKS = st.lists(st.integers(0, 10), max_size=3)
 
+# Time programs: broad rules (every code, or those starting with A or B) so that most rows
+# reach `when`, and conditions about dates only, so that window edges decide.
+_BROAD_BRANCHES = st.sampled_from(("", "A", "B")).map(lambda prefix: (P.Branch(
+    sources=SOURCES, tests=(P.ColumnTest(column="CODE1", codes=P.CodeSet(prefixes=(prefix,))),)),))
+_BROAD_RULES = [st.builds(_spaced_rule, index=st.just(i), source=st.just("hospital"), branches=_BROAD_BRANCHES,
+                          min_events=st.sampled_from((1, 1, 2)), spacing=_SPACING) for i in range(3)]
+_TIME_WHEN = st.one_of(st.none(), _EVENT_TIME, _logic(_EVENT_TIME))
+_TIME_PERSON_WHEN = st.one_of(st.none(), _WHEN_TIME, _logic(_WHEN_TIME))
+_TIME_PERSON = st.one_of(st.none(), _PERSON_TIME, _logic(_PERSON_TIME))
+# per kind of program: rules by index, `when` of the first endpoint and of the others,
+# `require` and controls' `require`
+_DRAWS = {
+    "any": (_RULES, _MAYBE_WHEN, _MAYBE_PERSON_WHEN, _MAYBE_PERSON),
+    "time": (_BROAD_RULES, _TIME_WHEN, _TIME_PERSON_WHEN, _TIME_PERSON),
+}
+
 
 @st.composite
-def endpoint_plans(draw, name: str = "E0", earlier: tuple[str, ...] = ()) -> P.EndpointPlan:
+def endpoint_plans(draw, name: str = "E0", earlier: tuple[str, ...] = (), kind: str = "any") -> P.EndpointPlan:
+    rule_draws, first_when, when_draws, person_draws = _DRAWS[kind]
     n_rules = draw(st.sampled_from((0, 1, 1, 2, 3) if earlier else (1, 1, 2, 3)))
-    rules = tuple(draw(_RULES[i]) for i in range(n_rules))
+    rules = tuple(draw(rule_draws[i]) for i in range(n_rules))
 
     def pick(k: int) -> tuple[str, ...]:
         if not earlier:
             return ()
         return tuple(dict.fromkeys(earlier[i % len(earlier)] for i in draw(_PICKS)[:k]))
 
-    def person():
-        cond = draw(_MAYBE_PERSON)
-        return _rename(cond, earlier) if (cond is not None and earlier) else None
+    def person(names: tuple[str, ...]):
+        cond = draw(person_draws)
+        return _rename(cond, names) if (cond is not None and names) else None
 
+    # `when` may read other endpoints' facts; `require` its own too (its candidate events)
+    when = draw(when_draws if earlier else first_when)
     return P.EndpointPlan(
-        name=name, rules=rules, includes=pick(3), when=draw(_MAYBE_WHEN),
-        require=person(), sex=draw(_SEXES), control_exclude=pick(2), control_require=person(),
+        name=name, rules=rules, includes=pick(3), when=_rename(when, earlier) if when is not None else None,
+        require=person(earlier + (name,)), sex=draw(_SEXES), control_exclude=pick(2),
+        control_require=person(earlier),
     )
 
 
 @st.composite
-def programs(draw, max_endpoints: int = 5) -> P.Program:
-    """Endpoints E0..En, each depending only on earlier ones (so chains of includes)."""
+def programs(draw, max_endpoints: int = 5, kind: str = "any") -> P.Program:
+    """Endpoints E0..En, each depending only on earlier ones (so chains of includes).
+    `kind` "time": broad rules and conditions about dates only (see `_BROAD_RULES`)."""
     n = draw(st.integers(1, max_endpoints))
     eps = []
     for i in range(n):
-        eps.append(draw(endpoint_plans(f"E{i}", tuple(ep.name for ep in eps))))
+        eps.append(draw(endpoint_plans(f"E{i}", tuple(ep.name for ep in eps), kind)))
     return P.Program(endpoints=tuple(eps))
 
 
@@ -236,6 +315,13 @@ NODE_STRATEGIES: dict[type, st.SearchStrategy] = {
     P.Count: st.builds(P.Count, endpoint=st.just("E0")),
     P.FirstAge: st.builds(P.FirstAge, endpoint=st.just("E0")),
     P.FirstYear: st.builds(P.FirstYear, endpoint=st.just("E0")),
+    P.FirstDate: st.builds(P.FirstDate, endpoint=st.just("E0")),
+    P.DateConst: date_consts,
+    P.Duration: durations,
+    P.Shift: st.builds(P.Shift, date=_EVENT_DATE | date_consts, sign=st.sampled_from((1, -1)), by=durations),
+    P.Between: st.builds(P.Between, later=_EVENT_DATE, earlier=date_consts),
+    P.Relation: st.builds(P.Relation, subject=_EVENT_DATE, relation=st.just("within_after"), anchor=date_consts,
+                          window=durations),
     P.Cmp: st.builds(P.Cmp, op=_OPS, left=event_values, right=event_values),
     P.AllOf: st.builds(P.AllOf, args=_tuple(_EVENT_CONDS, max_size=2)),
     P.AnyOf: st.builds(P.AnyOf, args=_tuple(_EVENT_CONDS, max_size=2)),
@@ -276,9 +362,16 @@ _FU = st.sampled_from((None, 50.0, 70.0))
 @st.composite
 def registries(draw, *, max_events: int = 50) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(events, people) in the normalised schema of `endpointc.registry`."""
-    # hypothesis keeps lists short by default; most registries need many rows to be useful
-    rows = draw(st.lists(_EVENT_ROWS, min_size=min(15, max_events), max_size=max_events)
-                | st.lists(_EVENT_ROWS, max_size=5))
+    # hypothesis keeps lists near their least size; most registries need many rows to be
+    # useful, so the size is drawn first
+    size = draw(st.integers(min(15, max_events), max_events) | st.integers(0, min(5, max_events)))
+    rows = draw(st.lists(_EVENT_ROWS, min_size=size, max_size=size))
+    # the same code of a person again on other days (and ages), as registries repeat
+    # diagnoses and purchases: what spaced and clustered `min` and time windows count
+    if rows:
+        repeats = draw(st.lists(st.tuples(st.integers(0, len(rows) - 1), st.sampled_from(DAYS),
+                                          st.sampled_from(AGES)), max_size=max_events // 2))
+        rows += [{**rows[i], "APPROX_EVENT_DAY": day, "EVENT_AGE": age} for i, day, age in repeats]
     ids = draw(_PEOPLE_IDS)
     people = [
         {"FINNGENID": pid, "SEX": draw(_SEX), "APPROX_BIRTH_DATE": None, "FU_END_AGE": draw(_FU),

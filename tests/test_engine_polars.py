@@ -1,4 +1,7 @@
-"""Focused tests of the Polars engine's interface: schema, order, selection, warnings, errors."""
+"""Focused tests of the Polars engine's interface: schema, order, selection, warnings,
+errors; and of time (dates, relations, person terms in `when`, an endpoint's own facts in
+its `require`, spaced and clustered `min`) on plans built by hand, with results worked
+out by hand and checked against the reference engine too."""
 
 from __future__ import annotations
 
@@ -8,11 +11,16 @@ import itertools
 import polars as pl
 import pytest
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
+
 from endpointc.engine.matching import match_keys, regex_filter
 from endpointc.engine.polars import COUNTS_SCHEMA, LONG_SCHEMA, MissingColumnError, evaluate
+from endpointc.engine.reference import evaluate_reference
 from endpointc.plan import (
-    AllOf, Branch, Cmp, CodeSet, ColumnTest, Const, EndpointPlan, EventField, IsCase, Negate,
-    Program, RulePlan,
+    AllOf, Between, Branch, Cmp, CodeSet, ColumnTest, Const, Count, DateConst, Duration, EndpointPlan,
+    EventField, FirstDate, IsCase, Negate, Program, Relation, RulePlan, Shift,
 )
 
 from plan_strategies import EVENT_SCHEMA, PEOPLE_SCHEMA
@@ -317,3 +325,174 @@ def test_conditions_are_translated_by_their_type_without_conversions():
                         EventField(name="emergency")))
     assert frame.select(truth(young, EVENT_OPERANDS).alias("KEEP"))["KEEP"].to_list() == [True, False, False]
     assert frame.select(truth(Negate(arg=young), EVENT_OPERANDS).alias("KEEP"))["KEEP"].to_list() == [False, True, True]
+
+
+# -- time ---------------------------------------------------------------------------
+
+D0 = dt.date(2000, 1, 1)
+
+
+def _dated(rows: list[tuple]) -> pl.DataFrame:
+    """rows: (FINNGENID, CODE1, EVENT_AGE, days after 2000-01-01 or None)."""
+    return _events([(fid, "INPAT", age, code) for fid, code, age, _ in rows]).with_columns(
+        pl.Series("APPROX_EVENT_DAY", [D0 + dt.timedelta(days=d) if d is not None else None
+                                       for *_, d in rows], dtype=pl.Date))
+
+
+def _cases(program: Program, events: pl.DataFrame, people: pl.DataFrame, endpoint: str) -> list[tuple]:
+    """(FINNGENID, AGE, NEVT) of the endpoint's cases; both engines must agree."""
+    long = _run(program=program, events=events, people=people).long.collect()
+    assert_frame_equal(long, evaluate_reference(program, events, people))
+    return long.filter(pl.col("ENDPOINT") == endpoint, pl.col("STATUS") == "case").select(
+        "FINNGENID", "AGE", "NEVT").rows()
+
+
+def test_min_apart_picks_the_earliest_then_each_first_event_at_least_d_later():
+    program = Program(endpoints=(EndpointPlan(name="S", rules=(
+        _rule("E11", min_events=2, spacing="apart", spacing_days=30),)),))
+    events = _dated([
+        ("P1", "E11", 40.0, 0), ("P1", "E11", 41.0, 29), ("P1", "E11", 42.0, 59),  # picks 0, 59
+        ("P2", "E11", 40.0, 0), ("P2", "E11", 41.0, 29),  # one pick
+        ("P3", "E11", 40.0, 0), ("P3", "E11", 41.0, 30), ("P3", "E11", 39.0, None),  # exactly D: two
+        ("P4", "E11", 40.0, 0), ("P4", "E11", 41.0, None), ("P4", "E11", 42.0, None),  # undated: one
+    ])
+    # the kept rows are all of the rule's rows, undated ones too (P3's gives AGE)
+    assert _cases(program, events, _people("P1", "P2", "P3", "P4"), "S") == [("P1", 40.0, 3), ("P3", 39.0, 3)]
+
+
+def test_min_within_counts_the_events_of_one_window_from_an_event():
+    program = Program(endpoints=(EndpointPlan(name="C", rules=(
+        _rule("E11", min_events=3, spacing="within", spacing_days=30),)),))
+    events = _dated([
+        ("P1", "E11", 40.0, 0), ("P1", "E11", 41.0, 15), ("P1", "E11", 42.0, 30),  # [0, 30] holds 3
+        ("P2", "E11", 40.0, 0), ("P2", "E11", 41.0, 15), ("P2", "E11", 42.0, 31),  # D + 1: 2 at most
+        ("P3", "E11", 40.0, 5), ("P3", "E11", 40.0, 5), ("P3", "E11", 40.0, 5),  # one day, 3 events
+        ("P4", "E11", 40.0, 0), ("P4", "E11", 41.0, 10), ("P4", "E11", 42.0, None),  # undated: no
+    ])
+    assert _cases(program, events, _people("P1", "P2", "P3", "P4"), "C") == [("P1", 40.0, 3), ("P3", 40.0, 3)]
+
+
+_OFFSETS = st.sampled_from((0, 0, 1, 2, 3, 5, 8, 10, 30, 31, None))
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.tuples(st.sampled_from(("P1", "P2", "P3")), st.sampled_from(("E11", "E119", "I21")),
+                               st.sampled_from((40.0, 41.0)), _OFFSETS), max_size=25),
+       kind=st.sampled_from(("apart", "within")), days=st.sampled_from((0.5, 1, 2, 2.5, 3, 5, 7.9, 8, 30, 365.25)),
+       n=st.integers(1, 5))
+def test_spaced_and_clustered_min_at_every_edge_equal_the_reference(rows, kind, days, n):
+    # two rules on the same rows (E11) count apart; I21 rows reach `S` through a plain rule
+    program = Program(endpoints=(EndpointPlan(name="S", rules=(
+        _rule("E11", min_events=n, spacing=kind, spacing_days=days),
+        _rule("E1", index=1, min_events=max(n - 1, 1), spacing="within" if kind == "apart" else "apart",
+              spacing_days=days),
+        _rule("I21", index=2))),))
+    _cases(program, _dated(rows), _people("P1", "P2", "P3"), "S")
+
+
+def _first_dates_program(when) -> Program:
+    return Program(endpoints=(
+        EndpointPlan(name="A", rules=(_rule("I21"),)),
+        EndpointPlan(name="B", rules=(_rule("I50"),), when=when),
+        # the same `when` on a counted rule: its rows are counted after A's level
+        EndpointPlan(name="M", rules=(_rule("I50", min_events=2),), when=when),
+    ))
+
+
+def test_when_reads_the_first_date_of_another_endpoint():
+    # within 365.25 days after A: A.date <= date <= A.date + 365.25
+    within = Relation(subject=EventField(name="date"), relation="within_after",
+                      anchor=FirstDate(endpoint="A"), window=Duration(days=365.25))
+    events = _dated([
+        # P1: A's first event is the one of the smallest AGE (day 10, not day 0)
+        ("P1", "I21", 50.0, 0), ("P1", "I21", 49.0, 10),
+        ("P1", "I50", 51.0, 10), ("P1", "I50", 52.0, 375), ("P1", "I50", 53.0, 376), ("P1", "I50", 48.0, 9),
+        # P2: no A: no window (missing is false); P3: an undated first A event
+        ("P2", "I50", 51.0, 10), ("P3", "I21", 40.0, None), ("P3", "I50", 51.0, 10),
+        ("P3", "I50", 52.0, 11),
+    ])
+    people = _people("P1", "P2", "P3")
+    assert _cases(_first_dates_program(within), events, people, "B") == [("P1", 51.0, 2)]
+    assert _cases(_first_dates_program(within), events, people, "M") == [("P1", 51.0, 2)]
+    # the same as comparisons: date - A.date <= 365 days and date >= A.date
+    spelled = AllOf(args=(Cmp(op="<=", left=Between(later=EventField(name="date"), earlier=FirstDate(endpoint="A")),
+                              right=Duration(days=365)),
+                          Cmp(op=">=", left=EventField(name="date"), right=FirstDate(endpoint="A"))))
+    assert _cases(_first_dates_program(spelled), events, people, "B") == [("P1", 51.0, 2)]
+    # a person term alone: every event of a person who is a case of A
+    assert _cases(_first_dates_program(IsCase(endpoint="A")), events, people, "M") == [
+        ("P1", 48.0, 4), ("P3", 51.0, 2)]
+
+
+def test_dates_shifts_and_constants():
+    # from 2000-01-02 on, and before A.date - 1 week
+    when = AllOf(args=(Cmp(op=">=", left=EventField(name="date"), right=DateConst(value=dt.date(2000, 1, 2))),
+                       Cmp(op="<", left=EventField(name="date"),
+                           right=Shift(date=FirstDate(endpoint="A"), sign=-1, by=Duration(days=7)))))
+    events = _dated([("P1", "I21", 50.0, 20), ("P1", "I50", 40.0, 0), ("P1", "I50", 41.0, 1),
+                     ("P1", "I50", 42.0, 12), ("P1", "I50", 43.0, 13), ("P1", "I50", 44.0, None)])
+    assert _cases(_first_dates_program(when), events, _people("P1"), "B") == [("P1", 41.0, 2)]
+
+
+def test_require_reads_the_endpoints_own_candidate_events():
+    program = Program(endpoints=(
+        EndpointPlan(name="A", rules=(_rule("I21"),)),
+        # two events or more of its own (after when), and no A before its first event
+        EndpointPlan(name="E", rules=(_rule("I50"),), when=Cmp(op=">", left=EventField(name="age"),
+                                                               right=Const(value=30)),
+                     require=AllOf(args=(
+                         Cmp(op=">=", left=Count(endpoint="E"), right=Const(value=2)),
+                         Negate(arg=Relation(subject=FirstDate(endpoint="A"), relation="before",
+                                             anchor=FirstDate(endpoint="E"))))),
+                     sex="female"),
+        EndpointPlan(name="F", includes=("E",)),
+    ))
+    events = _dated([
+        ("P1", "I50", 40.0, 5), ("P1", "I50", 41.0, 6), ("P1", "I21", 42.0, 5),  # A on the same day: not before
+        ("P2", "I50", 40.0, 5), ("P2", "I50", 20.0, 6),  # one event after `when`
+        ("P3", "I50", 40.0, 5), ("P3", "I50", 41.0, 6), ("P3", "I21", 42.0, 4),  # A a day before
+        ("P4", "I50", 40.0, 5), ("P4", "I50", 41.0, None),  # no A: `A before E` is false
+    ])
+    people = pl.concat([_people("P1", "P2", "P3", "P4"), _people("P5", sex="male")])
+    assert _cases(program, events, people, "E") == [("P1", 40.0, 2), ("P4", 40.0, 2)]
+    assert _cases(program, events, people, "F") == [("P1", 40.0, 2), ("P4", 40.0, 2)]
+
+
+_WINDOWS = st.sampled_from((0.0, 0.5, 1.0, 2.0, 2.5, 3.0, 8.0, 30.0, 30.4375))
+_RELATIONS = st.sampled_from(("within_after", "within_before", "after", "before"))
+
+
+def _relation(subject, relation: str, anchor, days: float) -> Relation:
+    return Relation(subject=subject, relation=relation, anchor=anchor,
+                    window=Duration(days=days) if relation.startswith("within") else None)
+
+
+@st.composite
+def _time_conditions(draw, subject, anchors):
+    """A relation, a shifted comparison or a day difference of `subject` and an anchor."""
+    anchor = draw(st.sampled_from(anchors))
+    days = draw(_WINDOWS)
+    shifted = Shift(date=anchor, sign=draw(st.sampled_from((1, -1))), by=Duration(days=days))
+    op = draw(st.sampled_from(("<", "<=", ">", ">=", "==", "!=")))
+    return draw(st.sampled_from((
+        _relation(subject, draw(_RELATIONS), anchor, days),
+        Cmp(op=op, left=subject, right=shifted),
+        Cmp(op=op, left=Between(later=subject, earlier=anchor), right=Duration(days=days)),
+    )))
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.tuples(st.sampled_from(("P1", "P2", "P3")), st.sampled_from(("I21", "I50", "I50")),
+                               st.sampled_from((40.0, 41.0)), _OFFSETS), max_size=25),
+       when=_time_conditions(EventField(name="date"), (FirstDate(endpoint="A"), DateConst(value=D0))),
+       require=_time_conditions(FirstDate(endpoint="R"), (FirstDate(endpoint="A"),)))
+def test_time_windows_at_every_edge_equal_the_reference(rows, when, require):
+    # `when` on plain and counted rules, and an endpoint's own first date against A's in
+    # its `require`; ages tie, so that the first event is the earliest day among them
+    program = Program(endpoints=(
+        EndpointPlan(name="A", rules=(_rule("I21"),)),
+        EndpointPlan(name="E", rules=(_rule("I50"),), when=when),
+        EndpointPlan(name="M", rules=(_rule("I50", min_events=2),), when=when),
+        EndpointPlan(name="R", rules=(_rule("I50"),), includes=("E",), require=require),
+    ))
+    _cases(program, _dated(rows), _people("P1", "P2", "P3"), "E")

@@ -2,36 +2,40 @@
 
 Input: a typed condition of the plan (`when`, `require`, controls) and where its operands
 are read (`Operands`); output: one Boolean expression, over event rows for `when`
-(`when_filter`) or over people for `require` and controls (`person_condition`).
+(`when_filter`) or over people for `require` and controls (`person_condition`). Facts
+about endpoints (`X`, `X.count`, `X.age`, `X.year`, `X.date`) are columns that
+`with_facts` joins to the rows by person first, in `when` as in `require`.
 
-The plan's conditions are typed (every node is a number or a truth value, and each node
-type reads operands of one type), so each node type has one translation per value type
-and no value is ever converted to the other type. Nodes are built bottom-up over
-`plan.walk`, so deep nesting cannot exhaust the stack.
+The plan's conditions are typed (every node is a number, a truth value, a date or a
+duration, and each node type reads operands of given types), so each node type has one
+translation per value type and no value is ever converted to another type. Dates are day
+numbers and durations days, both as f64: a window edge such as `X.date + 1 year` (365.25
+days after) is then compared exactly, as the reference engine does. Nodes are built
+bottom-up over `plan.walk`, so deep nesting cannot exhaust the stack.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import polars as pl
 
 from ..plan import (
-    NUMBER, TRUTH, AllOf, AnyOf, Cmp, Const, Count, EndpointFact, EventField, FirstAge, FirstYear, IsCase,
-    Negate, Program, children, cond_endpoints, walk,
+    DATE, DURATION, NUMBER, TRUTH, AllOf, AnyOf, Between, Cmp, Const, Count, DateConst, Duration, EndpointFact,
+    EventField, FirstAge, FirstDate, FirstYear, IsCase, Negate, Program, Relation, Shift, children,
+    cond_endpoints, walk,
 )
-from .columns import CASES_SCHEMA
+from .columns import CASES_SCHEMA, order_day
 
-__all__ = ["Operands", "EVENT_OPERANDS", "truth", "when_filter", "person_condition"]
+__all__ = ["Operands", "EVENT_OPERANDS", "When", "truth", "when_filter", "with_facts", "person_condition"]
 
 
 @dataclass(frozen=True)
 class Operands:
     """Where a condition reads its operands: event fields (in `when`) from columns of the
-    event rows, endpoint facts (in `require` and controls) from columns of a person's
-    cases of other endpoints. The plan keeps each kind to its place; the reader of the
-    other kind is missing."""
+    event rows, endpoint facts from the columns `with_facts` joins. The plan keeps event
+    fields to `when`; a reader that is missing is a reader of a place the plan forbids."""
 
     field: Callable[[str], pl.Expr] | None = None
     endpoint: Callable[[str, str], pl.Expr] | None = None
@@ -43,8 +47,8 @@ class Operands:
 
     def read_fact(self, node: EndpointFact, fact: str) -> pl.Expr:
         if self.endpoint is None:
-            raise ValueError(f"{type(node).__name__} of {node.endpoint} is a fact about an endpoint: "
-                             "`when` cannot read it")
+            raise ValueError(f"{type(node).__name__} of {node.endpoint} is a fact about an endpoint, "
+                             "and these operands read none")
         return self.endpoint(node.endpoint, fact)
 
 
@@ -61,13 +65,33 @@ _COMPARE = {
     ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
 }
 
+
+def _shift(node, operands, args) -> pl.Expr:
+    date, by = args
+    return date + by if node.sign == 1 else date - by
+
+
+def _field(node, operands, args) -> pl.Expr:
+    return operands.read_field(node).cast(pl.Float64)
+
+
 _BUILDERS: dict[str, dict[type, _Builder]] = {
     NUMBER: {
         Const: lambda node, operands, args: pl.lit(float(node.value), dtype=pl.Float64),
-        EventField: lambda node, operands, args: operands.read_field(node).cast(pl.Float64),
+        EventField: _field,  # age, year
         Count: _fact("count"),
         FirstAge: _fact("age"),
         FirstYear: _fact("year"),
+    },
+    DATE: {
+        DateConst: lambda node, operands, args: pl.lit(node.value, dtype=pl.Date).cast(pl.Int32).cast(pl.Float64),
+        EventField: _field,  # date
+        FirstDate: _fact("date"),
+        Shift: _shift,
+    },
+    DURATION: {
+        Duration: lambda node, operands, args: pl.lit(float(node.days), dtype=pl.Float64),
+        Between: lambda node, operands, args: args[0] - args[1],
     },
     TRUTH: {
         EventField: lambda node, operands, args: operands.read_field(node),  # emergency
@@ -76,6 +100,8 @@ _BUILDERS: dict[str, dict[type, _Builder]] = {
         AllOf: lambda node, operands, args: pl.all_horizontal(args) if args else pl.lit(True),
         AnyOf: lambda node, operands, args: pl.any_horizontal(args) if args else pl.lit(False),
         Negate: lambda node, operands, args: ~args[0],
+        # a relation's operands cannot hold a relation (they are dates): one level deep
+        Relation: lambda node, operands, args: truth(node.meaning, operands),
     },
 }
 
@@ -103,55 +129,81 @@ def truth(cond, operands: Operands) -> pl.Expr:
     return built[id(cond)]
 
 
-_EVENT_COLUMNS = {"age": "AGE", "year": "YEAR", "emergency": "EMERG"}
-EVENT_OPERANDS = Operands(field=lambda name: pl.col(_EVENT_COLUMNS[name]))
+_EVENT_COLUMNS = {"age": pl.col("AGE"), "year": pl.col("YEAR"), "emergency": pl.col("EMERG"),
+                  # a row's own order key holds its day (rows a `when` reads are units of their own)
+                  "date": order_day(pl.col("_ORDER_KEY"))}
+EVENT_OPERANDS = Operands(field=_EVENT_COLUMNS.__getitem__)
 
 
-def when_filter(program: Program, eps: Sequence[int]) -> pl.Expr | None:
-    """One expression applying the `when` of the endpoints at positions `eps` to rows with
-    an EP column (rows of other endpoints pass)."""
+def _fact_columns(index: int) -> dict[str, str]:
+    """The columns holding the facts about endpoint `index` of each person."""
+    return {"case": f"_CASE_{index}", "count": f"_COUNT_{index}", "age": f"_AGE_{index}",
+            "year": f"_YEAR_{index}", "date": f"_DATE_{index}"}
+
+
+def _fact_reader(pos: Mapping[str, int]) -> Callable[[str, str], pl.Expr]:
+    def endpoint(name: str, fact: str) -> pl.Expr:
+        col = pl.col(_fact_columns(pos[name])[fact])
+        return col if fact == "case" else col.cast(pl.Float64)
+    return endpoint
+
+
+@dataclass(frozen=True)
+class When:
+    """The `when` of some endpoints as one filter over rows with an EP column (rows of
+    other endpoints pass), and the positions of the endpoints whose facts it reads (their
+    columns must be joined to the rows first: `with_facts`)."""
+
+    keep: pl.Expr
+    reads: tuple[int, ...] = ()
+
+
+def when_filter(program: Program, eps: Sequence[int], pos: Mapping[str, int]) -> When | None:
+    """The `when` of the endpoints at positions `eps` as one `When`, or None if none has one."""
     groups: dict[str, tuple[object, list[int]]] = {}
+    reads: dict[int, None] = {}
     for i in eps:
         ep = program.endpoints[i]
         if ep.when is None:
             continue
         key = repr(ep.when)
         groups.setdefault(key, (ep.when, []))[1].append(i)
+        reads.update(dict.fromkeys(pos[name] for name in cond_endpoints(ep.when)))
     if not groups:
         return None
+    operands = Operands(field=EVENT_OPERANDS.field, endpoint=_fact_reader(pos))
     chain = None
     for cond, members in groups.values():
         test = pl.col("EP").is_in(members)
-        keep = truth(cond, EVENT_OPERANDS)
+        keep = truth(cond, operands)
         chain = pl.when(test).then(keep) if chain is None else chain.when(test).then(keep)
-    return chain.otherwise(True)
+    return When(chain.otherwise(True), tuple(reads))
 
 
-def _fact_columns(index: int) -> dict[str, str]:
-    """The columns holding the facts about endpoint `index` of each person."""
-    return {"case": f"_CASE_{index}", "count": f"_COUNT_{index}", "age": f"_AGE_{index}",
-            "year": f"_YEAR_{index}"}
-
-
-def person_condition(base: pl.LazyFrame, cond, cases: dict[int, pl.DataFrame],
-                     pos: dict[str, int]) -> tuple[pl.LazyFrame, pl.Expr]:
-    """`base` (with PID) joined with the facts `cond` reads about other endpoints (from
-    their `cases`, CASES_SCHEMA, by endpoint position), and `cond` over those columns."""
-    for name in cond_endpoints(cond):
-        x = pos[name]
+def with_facts(base: pl.LazyFrame, reads: Iterable[int], cases: Mapping[int, pl.DataFrame], *,
+               itself: int | None = None) -> pl.LazyFrame:
+    """`base` (with PID) with the columns of the facts about the endpoints at positions
+    `reads`, from their `cases` (CASES_SCHEMA): a non-case is no case, with count 0 and
+    no age, year or date. The endpoint `itself` reads its own facts from the columns of
+    `base`, which are its candidate cases (CASES_SCHEMA)."""
+    for x in reads:
         c = _fact_columns(x)
+        facts = (pl.lit(True).alias(c["case"]), pl.col("NEVT").alias(c["count"]), pl.col("AGE").alias(c["age"]),
+                 pl.col("YEAR").alias(c["year"]), pl.col("DAY").alias(c["date"]))
+        if x == itself:
+            base = base.with_columns(*facts)
+            continue
         dep = cases.get(x)
         if dep is None:
             dep = pl.DataFrame(schema=CASES_SCHEMA)
-        base = base.join(
-            dep.lazy().select(
-                "PID", pl.lit(True).alias(c["case"]), pl.col("NEVT").alias(c["count"]),
-                pl.col("AGE").alias(c["age"]), pl.col("YEAR").alias(c["year"])),
-            on="PID", how="left",
-        ).with_columns(pl.col(c["case"]).fill_null(False), pl.col(c["count"]).fill_null(0))
+        base = (base.join(dep.lazy().select("PID", *facts), on="PID", how="left")
+                .with_columns(pl.col(c["case"]).fill_null(False), pl.col(c["count"]).fill_null(0)))
+    return base
 
-    def endpoint(name: str, fact: str) -> pl.Expr:
-        col = pl.col(_fact_columns(pos[name])[fact])
-        return col if fact == "case" else col.cast(pl.Float64)
 
-    return base, truth(cond, Operands(endpoint=endpoint))
+def person_condition(base: pl.LazyFrame, cond, cases: Mapping[int, pl.DataFrame], pos: Mapping[str, int], *,
+                     itself: int | None = None) -> tuple[pl.LazyFrame, pl.Expr]:
+    """`base` (with PID) joined with the facts `cond` reads (`with_facts`), and `cond`
+    over those columns."""
+    base = with_facts(base, (pos[name] for name in cond_endpoints(cond)), cases, itself=itself)
+    return base, truth(cond, Operands(endpoint=_fact_reader(pos)))

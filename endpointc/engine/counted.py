@@ -1,17 +1,24 @@
 """Units -> the own rows of counted rules that are kept.
 
-Input: a bucket's units and `Prepared`; output: (UNIT, EP) of the own units of the
-endpoints with a counted rule (`EndpointPlan.counted`: `mode`, `min`, `needs other`), after
-mode, `when`, min and needs-other. Every other endpoint's own units are folded
+Input: a bucket's units, `Prepared`, some endpoints with a counted rule
+(`EndpointPlan.counted`: `mode`, `min`, spaced or clustered `min`, `needs other`) and their
+`when`, with the final cases of the endpoints whose facts it reads; output: (UNIT, EP) of
+those endpoints' own units after mode, `when`, min (`spacing.reaching_spaced` for the
+spaced and clustered ones) and needs-other. Every other endpoint's own units are folded
 (`signatures`), so a row alone decides whether they are kept.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import polars as pl
 
+from .columns import order_day
+from .conditions import When, with_facts
 from .matching import ENGINE
 from .prepare import Prepared
+from .spacing import reaching_spaced
 from .units import code1_per_row
 
 __all__ = ["counted_rows"]
@@ -19,13 +26,21 @@ __all__ = ["counted_rows"]
 _PER_RULE = ["PID", "EP", "RULE"]
 
 
-def counted_rows(prep: Prepared, units: pl.DataFrame) -> pl.DataFrame:
-    rows = units.lazy().join(prep.sigs.counted.lazy(), on="SIG")
+def counted_rows(prep: Prepared, units: pl.DataFrame, members: Sequence[int], when: When | None,
+                 cases: Mapping[int, pl.DataFrame]) -> pl.DataFrame:
+    """The kept own units (UNIT, EP) of the counted endpoints `members`, whose `when` is
+    `when`; `cases`: final cases by position, of the endpoints it reads facts of."""
+    counted = prep.sigs.counted
+    if any(prep.tables.level_counted):  # not every counted endpoint at once
+        counted = counted.filter(pl.col("EP").is_in(list(members)))
+    rows = units.lazy().join(counted.lazy(), on="SIG")
     if prep.uses_mode:
         rows = _mode(prep, rows)
-    if prep.tables.counted_when is not None:
-        rows = rows.filter(prep.tables.counted_when)
-    rows = _min_and_needs_other(prep, rows.select("UNIT", "PID", "EP", "RULE", "N"))
+    if when is not None:
+        rows = with_facts(rows, when.reads, cases).filter(when.keep)
+    spaced = prep.tables.spaced.height > 0
+    rows = _min_and_needs_other(prep, rows.select("UNIT", "PID", "EP", "RULE", "N",
+                                                  *(["_ORDER_KEY"] if spaced else [])))
     rows = rows.select("UNIT", "EP")
     return (rows.unique() if prep.sigs.counted_repeat else rows).collect(engine=ENGINE)
 
@@ -54,18 +69,28 @@ def _mode(prep: Prepared, rows: pl.LazyFrame) -> pl.LazyFrame:
 
 def _min_and_needs_other(prep: Prepared, rows: pl.LazyFrame) -> pl.LazyFrame:
     """The rows of people who pass their rule's min and their endpoint's needs-other."""
-    mins, needs = prep.tables.mins, prep.tables.needs
-    if not (mins.height or needs.height):
+    mins, needs, spaced = prep.tables.mins, prep.tables.needs, prep.tables.spaced
+    if not (mins.height or needs.height or spaced.height):
         return rows
     # only endpoints with a min or needs-other rule are counted here (needs-other looks at
     # every rule of its endpoint); the others pass through untouched
-    counting = sorted(set(mins["EP"]) | set(needs["EP"]))
+    counting = sorted(set(mins["EP"]) | set(needs["EP"]) | set(spaced["EP"]))
     plain = rows.filter(~pl.col("EP").is_in(counting))
     rows = rows.filter(pl.col("EP").is_in(counting))
+    if spaced.height:  # read twice below
+        rows = rows.collect(engine=ENGINE).lazy()
     kept = rows.group_by(*_PER_RULE).agg(pl.col("N").sum().alias("_RULE_ROWS"))
     if mins.height:
         kept = kept.join(mins.lazy(), on=["EP", "RULE"], how="left").filter(
             pl.col("_RULE_ROWS") >= pl.col("_MIN_EVENTS").fill_null(1))
+    if spaced.height:
+        # a spaced rule's units are single rows (see `signatures`): each has its own day
+        dated = (rows.join(spaced.lazy().with_row_index("_SR"), on=["EP", "RULE"])
+                 .select(*_PER_RULE, order_day(pl.col("_ORDER_KEY")).alias("DAY"), "_SR", "_MIN_EVENTS",
+                         "_APART", "_GAP")
+                 .filter(pl.col("DAY").is_not_null()).collect(engine=ENGINE))
+        kept = pl.concat([kept.join(spaced.lazy(), on=["EP", "RULE"], how="anti"),
+                          kept.join(reaching_spaced(dated).lazy(), on=_PER_RULE, how="semi")])
     if needs.height:
         flagged = needs.lazy().with_columns(pl.lit(True).alias("_NEEDS_OTHER"))
         kept = (

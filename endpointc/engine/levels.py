@@ -9,8 +9,9 @@ is not complex its cases (`BucketLevels.fold`); then the complex endpoints are r
 level by level (`BucketLevels.level`) on sets of (endpoint, unit) pairs packed in one u64,
 _EP_UNIT = EP << 32 | UNIT, so that a union is a unique over one integer column;
 (endpoint, person) pairs likewise as _EP_PID = EP << 32 | PID. `require` is checked per
-level for both kinds. Row sets of an endpoint are dropped as soon as no later level
-includes them.
+level for both kinds. The final cases of the endpoints whose facts a `require` or a
+`when` reads are kept for the later levels that read them. Row sets of an endpoint are
+dropped as soon as no later level includes them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 import polars as pl
 
 from .columns import CASE_ROWS_SCHEMA, CASES_SCHEMA, U32, pack, unpack
+from .conditions import with_facts
 from .counted import counted_rows
 from .matching import ENGINE
 from .prepare import Prepared
@@ -100,8 +102,9 @@ class BucketLevels:
         if rowed_simple:
             self.flat_rowed = self.by_level(self.fan_out(sigs.flat.filter(pl.col("EP").is_in(rowed_simple)))
                                             .select("UNIT", "EP").collect(engine=ENGINE))
-        if sigs.counted.height:
-            self.counted = self.by_level(counted_rows(self.prep, self.units))
+        if sigs.counted.height and self.tables.counted_early:
+            self.counted = self.by_level(counted_rows(self.prep, self.units, self.tables.counted_early,
+                                                      self.tables.counted_when, self.cases))
 
     def level(self, lv: int, members: Sequence[int]) -> None:
         """The cases of one level's endpoints, checked against their `require`; then the
@@ -110,6 +113,11 @@ class BucketLevels:
         checks = []
         pairs = _NO_PAIRS
         complex_members = self.tables.level_complex[lv]
+        if late := self.tables.level_counted[lv]:
+            # their `when` reads facts of earlier levels, known now
+            rows = counted_rows(self.prep, self.units, late, self.tables.level_counted_when[lv], self.cases)
+            self.counted[lv] = pl.concat([self.counted.get(lv, _NO_PAIRS),
+                                          rows.select(pack("EP", pl.col("UNIT")).alias("_EP_UNIT"))])
         if complex_members:
             pairs = self.complex_pairs(lv)
             unit = pairs.select(_PAIR_UNIT)["_EP_UNIT"]
@@ -151,8 +159,10 @@ class BucketLevels:
         if when is not None:  # counted rows had theirs in `counted_rows`
             read = read.collect(engine=ENGINE)
             unit = read.select(_PAIR_UNIT)["_EP_UNIT"]
-            read = (read.with_columns(_PAIR_EP.alias("EP"), *(self.fields[c].gather(unit) for c in self.fields.columns))
-                    .lazy().filter(when).select("_EP_UNIT"))
+            read = read.with_columns(_PAIR_EP.alias("EP"), *(self.fields[c].gather(unit) for c in self.fields.columns))
+            if when.reads:
+                read = with_facts(read.with_columns(self.unit_pid.gather(unit)).lazy(), when.reads, self.cases)
+            read = read.lazy().filter(when.keep).select("_EP_UNIT")
         # the parts overlap (one unit can reach an endpoint by several includes)
         return pl.concat([self.counted.get(lv, _NO_PAIRS).lazy(), read]).unique().collect(engine=ENGINE)
 
@@ -203,7 +213,7 @@ class BucketLevels:
                  .agg(pl.col("_ORDER_KEY").min(), pl.col("N").sum().cast(pl.Int64).alias("NEVT"))
                  .select(*unpack("_EP_PID", "EP", "PID"), "_ORDER_KEY", "NEVT")
                  .collect(engine=ENGINE))
-        return decode_first(self.of_endpoint_sex(first), self.decoding).select(list(CASES_SCHEMA))
+        return decode_first(self.of_endpoint_sex(first), self.decoding, day=True).select(list(CASES_SCHEMA))
 
     def of_endpoint_sex(self, first: pl.DataFrame) -> pl.DataFrame:
         """The (EP, PID) rows whose person has a sex the endpoint allows."""
@@ -222,7 +232,7 @@ class BucketLevels:
         return {lv: part for (lv,), part in parts.items()}
 
     def remember(self, summary: pl.DataFrame, among: set[int]) -> None:
-        """Keep the final cases of the endpoints `among` that some `require` reads."""
-        if read := sorted(self.tables.read_by_require & among):
+        """Keep the final cases of the endpoints `among` whose facts some `require` or `when` reads."""
+        if read := sorted(self.tables.read_by_conditions & among):
             self.cases.update({i: part for (i,), part in summary.filter(pl.col("EP").is_in(read))
                                .partition_by("EP", as_dict=True).items()})

@@ -11,15 +11,18 @@ The public entry points; each step is a module of its own (ARCHITECTURE.md, "Eng
   range, `person_buckets`, engine/buckets.py; one bucket = everyone). It joins the events
   to the matched keys once, keeping only matched rows, and folds them into *units*
   (engine/units.py): all rows of one person with one signature become one unit with a row
-  count N and the earliest order key, except rows some `when` can read, which stay units
-  of their own. One fan-out of units through the folded table gives every endpoint that
-  is not complex its first event and NEVT per person. Complex endpoints (a `when`, a
-  counted rule, an include of an impure endpoint) are resolved level by level
-  (engine/levels.py) on (endpoint, unit) pairs packed in one u64, with their counted own
-  rows (engine/counted.py: mode, `when`, min, needs-other) and the case rows of the impure
-  endpoints they include; `require` (engine/require.py) and sex apply per level on the
-  (endpoint, person) case table; controls last (engine/outputs.py). Row sets of an
-  endpoint are dropped as soon as no later level includes them.
+  count N and the earliest order key, except rows some `when` or spaced `min` can read,
+  which stay units of their own. One fan-out of units through the folded table gives
+  every endpoint that is not complex its first event and NEVT per person. Complex
+  endpoints (a `when`, a counted rule, an include of an impure endpoint) are resolved
+  level by level (engine/levels.py) on (endpoint, unit) pairs packed in one u64, with
+  their counted own rows (engine/counted.py: mode, `when`, min, spaced and clustered min
+  (engine/spacing.py), needs-other) and the case rows of the impure endpoints they
+  include; `require` (engine/require.py) and sex apply per level on the (endpoint,
+  person) case table; controls last (engine/outputs.py). The facts about other endpoints
+  that a `when` or `require` reads are joined by person from the final cases of earlier
+  levels (engine/conditions.py). Row sets of an endpoint are dropped as soon as no later
+  level includes them.
 * Cost: the events are read by one grouped pass (distinct keys with row counts, in
   `prepare`, in parts of ten buckets so that its memory does not grow with the registry)
   and, per bucket, one filtered join (single-column `is_in` pre-filters chosen

@@ -8,6 +8,7 @@ per-program constants every bucket reads.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,7 @@ import polars as pl
 from ..diagnostics import Diagnostic, DiagnosticError
 from ..plan import Program, cond_endpoints
 from .columns import U32
-from .conditions import when_filter
+from .conditions import When, when_filter
 from .matching import KeyMapping, match_keys
 from .signatures import ALL_SEXES, SEX_BITS, Signatures, signatures
 
@@ -39,15 +40,26 @@ class ProgramTables:
     # the last level that reads an impure endpoint's case rows (through an include)
     last_use: dict[int, int]
     simple_with_require: tuple[int, ...]  # endpoints with a `require` that are not complex
-    read_by_require: frozenset[int]
+    # endpoints whose facts a `require` or a `when` of another endpoint reads
+    read_by_conditions: frozenset[int]
     # per level: complex members, their includes of carried endpoints (_INCLUDED, EP)
-    # and their `when` as one expression
+    # and their `when` as one filter
     level_complex: tuple[tuple[int, ...], ...]
     level_edges: tuple[pl.DataFrame | None, ...]
-    level_when: tuple[pl.Expr | None, ...]
-    counted_when: pl.Expr | None
+    level_when: tuple[When | None, ...]
+    # counted endpoints whose counted rows are found before the levels (their `when` reads
+    # no endpoint facts) and that `when`; per level, the others (their `when` reads facts
+    # of earlier levels) and theirs
+    counted_early: tuple[int, ...]
+    counted_when: When | None
+    level_counted: tuple[tuple[int, ...], ...]
+    level_counted_when: tuple[When | None, ...]
     mode_rules: pl.DataFrame  # (EP, RULE)
-    mins: pl.DataFrame  # (EP, RULE, _MIN_EVENTS)
+    mins: pl.DataFrame  # (EP, RULE, _MIN_EVENTS) of rules with a plain `min` above 1
+    # (EP, RULE, _MIN_EVENTS, _APART, _GAP) of rules with a spaced (`apart`) or clustered
+    # (`within`) `min`; _GAP is D in whole days: the least day difference of two picks
+    # (ceil D) or the most within one window (floor D), as day differences are whole
+    spaced: pl.DataFrame
     needs: pl.DataFrame  # (EP, RULE)
 
 
@@ -82,6 +94,8 @@ def program_tables(program: Program, sigs: Signatures, levels: tuple[tuple[int, 
         pairs = [(pos[x], i) for i in members for x in eps[i].includes if pos[x] in sigs.carried]
         edges.append(pl.DataFrame(pairs, schema={"_INCLUDED": U32, "EP": U32}, orient="row") if pairs else None)
     counted = [i for i, ep in enumerate(eps) if ep.counted]
+    early = tuple(i for i in counted if not cond_endpoints(eps[i].when))
+    late = [tuple(i for i in members if i in counted and i not in early) for members in levels]
     rules = [(e, r, rule) for e, ep in enumerate(eps) for r, rule in enumerate(ep.rules)]
     return ProgramTables(
         pos=pos,
@@ -91,25 +105,45 @@ def program_tables(program: Program, sigs: Signatures, levels: tuple[tuple[int, 
         last_use=last_use,
         simple_with_require=tuple(i for i, ep in enumerate(eps)
                                   if ep.require is not None and i not in sigs.complex),
-        read_by_require=frozenset(pos[n] for ep in eps for n in cond_endpoints(ep.require)),
+        read_by_conditions=frozenset(pos[n] for ep in eps for n in (*cond_endpoints(ep.require),
+                                                                    *cond_endpoints(ep.when)) if n != ep.name),
         level_complex=level_complex, level_edges=tuple(edges),
-        level_when=tuple(when_filter(program, members) for members in level_complex),
-        counted_when=when_filter(program, counted),
+        level_when=tuple(when_filter(program, members, pos) for members in level_complex),
+        counted_early=early,
+        counted_when=when_filter(program, early, pos),
+        level_counted=tuple(late),
+        level_counted_when=tuple(when_filter(program, members, pos) for members in late),
         mode_rules=pl.DataFrame([(e, r) for e, r, rule in rules if rule.mode],
                                 schema={"EP": U32, "RULE": U32}, orient="row"),
-        mins=pl.DataFrame([(e, r, rule.min_events) for e, r, rule in rules if rule.min_events > 1],
+        mins=pl.DataFrame([(e, r, rule.min_events) for e, r, rule in rules
+                           if rule.min_events > 1 and rule.spacing is None],
                           schema={"EP": U32, "RULE": U32, "_MIN_EVENTS": pl.UInt32}, orient="row"),
+        spaced=pl.DataFrame([(e, r, rule.min_events, rule.spacing == "apart", _whole_days(rule))
+                             for e, r, rule in rules if rule.spacing is not None],
+                            schema={"EP": U32, "RULE": U32, "_MIN_EVENTS": pl.UInt32, "_APART": pl.Boolean,
+                                    "_GAP": pl.Int64}, orient="row"),
         needs=pl.DataFrame([(e, r) for e, r, rule in rules if rule.needs_other],
                            schema={"EP": U32, "RULE": U32}, orient="row"),
     )
 
 
+_MAX_GAP = 2**40  # days: beyond any span of dates, and far from overflowing an i64 key
+
+
+def _whole_days(rule) -> int:
+    """A spaced or clustered `min`'s D as whole days (see `ProgramTables.spaced`)."""
+    days = math.ceil(rule.spacing_days) if rule.spacing == "apart" else math.floor(rule.spacing_days)
+    return min(days, _MAX_GAP)
+
+
 def dependency_levels(program: Program) -> tuple[tuple[int, ...], ...]:
-    """Group endpoints so each one's case-relevant deps (include, require) are in earlier groups."""
+    """Group endpoints so each one's case-relevant deps (include, and the endpoints whose
+    facts its `require` or `when` reads) are in earlier groups; its own facts in `require`
+    are those of its candidate events, read in its own group."""
     pos = {ep.name: i for i, ep in enumerate(program.endpoints)}
     level: dict[int, int] = {}
     for i, ep in enumerate(program.endpoints):
-        deps = [*ep.includes, *cond_endpoints(ep.require)]
+        deps = [d for d in (*ep.includes, *cond_endpoints(ep.require), *cond_endpoints(ep.when)) if d != ep.name]
         level[i] = 1 + max((level[pos[d]] for d in deps), default=-1)
     out: dict[int, list[int]] = {}
     for i, lv in level.items():

@@ -1,7 +1,8 @@
 """Cases -> the cases that satisfy their endpoint's `require`.
 
-Input: (endpoint, person) cases (CASES_SCHEMA) of endpoints with a `require`, and the
-final cases of the endpoints those requires read; output: the cases that satisfy their
+Input: (endpoint, person) cases (CASES_SCHEMA) of endpoints with a `require`, before it
+(the candidate cases, whose facts an endpoint naming itself reads), and the final cases
+of the other endpoints those requires read; output: the cases that satisfy their
 `require`, as lazy frames. Most FinnGen requires are conjunctions of "is a case of X" and
 "is not": those are checked together by one membership test of packed (X, PID) pairs;
 any other condition gets a query of its own (`conditions.person_condition`).
@@ -13,7 +14,7 @@ from collections.abc import Sequence
 
 import polars as pl
 
-from ..plan import AllOf, EndpointPlan, IsCase, Negate, walk
+from ..plan import AllOf, EndpointPlan, IsCase, Negate, cond_endpoints, walk
 from .columns import CASES_SCHEMA, U32, pack
 from .conditions import person_condition
 
@@ -45,7 +46,8 @@ def meeting_require(rows: pl.DataFrame, eps: Sequence[EndpointPlan], cases: dict
     literal: list[tuple[int, int, bool]] = []  # (EP, other endpoint, must be a case)
     other, conjunctions = [], []
     for i in rows["EP"].unique().to_list():
-        lits = case_literals(eps[i].require)
+        # an endpoint's own facts are the columns of its rows, not a membership
+        lits = None if eps[i].name in cond_endpoints(eps[i].require) else case_literals(eps[i].require)
         if lits is None:
             other.append(i)
         else:
@@ -53,7 +55,7 @@ def meeting_require(rows: pl.DataFrame, eps: Sequence[EndpointPlan], cases: dict
             literal.extend((i, pos[name], positive) for name, positive in lits)
     if other:
         for (i,), part in rows.filter(pl.col("EP").is_in(other)).partition_by("EP", as_dict=True).items():
-            frame, cond = person_condition(part.lazy(), eps[i].require, cases, pos)
+            frame, cond = person_condition(part.lazy(), eps[i].require, cases, pos, itself=i)
             out.append(frame.filter(cond).select(list(CASES_SCHEMA)))
     if conjunctions:
         table = pl.DataFrame(literal, schema={"EP": U32, "_OTHER_EP": U32, "_MUST_BE_CASE": pl.Boolean},

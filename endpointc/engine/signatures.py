@@ -19,8 +19,10 @@ to endpoints and to the endpoints that include them. Two facts make that fan-out
 
 A key's behaviour, and so its signature, is: the (endpoint, sex mask) pairs it reaches
 by folded rules and includes, the (endpoint, rule) pairs of counted rules, whether a
-`when` can read its rows (then rows stay single), whether an emergency `when` can, and
-CODE1 when a `mode` rule reads it.
+`when` or a spaced or clustered `min` can read its rows (then rows stay single), whether
+an emergency `when` can, and CODE1 when a `mode` rule reads it. A `when` reading only
+facts about other endpoints (the same for all of a person's rows) keeps its rows single
+all the same, and its endpoint complex: those facts are known only at its level.
 """
 
 from __future__ import annotations
@@ -56,12 +58,13 @@ class Signatures:
     written forms, or None (see `KeyMapping.read_keys`); `flat`: (SIG, EP, MASK) -- rows of
     SIG are case rows of EP for people whose sex bit is in MASK (EP's own rules unless
     EP's rows are counted, plus every folded include); `counted`: (SIG, EP, RULE) for the
-    rules of counted endpoints (`EndpointPlan.counted`: a `mode`, `min` or `needs other`
-    rule; all rules of such an endpoint, since needs-other looks at every one); `code1`: (SIG, CODE1) of signatures
-    some `mode` rule reads. `single`/`emergency`: signatures whose rows a `when` / an
-    emergency `when` can read. `complex`: endpoints evaluated level by level (a counted
-    rule, a `when`, or an include of an impure endpoint); `carried`: impure endpoints
-    some endpoint includes, whose case rows are kept as rows."""
+    rules of counted endpoints (`EndpointPlan.counted`: a `mode`, `min` (spaced,
+    clustered or not) or `needs other` rule; all rules of such an endpoint, since
+    needs-other looks at every one); `code1`: (SIG, CODE1) of signatures some `mode` rule
+    reads. `single`: signatures whose rows a `when` or a spaced or clustered `min` can
+    read; `emergency`: those an emergency `when` can read. `complex`: endpoints evaluated
+    level by level (a counted rule, a `when`, or an include of an impure endpoint);
+    `carried`: impure endpoints some endpoint includes, whose case rows are kept as rows."""
 
     keys: pl.DataFrame
     flat: pl.DataFrame
@@ -122,7 +125,11 @@ def signatures(program: Program, mapping: KeyMapping) -> Signatures:
     def member(eps_: set[int]) -> pl.DataFrame:
         return rules.filter(pl.col("EP").is_in(sorted(eps_))).select("KEYID").unique()
 
-    single_k = member(_closure(program, {i for i, ep in enumerate(eps) if ep.when is not None}))
+    # a spaced or clustered `min` reads each row's day, which a unit of several rows loses
+    spaced = pl.DataFrame([(e, r) for e, ep in enumerate(eps) for r, rule in enumerate(ep.rules)
+                           if rule.spacing is not None], schema={"EP": u32, "RULE": u32}, orient="row")
+    single_k = pl.concat([member(_closure(program, {i for i, ep in enumerate(eps) if ep.when is not None})),
+                          rules.join(spaced, on=["EP", "RULE"], how="semi").select("KEYID")]).unique()
     emergency_k = member(_closure(program, {i for i, ep in enumerate(eps) if ep.uses_emergency}))
     mode_rules = pl.DataFrame([(e, r) for e, ep in enumerate(eps) for r, rule in enumerate(ep.rules) if rule.mode],
                               schema={"EP": u32, "RULE": u32}, orient="row")

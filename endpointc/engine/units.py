@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from ..registry import as_read
-from .columns import pack, unpack
+from .columns import MISSING_PART, order_day, pack, unpack
 from .matching import ENGINE, key_hash
 from .prepare import Prepared
 
@@ -23,7 +23,6 @@ __all__ = ["matched_query", "code1_per_row", "matched_units", "OrderDecoding", "
 
 # A row with a missing INDEX is its own visit: emergency never propagates through null INDEX.
 _EMERGENCY_NULL_INDEX_EQUAL = False
-MISSING_PART = 2**32 - 1  # a missing AGE part or DAY: after every real one (nulls last)
 _MAX_HUNDREDTHS = 2**22  # widest AGE range (in hundredths) decoded by a table, not a rank
 _MAX_DAYS = 2**20  # widest DAY range (about 2,900 years) decoded by a table of years
 
@@ -184,10 +183,10 @@ def years_by_day(matched: pl.DataFrame) -> tuple[int, pl.Series | None]:
                  .cast(pl.Date).dt.year().cast(pl.Int32))
 
 
-def decode_first(first: pl.DataFrame, decoding: OrderDecoding) -> pl.DataFrame:
-    """AGE and YEAR of the earliest event from its order key _ORDER_KEY."""
-    part, day = pl.col("_ORDER_KEY") // 2**32, pl.col("_ORDER_KEY") % 2**32
-    days = pl.when(day == MISSING_PART).then(None).otherwise(day.cast(pl.Int64) - 2**31)
+def decode_first(first: pl.DataFrame, decoding: OrderDecoding, *, day: bool = False) -> pl.DataFrame:
+    """AGE and YEAR (and with `day`, DAY) of the earliest event from its order key _ORDER_KEY."""
+    part = pl.col("_ORDER_KEY") // 2**32
+    days = order_day(pl.col("_ORDER_KEY"))
     if decoding.years is None:
         year = days.cast(pl.Int32).cast(pl.Date).dt.year().cast(pl.Int32)
     else:
@@ -195,4 +194,5 @@ def decode_first(first: pl.DataFrame, decoding: OrderDecoding) -> pl.DataFrame:
     return first.with_columns(
         pl.lit(decoding.ages).gather(pl.when(part == MISSING_PART).then(None).otherwise(part - 1)).alias("AGE"),
         year.alias("YEAR"),
+        *([days.cast(pl.Int32).alias("DAY")] if day else []),
     )
