@@ -12,8 +12,14 @@ person-level filter, so its place does not change any count):
 - ``population``; ``sex <female|male>`` (people of the allowed sex);
 - per rule (one registry source each), among people of the allowed sex: people with at
   least one event selected by the rule's patterns alone; after its ``except``/``main``/
-  ``with atc``/``mode``; after ``when``; after ``min``/``needs other``;
+  ``with atc``/``mode``; after each time relation of ``when`` in turn (a conjunct, or all
+  of ``when``, relating the event's date to another endpoint's first date: ``after within
+  1 year after I9_MI``, ``after date - I9_MI.date <= 30 days``); after ``when`` (unless it
+  is all relations); after ``min``/``needs other``; after the spacing or clustering of a
+  ``min`` (``after min 2 apart 30 days``);
 - ``all rules``: people with an own event left (the union of the rules; only with rules);
+- where ``when`` has time relations, the included endpoints' case events as they pass
+  the same ``when`` steps (``include I9_HEARTFAIL: after within 1 year after I9_MI``);
 - ``include``: people with an event once included endpoints' case events are added;
 - ``require``; ``cases`` (the engine's N_CASES).
 
@@ -24,17 +30,20 @@ cases), then after sex and each ``controls exclude`` endpoint and ``controls req
 N_ADDED_BACK is, for a filtering step, the number of people who would be added (cases, or
 controls) if that one step alone were removed; it is empty for steps that do not filter.
 `when` is one filter of the whole endpoint, so each rule's `when` row shows the same
-number: the cases gained by removing `when` from the endpoint.
+number: the cases gained by removing `when` from the endpoint (for a relation's row, that
+relation alone from the conjunction). Removing a `min` removes its spacing with it;
+removing the spacing alone leaves the plain `min N`.
 
 Counts from 1 to 4 are masked as ``<5`` by default (`mask_threshold=None` turns it off),
 and with them the counts that would give one away (``masked``, see `masking`), given
 what the steps imply: cases + controls before control rules = population; among people of
 the allowed sex, cases + controls after sex = the people of that sex; each control step
 loses at least its N_ADDED_BACK people and the last one exactly those; `require` removes
-its N_ADDED_BACK from the count before it; the `when` rows share one N_ADDED_BACK; steps
-of one rule, and everything after sex, only go down; a step equal to the cases by
-construction (the last step of a lone rule, `all rules` or `include` without `require`,
-`controls` and its step before) is the same number.
+its N_ADDED_BACK from the count before it; the `when` rows share one N_ADDED_BACK, and so
+do those of one relation; steps of one rule, the included events' steps, and everything
+after sex, only go down; a step equal to the cases by construction (the last step of a
+lone rule, `all rules` or `include` without `require`, `controls` and its step before) is
+the same number.
 
 >>> table = attrition(program, events, people, endpoint="E4_DM2")   # doctest: +SKIP
 """
@@ -47,8 +56,11 @@ from pathlib import Path
 
 import polars as pl
 
+from .describe import duration_text
 from .engine.polars import evaluate
-from .plan import Branch, EndpointPlan, Program, RulePlan
+from .explain import format_cond
+from .plan import (AllOf, Branch, Cmp, Cond, EndpointFact, EndpointPlan, FirstDate, Program, RulePlan, walk,
+                   Relation as TimeRelation)
 from .masking import MASK_THRESHOLD, Relation, mask_table
 from .results import write_text_atomic
 
@@ -104,7 +116,9 @@ def attrition_counts(program: Program, events: pl.LazyFrame, people: pl.LazyFram
         while name in taken:  # a real endpoint could carry the same name
             name += "_"
         taken.add(name)
-        variants[name] = plan.model_copy(update={"name": name})
+        # the endpoint's own facts in `require` are those of the variant's own events
+        require = _renamed(plan.require, ep.name, name)
+        variants[name] = plan.model_copy(update={"name": name, "require": require})
         return name
 
     bare = ep.model_copy(update={"includes": (), "require": None, "control_exclude": (),
@@ -139,10 +153,39 @@ def attrition_counts(program: Program, events: pl.LazyFrame, people: pl.LazyFram
     without_when = variant("without_when", ep.model_copy(update={"when": None})) if ep.when is not None else None
     with_when = {r.index: variant(f"r{r.index + 1}_when", bare.model_copy(update={"rules": (_loose(r),)}))
                  for r in ep.rules}
-    after_min = {r.index: variant(f"r{r.index + 1}_min",
-                                  bare.model_copy(update={"rules": (r.model_copy(update={"needs_other": False}),)}))
-                 if r.min_events > 1 else with_when[r.index] for r in ep.rules}
+
+    def rule_alone(rule: RulePlan, suffix: str, **update) -> str:
+        """The rule alone up to its `min` (not `needs other`, which reads the others)."""
+        alone = rule.model_copy(update={"needs_other": False, **update})
+        return variant(f"r{rule.index + 1}_{suffix}", bare.model_copy(update={"rules": (alone,)}))
+
+    after_min = {r.index: rule_alone(r, "min") if r.min_events > 1 or r.spacing is not None else with_when[r.index]
+                 for r in ep.rules}
+    # The time relations of `when` (its conjuncts, or `when` itself, that relate an event's
+    # date to another endpoint's first date) are steps of their own, one after the other
+    # before the rest of `when`; a `when` of relations only has no further step.
+    conjuncts = list(ep.when.args) if isinstance(ep.when, AllOf) else [ep.when] if ep.when is not None else []
+    relations_of_when = [c for c in conjuncts if _is_time_relation(c)]
+    without_relation = [variant(f"without_relation_{k}", ep.model_copy(update={"when": _conjunction(
+        [c for c in conjuncts if c is not relation])})) for k, relation in enumerate(relations_of_when, start=1)]
+    relation_rows: list[list[int]] = [[] for _ in relations_of_when]
     when_rows: list[int] = []
+
+    def when_steps(label: str, number: int | None, selection: EndpointPlan, suffix: str, whole: str) -> list[int]:
+        """Rows of `when` filtering what `selection` selects: each relation in turn, then
+        all of `when` (the variant `whole`)."""
+        steps = []
+        for k, lifted in enumerate(without_relation):
+            so_far = variant(f"{suffix}_relation_{k + 1}",
+                             selection.model_copy(update={"when": _conjunction(relations_of_when[: k + 1])}))
+            steps.append(add(_Row("cases", number, f"{label}: after {format_cond(relations_of_when[k])}",
+                                  case(so_far), _gained(lifted, full))))
+            relation_rows[k].append(steps[-1])
+        if ep.when is not None and len(relations_of_when) < len(conjuncts):
+            steps.append(add(_Row("cases", number, f"{label}: after when", case(whole), _gained(without_when, full))))
+            when_rows.append(steps[-1])
+        return steps
+
     rule_ends: list[int] = []
     for rule in ep.rules:
         number = rule.index + 1
@@ -156,28 +199,35 @@ def attrition_counts(program: Program, events: pl.LazyFrame, people: pl.LazyFram
             lifted = variant(f"r{number}_without_except", _replace_rule(ep, _stripped(rule)))
             steps.append(add(_Row("cases", number, f"{label}: after {', '.join(options)}", case(written),
                                   _gained(lifted, full))))
-        if ep.when is not None:
-            steps.append(add(_Row("cases", number, f"{label}: after when", case(with_when[rule.index]),
-                                  _gained(without_when, full))))
-            when_rows.append(steps[-1])
-        relations += [Relation.no_more_than([n(later)], n(earlier)) for earlier, later in zip(steps, steps[1:])]
+        steps += when_steps(label, number, bare.model_copy(update={"rules": (alone,)}), f"r{number}",
+                            with_when[rule.index])
+
+        def kept(name: str) -> pl.Expr:
+            """People the rule keeps, its `min` judged by the variant `name`."""
+            if not rule.needs_other:
+                return _case_flag(name)
+            others = [_case_flag(after_min[o.index]) for o in ep.rules if o.index != rule.index]
+            return _case_flag(name) & pl.any_horizontal(others) if others else pl.lit(False)
+
         if rule.min_events > 1 or rule.needs_other:
-            kept = _case_flag(after_min[rule.index])
-            if rule.needs_other:
-                others = [_case_flag(after_min[o.index]) for o in ep.rules if o.index != rule.index]
-                kept = kept & pl.any_horizontal(others) if others else pl.lit(False)
+            plain = after_min[rule.index] if rule.spacing is None else rule_alone(rule, "plain_min", spacing=None,
+                                                                                    spacing_days=None)
             words = [f"min {rule.min_events}"] if rule.min_events > 1 else []
             words += ["needs other"] if rule.needs_other else []
-            lifted = variant(f"r{number}_without_min",
-                             _replace_rule(ep, rule.model_copy(update={"min_events": 1, "needs_other": False})))
-            steps.append(add(_Row("cases", number, f"{label}: after {', '.join(words)}", kept.sum(),
+            lifted = variant(f"r{number}_without_min", _replace_rule(ep, _loose(rule)))
+            steps.append(add(_Row("cases", number, f"{label}: after {', '.join(words)}", kept(plain).sum(),
                                   _gained(lifted, full))))
-            relations.append(Relation.no_more_than([n(steps[-1])], n(steps[-2])))
+        if rule.spacing is not None:
+            lifted = variant(f"r{number}_without_spacing",
+                             _replace_rule(ep, rule.model_copy(update={"spacing": None, "spacing_days": None})))
+            words = f"min {rule.min_events} {rule.spacing} {duration_text(rule.spacing_days)}"
+            steps.append(add(_Row("cases", number, f"{label}: after {words}", kept(after_min[rule.index]).sum(),
+                                  _gained(lifted, full))))
+        relations += [Relation.no_more_than([n(later)], n(earlier)) for earlier, later in zip(steps, steps[1:])]
         # the pattern row alone is the whole rule only if stripping its options changed nothing
         whole = len(steps) > 1 or _stripped(alone) == alone
         if len(ep.rules) == 1 and not rule.needs_other and whole:
             rule_ends.append(steps[-1])
-    relations += [Relation.equal(added(when_rows[0]), added(other)) for other in when_rows[1:]]
 
     before_require = None
     if ep.rules:
@@ -185,12 +235,23 @@ def attrition_counts(program: Program, events: pl.LazyFrame, people: pl.LazyFram
         before_require = add(_Row("cases", None, "all rules", case(own)))
         relations += [Relation.equal(n(end), n(before_require)) for end in rule_ends]
     if ep.includes:
+        label = f"include {', '.join(ep.includes)}"
+        steps = []
+        if relations_of_when:
+            # The included case events as `when` filters them, as for a rule.
+            selection = bare.model_copy(update={"rules": (), "includes": ep.includes})
+            steps.append(add(_Row("cases", None, f"{label}: case events",
+                                  case(variant("included_events", selection.model_copy(update={"when": None}))))))
+            steps += when_steps(label, None, selection, "included", variant("included_when", selection))
+            relations += [Relation.no_more_than([n(later)], n(earlier)) for earlier, later in zip(steps, steps[1:])]
         included = variant("included", ep.model_copy(update={"require": None, "control_exclude": (),
                                                              "control_require": None}))
-        index = add(_Row("cases", None, f"include {', '.join(ep.includes)}", case(included)))
-        if before_require is not None:
-            relations.append(Relation.no_more_than([n(before_require)], n(index)))
+        index = add(_Row("cases", None, label, case(included)))
+        relations += [Relation.no_more_than([n(prior)], n(index)) for prior in (before_require, *steps[-1:])
+                      if prior is not None]
         before_require = index
+    relations += [Relation.equal(added(shared[0]), added(other))
+                  for shared in (when_rows, *relation_rows) for other in shared[1:]]
     cases_row = len(rows) + (1 if ep.require is not None else 0)
     if ep.require is not None:
         lifted = variant("without_require", ep.model_copy(update={"require": None}))
@@ -301,8 +362,35 @@ def _count(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, names: 
 # -- plan rewrites ------------------------------------------------------------------------
 
 def _loose(rule: RulePlan) -> RulePlan:
-    """The rule's event selection only: no `min`, no `needs other`."""
-    return rule.model_copy(update={"min_events": 1, "needs_other": False})
+    """The rule's event selection only: no `min` (nor its spacing), no `needs other`."""
+    return rule.model_copy(update={"min_events": 1, "needs_other": False, "spacing": None, "spacing_days": None})
+
+
+def _is_time_relation(cond: Cond) -> bool:
+    """Whether it relates an event's date to another endpoint's first date: a relation
+    (`within 1 year after X`) or a comparison reading `X.date`."""
+    return isinstance(cond, TimeRelation) or (isinstance(cond, Cmp) and any(isinstance(n, FirstDate)
+                                                                            for n in walk(cond)))
+
+
+def _conjunction(args: list[Cond]) -> Cond | None:
+    return None if not args else args[0] if len(args) == 1 else AllOf(args=tuple(args))
+
+
+def _renamed(cond: Cond | None, old: str, new: str) -> Cond | None:
+    """The condition with its facts about endpoint `old` read from endpoint `new`."""
+    if cond is None or not any(isinstance(n, EndpointFact) and n.endpoint == old for n in walk(cond)):
+        return cond
+    if isinstance(cond, EndpointFact):
+        return cond.model_copy(update={"endpoint": new})
+    update = {}
+    for field in type(cond).model_fields:
+        value = getattr(cond, field)
+        if isinstance(value, tuple):
+            update[field] = tuple(_renamed(v, old, new) for v in value)
+        elif field != "kind" and value is not None and hasattr(value, "value_type"):
+            update[field] = _renamed(value, old, new)
+    return cond.model_copy(update=update)
 
 
 # Column tests that stand for a rule option, and the option as written.

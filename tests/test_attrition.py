@@ -150,6 +150,153 @@ def test_unknown_endpoint(example):
         attrition(program, events.lazy(), people.lazy(), endpoint="NOPE")
 
 
+def _steps(definition: str, events: str, n_people: int, endpoint: str) -> list[tuple]:
+    """(SIDE, RULE, STEP, N_PEOPLE, N_ADDED_BACK) of an endpoint on a tiny table, unmasked."""
+    program, diagnostics = compile_text(definition)
+    assert program is not None, diagnostics
+    people = pl.DataFrame({
+        "FINNGENID": [f"P{i}" for i in range(1, n_people + 1)], "SEX": ["female"] * n_people,
+        "APPROX_BIRTH_DATE": [None] * n_people, "FU_END_AGE": [90.0] * n_people, "DEATH": [0] * n_people,
+    }, schema=PEOPLE_COLUMNS)
+    table = attrition(program, parse_table(events, EVENT_COLUMNS, fill=True).lazy(), people.lazy(),
+                      endpoint=endpoint, mask_threshold=None)
+    return table.select("SIDE", "RULE", "STEP", "N_PEOPLE", "N_ADDED_BACK").rows()
+
+
+SPACED = """
+endpoint A {
+  hospital min 2 apart 30 days icd10 E11
+  purchase min 3 within 1 year needs other atc A10
+}
+"""
+SPACED_EVENTS = """
+FINNGENID SOURCE EVENT_AGE APPROX_EVENT_DAY CODE1   ICDVER
+P1        INPAT  40.0      2000-01-01       E11     10
+P1        INPAT  40.1      2000-01-31       E11     10
+P2        INPAT  40.0      2000-01-01       E11     10
+P2        INPAT  40.1      2000-01-30       E11     10
+P3        INPAT  40.0      2000-01-01       E11     10
+P4        INPAT  40.0      2000-01-01       E11     10
+P4        INPAT  41.0      NA               E11     10
+P5        INPAT  40.0      2000-01-01       E11     10
+P5        INPAT  40.1      2000-02-15       E11     10
+P5        PURCH  41.0      2001-01-01       A10BA02 NA
+P5        PURCH  41.4      2001-06-01       A10BA02 NA
+P5        PURCH  42.0      2001-12-31       A10BA02 NA
+P6        INPAT  40.0      2000-01-01       E11     10
+P6        INPAT  40.1      2000-01-31       E11     10
+P6        PURCH  41.0      2001-01-01       A10BA02 NA
+P6        PURCH  41.4      2001-06-01       A10BA02 NA
+P6        PURCH  42.0      2002-01-02       A10BA02 NA
+P7        PURCH  41.0      2001-01-01       A10BA02 NA
+P7        PURCH  41.4      2001-06-01       A10BA02 NA
+P7        PURCH  42.0      2001-12-31       A10BA02 NA
+P8        INPAT  40.0      2000-01-01       E11     10
+P8        PURCH  41.0      2001-01-01       A10BA02 NA
+P8        PURCH  41.4      2001-06-01       A10BA02 NA
+P8        PURCH  42.0      2002-01-02       A10BA02 NA
+"""
+# P1: 30 days apart; P2: 29 days; P3: one event; P4: one dated event; P5: both rules (45
+# days apart, three purchases in 365 days); P6: purchases over 366 days, a case by rule 1;
+# P7: purchases alone (needs other); P8: purchases over 366 days and one hospital event.
+# Cases: P1, P5, P6.
+SPACED_EXPECTED = [
+    ("cases", None, "population", 8, None),
+    ("cases", 1, "rule 1 (hospital): events by pattern", 7, None),              # all but P7
+    ("cases", 1, "rule 1 (hospital): after min 2", 5, 4),                        # P1 P2 P4 P5 P6; min 1: +P2 P3 P4 P8
+    ("cases", 1, "rule 1 (hospital): after min 2 apart 30 days", 3, 2),          # P1 P5 P6; plain min 2: +P2 P4
+    ("cases", 2, "rule 2 (purchase): events by pattern", 4, None),               # P5 P6 P7 P8
+    ("cases", 2, "rule 2 (purchase): after min 3, needs other", 2, 2),           # P5 P6; min 1: +P7 P8
+    ("cases", 2, "rule 2 (purchase): after min 3 within 1 year", 1, 0),          # P5; plain min 3: P6 already
+    ("cases", None, "all rules", 3, None),
+    ("cases", None, "cases", 3, None),
+    ("controls", None, "controls before control rules", 5, None),
+    ("controls", None, "controls", 5, None),
+]
+
+
+def test_spaced_and_clustered_min_are_steps():
+    assert _steps(SPACED, SPACED_EVENTS, 8, "A") == SPACED_EXPECTED
+
+
+RELATED = """
+endpoint MI { hospital icd10 I21 }
+endpoint AF { hospital icd10 I48 }
+endpoint HF { hospital icd10 I50 }
+endpoint A {
+  hospital icd10 I50
+  when within 1 year after MI and age < 70 and before AF
+}
+endpoint B {
+  include HF
+  when within 1 year after MI
+}
+"""
+RELATED_EVENTS = """
+FINNGENID SOURCE EVENT_AGE APPROX_EVENT_DAY CODE1 ICDVER
+P1        INPAT  50.0      2000-01-01       I21   10
+P1        INPAT  55.0      2005-01-01       I48   10
+P1        INPAT  50.4      2000-06-01       I50   10
+P2        INPAT  50.0      2000-01-01       I21   10
+P2        INPAT  55.0      2005-01-01       I48   10
+P2        INPAT  52.0      2002-01-01       I50   10
+P3        INPAT  50.0      2000-01-01       I21   10
+P3        INPAT  50.2      2000-03-01       I48   10
+P3        INPAT  50.4      2000-06-01       I50   10
+P4        INPAT  70.0      2000-01-01       I21   10
+P4        INPAT  75.0      2005-01-01       I48   10
+P4        INPAT  70.4      2000-06-01       I50   10
+P5        INPAT  50.4      2000-06-01       I50   10
+P6        INPAT  50.0      2000-01-01       I21   10
+"""
+# P1: every condition holds; P2: heart failure two years after MI; P3: after AF; P4: at 70;
+# P5: no MI and no AF; P6: MI only.
+RELATED_EXPECTED = {
+    "A": [
+        ("cases", None, "population", 6, None),
+        ("cases", 1, "rule 1 (hospital): events by pattern", 5, None),
+        ("cases", 1, "rule 1 (hospital): after within 1 year after MI", 3, 1),   # P1 P3 P4; without it: +P2
+        ("cases", 1, "rule 1 (hospital): after before AF", 2, 1),                 # P1 P4; without it: +P3
+        ("cases", 1, "rule 1 (hospital): after when", 1, 4),                      # P1; without when: +P2 P3 P4 P5
+        ("cases", None, "all rules", 1, None),
+        ("cases", None, "cases", 1, None),
+        ("controls", None, "controls before control rules", 5, None),
+        ("controls", None, "controls", 5, None),
+    ],
+    # a `when` that is one relation: its row is the `when` row
+    "B": [
+        ("cases", None, "population", 6, None),
+        ("cases", None, "include HF: case events", 5, None),
+        ("cases", None, "include HF: after within 1 year after MI", 3, 2),         # P1 P3 P4; without it: +P2 P5
+        ("cases", None, "include HF", 3, None),
+        ("cases", None, "cases", 3, None),
+        ("controls", None, "controls before control rules", 3, None),
+        ("controls", None, "controls", 3, None),
+    ],
+}
+
+
+@pytest.mark.parametrize("endpoint", ["A", "B"])
+def test_time_relations_of_when_are_steps(endpoint):
+    assert _steps(RELATED, RELATED_EVENTS, 6, endpoint) == RELATED_EXPECTED[endpoint]
+
+
+def test_own_facts_in_require_follow_each_variant():
+    # Without `when`, P2's events at 39 and 41 make X.count 2: P2 is added back.
+    definition = "endpoint X {\n  hospital icd10 I21\n  when age >= 40\n  require X.count >= 2\n}"
+    events = """
+FINNGENID SOURCE EVENT_AGE CODE1 ICDVER
+P1        INPAT  39.0      I21   10
+P1        INPAT  41.0      I21   10
+P1        INPAT  42.0      I21   10
+P2        INPAT  39.0      I21   10
+P2        INPAT  41.0      I21   10
+"""
+    steps = {step: (people, back) for _, _, step, people, back in _steps(definition, events, 2, "X")}
+    assert steps["rule 1 (hospital): after when"] == (2, 1)
+    assert steps["require"] == (1, 1)
+
+
 CASE_FILES = sorted(SPEC.glob("*/*.case"))
 
 

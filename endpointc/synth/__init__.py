@@ -14,7 +14,7 @@ Program, definition paths, or hand-made `Recipe`s) give every endpoint cases;
 """
 
 from .generate import (BLOCK_PEOPLE, EVENT_SCHEMA, PEOPLE_SCHEMA, generate, write_registry)
-from .recipes import Alternative, Recipe, Rule, case_recipes
+from .recipes import Alternative, Recipe, Relative, Rule, case_recipes
 from .sampler import sample_code, sample_codes
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "Recipe",
     "Rule",
     "Alternative",
+    "Relative",
     "case_recipes",
     "sample_code",
     "sample_codes",

@@ -4,17 +4,23 @@ Planning (once): each recipe's rules are flattened into *options*, one per (alte
 SOURCE, code system), with the calendar years in which such a row can exist and a small
 pool of sampled rows whose codes match the alternative's regexes (and none of its
 `except` regexes). Per block (vectorised): a prevalence share of eligible people become
-cases; each gets events of one rule (at least its `min`), placed in an option's register
-and era, inside the endpoint's age and year windows and the person's follow-up.
+cases; each gets events of one rule (at least its `min`, spaced or clustered as it says),
+placed in an option's register and era, inside the endpoint's age, year and calendar-day
+windows and the person's follow-up. Where a recipe places its events relative to another
+endpoint's first event, the person first gets that endpoint's events, the first of them on
+an anchor day, and the events are placed in the window relative to that day.
 
 Noise that must *not* make anyone a case is added on purpose, so engines are tested on
-the hard paths too: rows with `except` codes, people one event short of `min N`, and
-people with only a `needs other` rule's events.
+the hard paths too: rows with `except` codes, people one event short of `min N`, people
+with only a `needs other` rule's events, people with `min N` events spaced or clustered
+one day short of what the rule asks, and people with everything a case has but with the
+events one day outside the relation or calendar window.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import re
 from dataclasses import dataclass, field, replace
@@ -22,8 +28,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from . import codes as C
-from .background import DAYS_PER_YEAR, People, Rows, death_visit, ver_id
-from .eras import END_YEAR, icd_version, source_years, year_end_day, year_of, year_start_day
+from .background import DAYS_PER_YEAR, People, Rows, death_visit, ver_id, within
+from .eras import END_YEAR, days_from_epoch, icd_version, source_years, year_end_day, year_of, year_start_day
 from .model import SRC, Model
 from .recipes import Alternative, Recipe
 from .sampler import sample_code
@@ -54,6 +60,12 @@ _BUILTIN_ATC = sorted({a for c in C.CONDITIONS for a in c.atc})
 # Family codes of an option: how its rows are laid out.
 HOSP, DEATH, PRIM, OPER, REIMB, PURCH, CANC = range(7)
 
+# A rule's spacing.
+UNSPACED, APART, WITHIN = range(3)
+_SPACING = {None: UNSPACED, "apart": APART, "within": WITHIN}
+# An unbounded side of a window of days (far beyond any day number, far from overflow).
+_FAR = 10**9
+
 
 @dataclass
 class _Option:
@@ -77,14 +89,21 @@ class RecipePlan:
     rec_prev: np.ndarray
     rec_age: np.ndarray               # (R, 2) day offsets from birth
     rec_years: np.ndarray             # (R, 2)
+    rec_dates: np.ndarray             # (R, 2) day numbers, +-_FAR where unbounded
     rec_emergency: np.ndarray
     rec_prim: list[np.ndarray]
     rec_other: list[np.ndarray]
     rec_also: list[list[int]]
+    rec_anchor: np.ndarray            # recipe placed against, -1 for none
+    rec_subject: np.ndarray           # recipe whose events are placed, -1 for the own
+    rec_feeds: np.ndarray             # its own events are also the subject's (a shared rule)
+    rec_rel: np.ndarray               # (R, 2) days after the anchor day, +-_FAR where unbounded
     # per rule
     rule_recipe: np.ndarray
     rule_min: np.ndarray
     rule_needs_other: np.ndarray
+    rule_spacing: np.ndarray
+    rule_gap: np.ndarray              # whole days: at least this apart, or all within this
     rule_opts: list[np.ndarray]
     # per option
     opt_recipe: np.ndarray
@@ -251,8 +270,10 @@ def _row_sex(family: int, system: str | None, icdver: str | None, row) -> int:
 
 def _options_for(alt: Alternative, recipe: Recipe, r: int, j: int, seed: int) -> list[_Option]:
     out = []
-    y_lo = recipe.year[0] if recipe.year[0] is not None else 0
-    y_hi = recipe.year[1] if recipe.year[1] is not None else END_YEAR
+    # A calendar window leaves a year on each side, for the near misses just outside it.
+    first, last = recipe.dates
+    y_lo = max(recipe.year[0] if recipe.year[0] is not None else 0, first.year - 1 if first else 0)
+    y_hi = min(recipe.year[1] if recipe.year[1] is not None else END_YEAR, last.year + 1 if last else END_YEAR)
     for source in alt.sources:
         family = _family(source)
         if recipe.emergency and family != HOSP and family != OPER:
@@ -312,7 +333,7 @@ def _recipe_group(recipe: Recipe, death_only: bool) -> int:
 def plan_recipes(m: Model, recipes, *, prevalence: float, seed: int) -> RecipePlan:
     names = {rc.endpoint: i for i, rc in enumerate(recipes)}
     opts: list[_Option] = []
-    rule_recipe, rule_min, rule_needs, rule_opts = [], [], [], []
+    rule_recipe, rule_min, rule_needs, rule_opts, rule_spacing, rule_gap = [], [], [], [], [], []
     rec_prim, rec_other, rec_group, unreachable = [], [], [], []
     for r, rc in enumerate(recipes):
         prim, other = [], []
@@ -326,6 +347,10 @@ def plan_recipes(m: Model, recipes, *, prevalence: float, seed: int) -> RecipePl
             rule_recipe.append(r)
             rule_min.append(rule.min_events)
             rule_needs.append(rule.needs_other)
+            rule_spacing.append(_SPACING[rule.spacing])
+            # `apart D` needs whole days >= D between picks; `within D` whole days <= D
+            rule_gap.append(0 if rule.spacing is None else
+                            math.ceil(rule.spacing_days) if rule.spacing == "apart" else math.floor(rule.spacing_days))
             rule_opts.append(mine)
             if len(mine):
                 (other if rule.needs_other else prim).append(j)
@@ -357,18 +382,38 @@ def plan_recipes(m: Model, recipes, *, prevalence: float, seed: int) -> RecipePl
         return ((lo + _AGE_MARGIN_YEARS) * DAYS_PER_YEAR if lo is not None else -1e12,
                 (hi - _AGE_MARGIN_YEARS) * DAYS_PER_YEAR if hi is not None else 1e12)
 
+    def day_window(lo, hi) -> tuple[int, int]:
+        return (-_FAR if lo is None else lo, _FAR if hi is None else hi)
+
+    relatives = [rc.relative if rc.relative is not None and rc.relative.anchor in names
+                 and rc.relative.subject in (None, *names) else None for rc in recipes]
     return RecipePlan(
         recipes=tuple(recipes),
         rec_group=np.array(rec_group, dtype=np.int64),
         rec_prev=np.array([rc.prevalence if rc.prevalence is not None else prevalence for rc in recipes]),
         rec_age=np.array([age_days(rc) for rc in recipes]).reshape(-1, 2),
         rec_years=np.array([(rc.year[0] or 0, rc.year[1] or END_YEAR) for rc in recipes]).reshape(-1, 2),
+        rec_dates=np.array([day_window(*(None if d is None else days_from_epoch(d) for d in rc.dates))
+                            for rc in recipes], dtype=np.int64).reshape(-1, 2),
         rec_emergency=np.array([rc.emergency for rc in recipes]),
         rec_prim=rec_prim, rec_other=rec_other,
-        rec_also=[[names[a] for a in rc.also if a in names] for rc in recipes],
+        # the anchor and the endpoint placed against it are endpoints a case also needs
+        rec_also=[[names[a] for a in dict.fromkeys(
+            (*rc.also, *((rel.anchor, rel.subject) if rel is not None else ()))) if a in names]
+            for rc, rel in zip(recipes, relatives)],
+        rec_anchor=np.array([names[rel.anchor] if rel is not None else -1 for rel in relatives], dtype=np.int64),
+        rec_subject=np.array([names[rel.subject] if rel is not None and rel.subject is not None else -1
+                              for rel in relatives], dtype=np.int64),
+        rec_rel=np.array([day_window(rel.lo, rel.hi) if rel is not None else (-_FAR, _FAR) for rel in relatives],
+                         dtype=np.int64).reshape(-1, 2),
+        rec_feeds=np.array([rel is not None and rel.subject is not None
+                            and bool(set(rc.rules) & set(recipes[names[rel.subject]].rules))
+                            for rc, rel in zip(recipes, relatives)], dtype=bool),
         rule_recipe=np.array(rule_recipe, dtype=np.int64),
         rule_min=np.array(rule_min, dtype=np.int64),
         rule_needs_other=np.array(rule_needs, dtype=bool),
+        rule_spacing=np.array(rule_spacing, dtype=np.int64),
+        rule_gap=np.array(rule_gap, dtype=np.int64),
         rule_opts=rule_opts,
         opt_recipe=np.array([o.recipe for o in opts], dtype=np.int64),
         opt_src=np.array([SRC[o.source] for o in opts], dtype=np.int64),
@@ -406,6 +451,69 @@ def _pick_people(rng, groups: list[np.ndarray], group: np.ndarray, n: np.ndarray
     return owner, person
 
 
+# Kinds of instance (the events of one rule for one person): what its events are for.
+# EXTRA is a case's `needs other` rule until an option is found (it keeps its rule).
+CASE, SHORT, ALONE, EXCEPT, EXTRA, SPACED = range(6)
+# Kinds of group (the instances one person gets for one recipe) besides CASE, SHORT, ALONE
+# and SPACED: everything a case has, with the events one day past the edge of the relation
+# (OUT_REL) or calendar (OUT_DATES) window.
+OUT_REL, OUT_DATES = 6, 7
+# Roles of an instance in its group: events placed against the anchor day (the SUBJECT
+# sets where, SUBJECT2 follow), or the anchor's events, the first of them on that day.
+PLAIN, SUBJECT, SUBJECT2, ANCHOR = range(4)
+
+
+class _Instances(Rows):
+    """Instances being assembled, and their groups."""
+
+    FIELDS = ("person", "rule", "kind", "rec", "group", "role")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.group_rec: list[np.ndarray] = []
+        self.group_kind: list[np.ndarray] = []
+        self.n_groups = 0
+
+    def new_groups(self, rec: np.ndarray, kind: int) -> np.ndarray:
+        self.group_rec.append(rec)
+        self.group_kind.append(np.full(len(rec), kind, dtype=np.int64))
+        self.n_groups += len(rec)
+        return np.arange(self.n_groups - len(rec), self.n_groups, dtype=np.int64)
+
+
+def _noise_counts(rng, wanted: np.ndarray, size: np.ndarray, prevalence: np.ndarray) -> np.ndarray:
+    """Near misses of one kind per recipe or rule. Drawn only where wanted, so that
+    definitions without time constructs get the registry they got before them."""
+    k = np.zeros(len(wanted), dtype=np.int64)
+    k[wanted] = rng.binomial(size[wanted], prevalence[wanted] * _NOISE_SHARE)
+    return k
+
+
+def _add_cases(rng, plan: RecipePlan, inst: _Instances, kind: int, rec: np.ndarray, person: np.ndarray) -> None:
+    """Groups of people who are cases of their recipe, or near misses that lack only a
+    window: the recipe's own events (one primary rule), those of the endpoints it also
+    needs, sometimes plus a `needs other` rule."""
+    group = inst.new_groups(rec, kind)
+    # Own events are placed where they are the subject's: they are, or they feed it (an
+    # endpoint made of `include S` has the rules of S, and its events make S's first date).
+    role = np.where(plan.rec_anchor[rec] < 0, PLAIN, np.where(
+        plan.rec_subject[rec] < 0, SUBJECT, np.where(plan.rec_feeds[rec], SUBJECT2, PLAIN)))
+    parts = [(rec, person, group, role)]
+    for r, also in enumerate(plan.rec_also):
+        mine = rec == r
+        for t in also:
+            placed = ANCHOR if t == plan.rec_anchor[r] else SUBJECT if t == plan.rec_subject[r] else PLAIN
+            parts.append((np.full(int(mine.sum()), t), person[mine], group[mine], np.full(int(mine.sum()), placed)))
+    rec, person, group, role = (np.concatenate(x) for x in zip(*parts))
+    rule = _ragged_pick(rng, plan.rec_prim, rec)
+    inst.add(person=person, rule=rule, kind=CASE, rec=rec, group=group, role=role)
+    other = _ragged_pick(rng, plan.rec_other, rec)
+    # an anchor's first event sets the anchor day: no other rule may come before it
+    add = (other >= 0) & (rng.random(len(rec)) < 0.4) & (role != ANCHOR)
+    inst.add(person=person[add], rule=other[add], kind=EXTRA, rec=rec[add], group=group[add],
+             role=np.where(role[add] == SUBJECT, SUBJECT2, role[add]))
+
+
 def case_events(m: Model, plan: RecipePlan, rng: np.random.Generator, people: People, rows: Rows) -> None:
     R = len(plan.recipes)
     if R == 0:
@@ -415,57 +523,70 @@ def case_events(m: Model, plan: RecipePlan, rng: np.random.Generator, people: Pe
     everyone = np.arange(n, dtype=np.int64)
     groups = [everyone, everyone[fem], everyone[~fem], everyone[dead], everyone[dead & fem], everyone[dead & ~fem]]
     sizes = np.array([len(g) for g in groups])
+    reachable = np.array([len(p) > 0 for p in plan.rec_prim])
+    inst = _Instances()
 
-    # --- cases: one primary rule each, sometimes plus a `needs other` rule ----------
+    # --- cases ---------------------------------------------------------------------
     n_case = rng.binomial(sizes[plan.rec_group], plan.rec_prev)
-    n_case[[len(p) == 0 for p in plan.rec_prim]] = 0
+    n_case[~reachable] = 0
     rec, person = _pick_people(rng, groups, plan.rec_group, n_case)
-    for r, also in enumerate(plan.rec_also):
-        for t in also:
-            mine = person[rec == r]
-            rec = np.concatenate([rec, np.full(len(mine), t)])
-            person = np.concatenate([person, mine])
-    rule = _ragged_pick(rng, plan.rec_prim, rec)
-    inst_person, inst_rule, inst_kind, inst_rec = [person], [rule], [np.zeros(len(rec), dtype=np.int64)], [rec]
-    other = _ragged_pick(rng, plan.rec_other, rec)
-    add = (other >= 0) & (rng.random(len(rec)) < 0.4)
-    inst_person.append(person[add]); inst_rule.append(other[add])
-    inst_kind.append(np.full(int(add.sum()), 4)); inst_rec.append(rec[add])
+    _add_cases(rng, plan, inst, CASE, rec, person)
 
-    # --- near misses: one event short of `min`; a `needs other` rule on its own -----
-    rule_group = plan.rec_group[plan.rule_recipe] % 3        # near misses need not be dead
-    rule_prev = plan.rec_prev[plan.rule_recipe] * _NOISE_SHARE
-    for kind, wanted in ((1, plan.rule_min > 1), (2, plan.rule_needs_other)):
-        k = np.where(wanted & np.array([len(o) > 0 for o in plan.rule_opts]),
-                     rng.binomial(sizes[rule_group], rule_prev), 0)
+    # --- near misses: one event short of `min`; a `needs other` rule on its own; `min`
+    # events one day short of their spacing or clustering. Where the recipe places its own
+    # events against an anchor, these are placed as a case's would be.
+    near = plan.rec_group % 3        # near misses need not be dead
+    rule_group = near[plan.rule_recipe]
+    rule_prev = plan.rec_prev[plan.rule_recipe]
+    has_opts = np.array([len(o) > 0 for o in plan.rule_opts], dtype=bool)
+    spaced = (plan.rule_spacing != UNSPACED) & (plan.rule_min > 1)
+    for kind, wanted in ((SHORT, plan.rule_min > 1), (ALONE, plan.rule_needs_other), (SPACED, spaced)):
+        k = (_noise_counts(rng, wanted & has_opts, sizes[rule_group], rule_prev) if kind == SPACED else
+             np.where(wanted & has_opts, rng.binomial(sizes[rule_group], rule_prev * _NOISE_SHARE), 0))
         j, p = _pick_people(rng, groups, rule_group, k)
-        inst_person.append(p); inst_rule.append(j); inst_kind.append(np.full(len(j), kind))
-        inst_rec.append(plan.rule_recipe[j])
-    person = np.concatenate(inst_person)
-    rule = np.concatenate(inst_rule)
-    kind = np.concatenate(inst_kind)
-    rec = np.concatenate(inst_rec)
-    ok = rule >= 0
-    person, rule, kind, rec = person[ok], rule[ok], kind[ok], rec[ok]
+        r = plan.rule_recipe[j]
+        group = inst.new_groups(r, kind)
+        placed = (plan.rec_anchor[r] >= 0) & (plan.rec_subject[r] < 0)
+        inst.add(person=p, rule=j, kind=kind, rec=r, group=group, role=np.where(placed, SUBJECT, PLAIN))
+        anchor = plan.rec_anchor[r[placed]]
+        inst.add(person=p[placed], rule=_ragged_pick(rng, plan.rec_prim, anchor), kind=CASE, rec=anchor,
+                 group=group[placed], role=ANCHOR)
+    # ... and everything a case has, with the events one day outside the window
+    dated = (plan.rec_dates[:, 0] > -_FAR) | (plan.rec_dates[:, 1] < _FAR)
+    for kind, wanted in ((OUT_REL, plan.rec_anchor >= 0), (OUT_DATES, dated)):
+        rec, person = _pick_people(rng, groups, near, _noise_counts(rng, wanted & reachable, sizes[near], plan.rec_prev))
+        _add_cases(rng, plan, inst, kind, rec, person)
+
+    cols = {k: v.astype(np.int64) for k, v in inst.concat().items()}
+    ok = cols["rule"] >= 0
+    person, rule, kind, rec, group, role = (cols[f][ok] for f in _Instances.FIELDS)
+    g_rec = np.concatenate(inst.group_rec) if inst.group_rec else np.zeros(0, dtype=np.int64)
+    g_kind = np.concatenate(inst.group_kind) if inst.group_kind else np.zeros(0, dtype=np.int64)
 
     # --- an option (register, era) that fits each person, tried a few times --------
+    # Anchors come after the others: their day depends on where the group's events can go.
     opt = np.full(len(rule), -1, dtype=np.int64)
     lo = np.zeros(len(rule), dtype=np.int64)
     hi = np.zeros(len(rule), dtype=np.int64)
+    pin = np.zeros(len(rule), dtype=np.int64)
+    beside = (g_kind[group] == OUT_DATES) & (rec == g_rec[group])
     for attempt in range(8):
-        todo = np.nonzero(opt < 0)[0]
+        todo = np.nonzero((opt < 0) & (role != ANCHOR))[0]
         if not len(todo):
             break
         if attempt:
             # A case whose rule fits nobody like this person (a death rule for someone
             # alive, ICD-10 for someone who died in 1990) tries another of its rules.
-            again = todo[kind[todo] == 0]
+            again = todo[kind[todo] == CASE]
             rule[again] = _ragged_pick(rng, plan.rec_prim, rec[again])
         cand = _ragged_pick(rng, plan.rule_opts, rule[todo])
-        l, h, feasible = _window(plan, people, person[todo], cand)
+        l, h, p, feasible = _window(plan, people, person[todo], cand, _need(plan, rule[todo], kind[todo]),
+                                    beside[todo], rng)
         good = feasible & (cand >= 0)
-        opt[todo[good]], lo[todo[good]], hi[todo[good]] = cand[good], l[good], h[good]
-    kind = np.where(kind == 4, 0, kind)
+        opt[todo[good]], lo[todo[good]], hi[todo[good]], pin[todo[good]] = cand[good], l[good], h[good], p[good]
+    kind = np.where(kind == EXTRA, CASE, kind)
+    _place_against_anchors(rng, plan, people, (person, rule, kind, rec, group, role), g_rec, g_kind,
+                           opt, lo, hi, pin)
     use_except = np.zeros(len(opt), dtype=bool)
 
     # --- `except` noise: rows the rule selects but then discards -------------------
@@ -475,45 +596,176 @@ def case_events(m: Model, plan: RecipePlan, rng: np.random.Generator, people: Pe
         k = rng.binomial(sizes[g], plan.rec_prev[plan.opt_recipe[has_ex]] * _NOISE_SHARE)
         which, p = _pick_people(rng, groups, g, k)
         o = has_ex[which]
-        l, h, feasible = _window(plan, people, p, o)
+        l, h, _, feasible = _window(plan, people, p, o)
+        f = int(feasible.sum())
         person = np.concatenate([person, p[feasible]])
-        kind = np.concatenate([kind, np.full(int(feasible.sum()), 3)])
-        rule = np.concatenate([rule, np.full(int(feasible.sum()), -1)])
+        kind = np.concatenate([kind, np.full(f, EXCEPT)])
+        rule = np.concatenate([rule, np.full(f, -1)])
         opt = np.concatenate([opt, o[feasible]])
         lo = np.concatenate([lo, l[feasible]])
         hi = np.concatenate([hi, h[feasible]])
-        use_except = np.concatenate([use_except, np.ones(int(feasible.sum()), dtype=bool)])
+        pin = np.concatenate([pin, np.zeros(f, dtype=np.int64)])
+        use_except = np.concatenate([use_except, np.ones(f, dtype=bool)])
     keep = opt >= 0
-    person, rule, kind, opt, lo, hi, use_except = (x[keep] for x in (person, rule, kind, opt, lo, hi, use_except))
+    person, rule, kind, opt, lo, hi, pin, use_except = (
+        x[keep] for x in (person, rule, kind, opt, lo, hi, pin, use_except))
     if not len(opt):
         return
-    _emit(m, plan, rng, people, rows, person, rule, kind, opt, lo, hi, use_except)
+    _emit(m, plan, rng, people, rows, person, rule, kind, opt, lo, hi, pin, use_except)
 
 
-def _window(plan: RecipePlan, people: People, person: np.ndarray, opt: np.ndarray):
-    """Feasible day range of each (person, option): age window, era, follow-up, sex."""
+def _sides(rng, below: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """Which side of a window each near miss goes to, where its lower (`below`) and upper
+    (`above`) edges are bounded: -1 before it, 1 after it, at random where both are, 0
+    where neither is."""
+    after = np.where(below & above, rng.random(len(below)) < 0.5, above)
+    return np.where(below | above, np.where(after, 1, -1), 0)
+
+
+def _need(plan: RecipePlan, rule: np.ndarray, kind: np.ndarray) -> np.ndarray:
+    """Whole days the events of each instance need: the first and last of a spaced `min`
+    are (min - 1) gaps apart (a miss one day less), a clustering miss spans one day more
+    than its window; everything else fits in a day."""
+    r = np.maximum(rule, 0)
+    n, gap = plan.rule_min[r], plan.rule_gap[r]
+    spacing = np.where((rule >= 0) & (kind != SHORT), plan.rule_spacing[r], UNSPACED)
+    miss = kind == SPACED
+    return np.select([spacing == APART, (spacing == WITHIN) & miss], [(n - 1) * gap - miss, gap + 1], 0)
+
+
+def _place_against_anchors(rng, plan: RecipePlan, people: People, inst, g_rec, g_kind, opt, lo, hi, pin) -> None:
+    """Give each group's anchor its option and day, and the group's placed events their
+    windows against that day (in place).
+
+    The group's SUBJECT already has an option; the anchor day is drawn so that the
+    subject's window against it (in a near miss, the window beyond its edge, with the
+    first event on the day past it) still holds the subject's events and, from that day
+    on, the anchor's. A group whose anchor finds no day loses its placed events."""
+    person, rule, kind, rec, group, role = inst
+    anc = np.nonzero(role == ANCHOR)[0]
+    first = np.full(len(g_rec), -1, dtype=np.int64)
+    subject = np.nonzero(role == SUBJECT)[0]
+    first[group[subject]] = subject
+    s = np.maximum(first[group[anc]], 0)
+    rel = plan.rec_rel[g_rec[group[anc]]]
+    r_lo, r_hi = rel[:, 0], rel[:, 1]
+    side = np.where(g_kind[group[anc]] == OUT_REL, _sides(rng, r_lo > -_FAR, r_hi < _FAR), 0)
+    e_lo = np.select([side > 0, side < 0], [r_hi + 1, -_FAR], r_lo)
+    e_hi = np.select([side > 0, side < 0], [_FAR, r_lo - 1], r_hi)
+    s_lo, s_hi, s_pin, s_need = lo[s], hi[s], pin[s], _need(plan, rule[s], kind[s])
+    # The subject's window against day a is [max(s_lo, a + e_lo), min(s_hi, a + e_hi)]: it
+    # must hold s_need days, reach the edge of a near miss (side), and keep a day already
+    # pinned beside a calendar window (s_pin).
+    low = np.maximum.reduce([s_lo + s_need - e_hi, np.where(side > 0, s_lo - e_lo, -_FAR),
+                             np.where(s_pin == 2, s_hi - e_hi, -_FAR)])
+    high = np.minimum.reduce([s_hi - s_need - e_lo, np.where(side < 0, s_hi - e_hi, _FAR),
+                              np.where(s_pin == 1, s_lo - e_lo, _FAR)])
+    live = (first[group[anc]] >= 0) & (opt[s] >= 0) & (e_hi - e_lo >= s_need)
+    day = np.zeros(len(anc), dtype=np.int64)
+    for attempt in range(8):
+        todo = np.nonzero(live & (opt[anc] < 0))[0]
+        if not len(todo):
+            break
+        i = anc[todo]
+        if attempt:
+            rule[i] = _ragged_pick(rng, plan.rec_prim, rec[i])
+        cand = _ragged_pick(rng, plan.rule_opts, rule[i])
+        l, h, _, feasible = _window(plan, people, person[i], cand)
+        a_lo = np.maximum(l, low[todo])
+        a_hi = np.minimum(h - _need(plan, rule[i], kind[i]), high[todo])
+        a = np.minimum(a_lo + (rng.random(len(i)) * (a_hi - a_lo + 1)).astype(np.int64), a_hi)
+        good = feasible & (cand >= 0) & (a_lo <= a_hi)
+        opt[i[good]], lo[i[good]], hi[i[good]], pin[i[good]] = cand[good], a[good], h[good], 1
+        day[todo[good]] = a[good]
+
+    placed = opt[anc] >= 0
+    g_day = np.zeros(len(g_rec), dtype=np.int64)
+    g_lo = np.full(len(g_rec), _FAR, dtype=np.int64)   # an empty window: nothing fits
+    g_hi = np.full(len(g_rec), -_FAR, dtype=np.int64)
+    g_side = np.zeros(len(g_rec), dtype=np.int64)
+    at = group[anc[placed]]
+    g_day[at], g_lo[at], g_hi[at], g_side[at] = day[placed], e_lo[placed], e_hi[placed], side[placed]
+    j = np.nonzero((role == SUBJECT) | (role == SUBJECT2))[0]
+    gj = group[j]
+    new_lo = np.maximum(lo[j], g_day[gj] + g_lo[gj])
+    new_hi = np.minimum(hi[j], g_day[gj] + g_hi[gj])
+    fits = (opt[j] >= 0) & (new_hi - new_lo >= _need(plan, rule[j], kind[j]))
+    lo[j], hi[j] = new_lo, new_hi
+    edge = (role[j] == SUBJECT) & (g_side[gj] != 0)
+    pin[j] = np.where(edge, np.where(g_side[gj] > 0, 1, 2), pin[j])
+    opt[j[~fits]] = -1
+
+
+def _window(plan: RecipePlan, people: People, person: np.ndarray, opt: np.ndarray, need=0,
+            beside: np.ndarray | None = None, rng=None):
+    """Feasible day range of each (person, option): age and calendar windows, era,
+    follow-up, sex, room for `need` days; and the day pinned (1 first, 2 last) where a near
+    miss goes `beside` the calendar window, from the day past its edge on."""
     o = np.maximum(opt, 0)
     r = plan.opt_recipe[o]
     birth, fu_end = people.birth[person], people.fu_end[person]
+    first, last = plan.rec_dates[r, 0], plan.rec_dates[r, 1]
+    side = np.zeros(len(o), dtype=np.int64)
+    if beside is not None and beside.any():
+        side = np.where(beside, _sides(rng, first > -_FAR, last < _FAR), 0)
+        first, last = (np.select([side > 0, side < 0], [last + 1, -_FAR], first),
+                       np.select([side > 0, side < 0], [_FAR, first - 1], last))
     lo = np.maximum.reduce([birth + np.ceil(plan.rec_age[r, 0]).clip(-1e9, 1e9).astype(np.int64),
-                            year_start_day(plan.opt_y[o, 0]), birth])
+                            year_start_day(plan.opt_y[o, 0]), birth, first])
     hi = np.minimum.reduce([birth + np.floor(plan.rec_age[r, 1]).clip(-1e9, 1e9).astype(np.int64),
-                            year_end_day(plan.opt_y[o, 1]), fu_end])
+                            year_end_day(plan.opt_y[o, 1]), fu_end, last])
     sex = plan.opt_sex[o]
     fem = people.female[person]
     ok = (lo <= hi) & ((sex == 0) | ((sex == 1) & fem) | ((sex == 2) & ~fem))
+    ok &= ((side <= 0) | (lo == first)) & ((side >= 0) | (hi == last))
     # A death row sits on the day of death, of people who died.
     is_death = plan.opt_family[o] == DEATH
     ok &= ~is_death | (people.dead[person] & (fu_end >= lo) & (fu_end <= hi))
     lo = np.where(is_death, fu_end, lo)
     hi = np.where(is_death, fu_end, hi)
-    return lo, hi, ok & (opt >= 0)
+    ok &= hi - lo >= need
+    return lo, hi, np.select([side > 0, side < 0], [1, 2], 0), ok & (opt >= 0)
 
 
-def _emit(m, plan, rng, people, rows, person, rule, kind, opt, lo, hi, use_except) -> None:
+def _lay_out(rng, plan: RecipePlan, day, e, n_ev, rule, kind, lo, hi, pin):
+    """Days of the events that may not fall just anywhere in their window: the first `min`
+    of a spaced or clustered rule, laid out as it asks (SPACED: one day short of it), and
+    the pinned first (pin 1) or last (pin 2) day of an anchor or near miss."""
+    r = np.maximum(rule, 0)
+    n, gap = plan.rule_min[r], plan.rule_gap[r]
+    spacing = np.where((rule >= 0) & (kind != SHORT), plan.rule_spacing[r], UNSPACED)
+    if not (pin.any() or (spacing != UNSPACED).any()):
+        return day
+    room, miss = hi - lo, kind == SPACED
+    shape = rng.random((3, len(lo)))
+    # `apart`: picks `gap` days apart, stretched at random but for half of them, which sit
+    # exactly on the bound; a miss has its last gap one day short.
+    stretch = np.where(shape[0] < 0.5, 0, (shape[1] * (room - _need(plan, rule, kind) + 1)
+                                           / np.maximum(n - 1, 1)).astype(np.int64))
+    step = gap + stretch
+    # `within`: a cluster as long as the window (half of them) or shorter; a miss has its
+    # last event one day too far.
+    longest = np.minimum(gap, room)
+    cluster = np.where(miss, gap + 1, np.where(shape[0] < 0.5, longest, (shape[1] * (longest + 1)).astype(np.int64)))
+    span = np.select([spacing == APART, spacing == WITHIN],
+                     [np.where(miss, (n - 2) * step + gap - 1, (n - 1) * step), cluster], 0)
+    start = np.select([pin == 1, pin == 2], [lo, hi - span],
+                      lo + (shape[2] * (room - span + 1)).astype(np.int64))
+    k = within(n_ev)
+    last = k == n[e] - 1
+    middle = (rng.random(len(e)) * (np.where(miss, gap, span)[e] + 1)).astype(np.int64)
+    offset = np.select([spacing[e] == APART, spacing[e] == WITHIN],
+                       [np.where(miss[e] & last, (n[e] - 2) * step[e] + gap[e] - 1, k * step[e]),
+                        np.where(k == 0, 0, np.where(last, span[e], middle))], 0)
+    laid = (spacing[e] != UNSPACED) & (k < n[e])
+    day = np.where(laid, start[e] + offset, day)
+    return np.where(~laid & (k == 0) & (pin[e] == 1), lo[e], np.where(~laid & (k == 0) & (pin[e] == 2), hi[e], day))
+
+
+def _emit(m, plan, rng, people, rows, person, rule, kind, opt, lo, hi, pin, use_except) -> None:
     fam = plan.opt_family[opt]
     mins = np.where(rule >= 0, plan.rule_min[np.maximum(rule, 0)], 1)
-    n_ev = np.where(kind == 1, mins - 1, mins) + np.where(kind == 0, rng.poisson(0.3, len(opt)), 0)
+    n_ev = np.where(kind == SHORT, mins - 1, mins) + np.where(kind == CASE, rng.poisson(0.3, len(opt)), 0)
     n_ev = np.where(fam == DEATH, 1, np.maximum(n_ev, 1))
     # One code row per person and option: a `min 3` purchase repeats the same drug.
     start = np.where(use_except, plan.ex_start[opt], plan.pool_start[opt])
@@ -525,6 +777,7 @@ def _emit(m, plan, rng, people, rows, person, rule, kind, opt, lo, hi, use_excep
     f = fam[e]
     day = lo[e] + (rng.random(len(e)) * (hi[e] - lo[e] + 1)).astype(np.int64)
     day = np.minimum(day, hi[e])
+    day = _lay_out(rng, plan, day, e, n_ev, rule, kind, lo, hi, pin)
     year = year_of(day)
     ver_num = icd_version(year).astype(np.int64)
     c1, c2, c3, ver, cat = (plan.pool[prow[e], i] for i in range(5))

@@ -3,9 +3,10 @@
 The generator never reads definitions itself. A recipe is the small, engine-independent
 summary of one endpoint that case generation needs: for each rule, the shapes of registry
 row that it selects (SOURCE, ICD version, anchored regexes per CODE column, CATEGORY), how
-many such rows a case needs, and the endpoint's person-level filters (sex, age and year
-windows, emergency). `case_recipes(program)` turns compiled definitions into recipes; tests
-and benchmarks may also write recipes by hand.
+many such rows a case needs and how they are spaced in time, and the endpoint's filters
+(sex, age, year and calendar-day windows, emergency, and where its events lie relative to
+another endpoint's first event). `case_recipes(program)` turns compiled definitions into
+recipes; tests and benchmarks may also write recipes by hand.
 
 How the language's rules map (docs/language.md, rules and sources):
 
@@ -27,12 +28,14 @@ patterns); `=E119` becomes `E119$`.
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import os
 import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Alternative", "Rule", "Recipe", "case_recipes", "as_recipes"]
+__all__ = ["Alternative", "Rule", "Relative", "Recipe", "case_recipes", "as_recipes"]
 
 _COLUMNS = ("CODE1", "CODE2", "CODE3")
 _KNOWN_SOURCES = ("INPAT", "OUTPAT", "PRIM_OUT", "DEATH", "OPER_IN", "OPER_OUT", "REIMB", "PURCH", "CANC")
@@ -72,10 +75,35 @@ class Rule:
     alternatives: tuple[Alternative, ...]
     min_events: int = 1
     needs_other: bool = False
+    # `min N apart D` / `min N within D` (D in days), as in the plan's RulePlan.
+    spacing: str | None = None
+    spacing_days: float | None = None
 
     def __post_init__(self) -> None:
         if self.min_events < 1:
             raise ValueError(f"min_events must be >= 1, got {self.min_events}")
+        if self.spacing not in (None, "apart", "within"):
+            raise ValueError(f"spacing must be 'apart', 'within' or None, got {self.spacing!r}")
+        if (self.spacing is None) != (self.spacing_days is None) or (self.spacing_days or 1) <= 0:
+            raise ValueError("a spaced rule needs both its spacing and a positive number of days")
+
+
+@dataclass(frozen=True)
+class Relative:
+    """Events placed relative to the first event of the case events of `anchor`: each event
+    of `subject` (None: the endpoint's own) falls `lo` to `hi` whole days (inclusive, None
+    unbounded) after that first day; `-30, 0` is "within 30 days before"."""
+
+    anchor: str
+    lo: int | None = None
+    hi: int | None = None
+    subject: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.lo is not None and self.hi is not None and self.lo > self.hi:
+            raise ValueError(f"an empty window relative to {self.anchor}: {self.lo} to {self.hi} days")
+        if self.subject == self.anchor:
+            raise ValueError(f"{self.anchor} cannot be placed relative to itself")
 
 
 @dataclass(frozen=True)
@@ -87,16 +115,20 @@ class Recipe:
     sex: str | None = None                      # "female" | "male" | None (any)
     age: tuple[float | None, float | None] = (None, None)  # inclusive EVENT_AGE window
     year: tuple[int | None, int | None] = (None, None)     # inclusive calendar years
+    dates: tuple[dt.date | None, dt.date | None] = (None, None)  # inclusive calendar days
     emergency: bool = False                     # the visit must be urgent (CODE9 = 1)
     prevalence: float | None = None             # overrides generate()'s prevalence
     # Endpoints a case must also be a case of (`require X`): their events are added too.
     also: tuple[str, ...] = ()
+    relative: Relative | None = None
 
     def __post_init__(self) -> None:
         if self.sex not in (None, "female", "male"):
             raise ValueError(f"sex must be 'female', 'male' or None, got {self.sex!r}")
         if self.prevalence is not None and not 0 <= self.prevalence <= 1:
             raise ValueError(f"prevalence must be within [0, 1], got {self.prevalence}")
+        if self.relative is not None and self.endpoint in (self.relative.anchor, self.relative.subject):
+            raise ValueError(f"{self.endpoint} is placed relative to itself; its own events are subject None")
 
 
 def as_recipes(definitions: Any) -> tuple[Recipe, ...]:
@@ -122,11 +154,13 @@ def case_recipes(program: Any) -> list[Recipe]:
     """Recipes for every endpoint of a compiled `endpointc.plan.Program`.
 
     What a recipe cannot say is approximated on the generous side, so that endpoints still
-    get cases: `when` conditions other than (chained) comparisons of age/year with numbers
-    and `emergency` are ignored; in `require`, endpoints that must be cases become `also`
-    (their events are generated for the same people) and negations are ignored (at a low
-    prevalence overlaps are rare); an endpoint made only of `include`s takes the rules of
-    the endpoints it includes, inside its own age and year windows.
+    get cases: of `when`, only the terms of its top-level conjunction are followed
+    (comparisons of age/year with numbers, `emergency`, `date` with calendar dates, and one
+    relation of its events to another endpoint's first date); of `require`, endpoints that
+    must be cases become `also` (their events are generated for the same people), one
+    relation between first dates of its top-level conjunction is followed, and negations
+    are ignored (at a low prevalence overlaps are rare); an endpoint made only of
+    `include`s takes the rules of the endpoints it includes, inside its own windows.
     """
     from .. import plan as P  # imported here: the generator works without the compiler
 
@@ -136,7 +170,8 @@ def case_recipes(program: Any) -> list[Recipe]:
     for ep in program.endpoints:
         rules = tuple(r for r in (_rule(rp) for rp in ep.rules) if r is not None)
         age, year, emergency = _windows(ep.when, P)
-        also = _positive_endpoints(ep.require, P)
+        dates, relative = _timing(ep, P)
+        also = _positive_endpoints(ep.require, P) + _positive_endpoints(ep.when, P)
         sex = ep.sex
         if not rules and ep.includes:
             inherited = [done[name] for name in ep.includes if name in done and done[name].rules]
@@ -144,11 +179,16 @@ def case_recipes(program: Any) -> list[Recipe]:
             for inc in inherited[:1]:
                 age = _intersect(age, inc.age)
                 year = _intersect(year, inc.year)
+                dates = _intersect(dates, inc.dates)
                 emergency = emergency or inc.emergency
                 sex = sex or inc.sex
-                also = tuple(dict.fromkeys(also + inc.also))
-        done[ep.name] = Recipe(endpoint=ep.name, rules=rules, sex=sex, age=age, year=year,
-                               emergency=emergency, also=tuple(a for a in also if a != ep.name))
+                also = also + inc.also
+                relative = relative or inc.relative
+        if relative is not None:
+            also = also + tuple(n for n in (relative.anchor, relative.subject) if n is not None)
+        done[ep.name] = Recipe(endpoint=ep.name, rules=rules, sex=sex, age=age, year=year, dates=dates,
+                               emergency=emergency, also=tuple(a for a in dict.fromkeys(also) if a != ep.name),
+                               relative=relative)
     return list(done.values())
 
 
@@ -206,7 +246,8 @@ def _rule(rp) -> Rule | None:
     alts = tuple(a for b in rp.branches for a in _branch_alternatives(b))
     if not alts:
         return None
-    return Rule(alternatives=alts, min_events=rp.min_events, needs_other=rp.needs_other)
+    return Rule(alternatives=alts, min_events=rp.min_events, needs_other=rp.needs_other,
+                spacing=rp.spacing, spacing_days=rp.spacing_days)
 
 
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
@@ -252,9 +293,107 @@ def _windows(cond, P):
     return (age[0], age[1]), (year[0], year[1]), emergency
 
 
+_OWN = ""  # in a linear form of dates: the endpoint's own events (key of no endpoint name)
+_CONST = None
+_UNBOUNDED = (None, None)
+
+
+def _timing(ep, P) -> tuple[tuple[dt.date | None, dt.date | None], Relative | None]:
+    """The calendar-day window of an endpoint's own events and the relation that places
+    them (or another endpoint's) after or before an anchor endpoint's first event, as
+    implied by the comparisons of dates in the top-level conjunctions of `when` and
+    `require`.
+
+    Only a conjunction can be targeted: under `or` or `not` a relation may hold or fail in
+    other ways, so it is left alone and the generator places those events as it always
+    did. Of several relations, those between the first pair of endpoints found are
+    followed (a person's events can be placed against one anchor at a time)."""
+    days = list(_UNBOUNDED)
+    pairs: dict[tuple[str, str], list[int | None]] = {}
+    for cond in (ep.when, ep.require):
+        for term in _conjuncts(cond, P):
+            if not isinstance(term, P.Cmp) or term.left.value_type not in (P.DATE, P.DURATION):
+                continue
+            left, right = _linear(term.left, ep.name, P), _linear(term.right, ep.name, P)
+            if left is None or right is None:
+                continue
+            # the comparison as `form + const op 0`
+            form = {k: v for k in {**left, **right} if (v := left.get(k, 0) - right.get(k, 0)) and k is not _CONST}
+            const, op = left.get(_CONST, 0) - right.get(_CONST, 0), term.op
+            if sorted(form.values()) not in ([1], [-1], [-1, 1]):
+                continue
+            # The subject gets coefficient +1: own events where they appear, else an included
+            # endpoint (own events become its events too), else the first one seen.
+            seen = next((pair[0] for pair in pairs if set(pair) == set(form)), None)
+            included = [k for k in form if k in ep.includes]
+            subject = (_OWN if _OWN in form else seen if seen is not None
+                       else included[0] if len(included) == 1 else next(k for k, v in form.items() if v == 1))
+            if form[subject] == -1:
+                form, const, op = {k: -v for k, v in form.items()}, -const, _FLIP[op]
+            if len(form) == 1:
+                if subject == _OWN:
+                    _bound(days, op, -const)
+            else:
+                anchor = next(k for k in form if k != subject)
+                _bound(pairs.setdefault((subject, anchor), list(_UNBOUNDED)), op, -const)
+    epoch = dt.date(1970, 1, 1)
+    dates = tuple(None if d is None else epoch + dt.timedelta(days=d) for d in days)
+    relative = None
+    for (subject, anchor), (lo, hi) in pairs.items():
+        if lo is None or hi is None or lo <= hi:
+            relative = Relative(anchor=anchor, lo=lo, hi=hi, subject=None if subject == _OWN else subject)
+            break
+    return (dates[0], dates[1]), relative
+
+
+def _conjuncts(cond, P):
+    """The terms of a condition's top-level conjunction, relations as their meaning."""
+    stack = [] if cond is None else [cond]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, P.AllOf):
+            stack.extend(reversed(node.args))
+        elif isinstance(node, P.Relation):
+            stack.append(node.meaning)
+        else:
+            yield node
+
+
+def _linear(node, own: str, P) -> dict | None:
+    """A date or duration as a sum of whole days: {endpoint: coefficient, _CONST: days},
+    the endpoint's own event date (or own first date) under _OWN; None where it reads
+    anything else."""
+    if isinstance(node, P.DateConst):
+        return {_CONST: (node.value - dt.date(1970, 1, 1)).days}
+    if isinstance(node, P.Duration):
+        return {_CONST: node.days}
+    if isinstance(node, P.EventField) and node.name == "date":
+        return {_OWN: 1}
+    if isinstance(node, P.FirstDate):
+        return {_OWN if node.endpoint == own else node.endpoint: 1}
+    if isinstance(node, (P.Shift, P.Between)):
+        first, second, sign = ((node.date, node.by, node.sign) if isinstance(node, P.Shift)
+                               else (node.later, node.earlier, -1))
+        a, b = _linear(first, own, P), _linear(second, own, P)
+        if a is None or b is None:
+            return None
+        return {k: a.get(k, 0) + sign * b.get(k, 0) for k in {**a, **b}}
+    return None
+
+
+def _bound(window: list, op: str, value: float) -> None:
+    """Narrow an inclusive window of whole days by `x op value`."""
+    lo = {">=": math.ceil(value), ">": math.floor(value) + 1, "==": math.ceil(value)}.get(op)
+    hi = {"<=": math.floor(value), "<": math.ceil(value) - 1, "==": math.floor(value)}.get(op)
+    if lo is not None:
+        window[0] = lo if window[0] is None else max(window[0], lo)
+    if hi is not None:
+        window[1] = hi if window[1] is None else min(window[1], hi)
+
+
 def _positive_endpoints(cond, P) -> tuple[str, ...]:
-    """Endpoints a `require` needs the person to be a case of: outside any negation, and
-    of an `or` only its first operand (one way to satisfy it is enough)."""
+    """Endpoints a `require` (or `when`) needs the person to be a case of: outside any
+    negation, and of an `or` only its first operand (one way to satisfy it is enough)."""
     found: list[str] = []
     stack = [] if cond is None else [cond]
     while stack:
