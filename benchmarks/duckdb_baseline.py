@@ -124,14 +124,15 @@ def _value(node, scope: _Scope) -> str:
             return "EVENT_AGE"
         if node.name == "year":
             return "CAST(year(APPROX_EVENT_DAY) AS DOUBLE)"
-        return "CAST(EMERG AS DOUBLE)"
+        raise UnsupportedSQL(f"the event field {node.name} is not a number")
     if isinstance(node, Count):
         return f"CAST(coalesce({_alias(node, scope)}.NEVT, 0) AS DOUBLE)"
     if isinstance(node, FirstAge):
         return f"{_alias(node, scope)}.AGE"
     if isinstance(node, FirstYear):
         return f"CAST({_alias(node, scope)}.YEAR AS DOUBLE)"
-    return f"CAST({_bool(node, scope)} AS DOUBLE)"
+    raise UnsupportedSQL(f"{type(node).__name__} has no SQL translation here (dates and time relations "
+                         "are not translated)")
 
 
 def _bool(node, scope: _Scope) -> str:
@@ -150,8 +151,8 @@ def _bool(node, scope: _Scope) -> str:
         return "(" + " OR ".join(_bool(a, scope) for a in node.args) + ")" if node.args else "false"
     if isinstance(node, Negate):
         return f"(NOT {_bool(node.arg, scope)})"
-    value = _value(node, scope)
-    return f"coalesce({value} <> 0, false)"  # a number where a truth is wanted
+    raise UnsupportedSQL(f"{type(node).__name__} has no SQL translation here (dates and time relations "
+                         "are not translated)")
 
 
 def _need(event: bool, node) -> None:
@@ -295,6 +296,10 @@ def endpoint_sql(program: Program, name: str) -> str:
     Raises `UnsupportedSQL` when the endpoint, or one it depends on, cannot be translated.
     """
     sub = program.subset([name])
+    for ep in sub.endpoints:
+        # Spaced repeats and an endpoint reading its own candidate events have no query here.
+        if any(rule.spacing is not None for rule in ep.rules) or ep.name in cond_endpoints(ep.require):
+            raise UnsupportedSQL(f"{ep.name}: spaced repeats and self reference are not translated")
     writer = _Writer(sub)
     for ep in sub.endpoints:
         writer.endpoint(ep)
