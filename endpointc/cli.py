@@ -46,9 +46,14 @@ def _read_registry(events: Path, people: Path, *, keep_as_read: bool = False, al
     from .registry import load_registry
 
     registry = load_registry(events, people, keep_as_read=keep_as_read, allow_empty_events=allow_empty_events)
-    for warning in registry.warnings:
-        _warning(warning)
+    _print_diagnostics(registry.diagnostics)
     return registry
+
+
+def _registry_failed(error) -> NoReturn:
+    """A broken registry: its diagnostics, with their codes, and exit 1."""
+    _print_diagnostics(error.diagnostics())
+    raise typer.Exit(1)
 
 
 def _definition_files(paths: Sequence[Path]) -> list[Path]:
@@ -281,7 +286,7 @@ def run(
             # the engine groups and hashes the code columns as read (see registry.scan_events)
             registry = _read_registry(events, people, keep_as_read=True, allow_empty_events=allow_empty_events)
         except RegistryError as error:
-            _failed(error)
+            _registry_failed(error)
         try:
             if n_buckets is None:
                 n_buckets = auto_buckets(registry.events)

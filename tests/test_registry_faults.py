@@ -289,3 +289,27 @@ def test_no_diagnostic_of_any_fault_shows_person_level_data(tmp_path):
     assert len(shown) >= len(FAULTS)
     leaks = [(name, secret, text) for name, text in shown for secret in SECRETS if secret in text]
     assert not leaks, leaks
+
+
+@pytest.fixture(scope="module")
+def one_endpoint(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("defs") / "one.ep"
+    path.write_text("endpoint A { hospital icd10 I21 }\n")
+    return path
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
+def test_fault_through_the_cli(tmp_path, one_endpoint, fault):
+    """`endpointc run` on each fault: an error exits 1 naming its code, a warning exits 0 and
+    says it; nothing person-level on either stream."""
+    from typer.testing import CliRunner
+
+    from endpointc.cli import app
+
+    events, people = fault.files(tmp_path)
+    result = CliRunner().invoke(app, ["run", str(one_endpoint), "--events", str(events), "--people", str(people),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == (1 if fault.is_error else 0), (fault.name, result.output)
+    assert fault.code in result.stderr or fault.words[0] in result.stderr, (fault.name, result.stderr)
+    shown = result.stdout + result.stderr
+    assert not [s for s in SECRETS if s in shown], (fault.name, shown)
