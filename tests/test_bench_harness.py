@@ -4,6 +4,8 @@ merge benchmark merges both ways to the same rows."""
 
 from __future__ import annotations
 
+import re
+
 from endpointc.parser import parse
 
 from bench_modules import load
@@ -66,3 +68,41 @@ def test_merge_fanin_benchmark_merges_both_ways_to_the_same_rows(monkeypatch, ca
     monkeypatch.setattr(spill, "MERGE_ROWS", 50)
     assert merge_fanin.main(["--buckets", "5", "--rows", "2000", "--endpoints", "20", "--people", "30"])
     assert "outputs identical: True" in capsys.readouterr().out
+
+
+# -- the time-construct benchmark's generated endpoints ------------------------------------
+
+def test_time_construct_endpoints_compile_with_their_library_in_every_kind():
+    from endpointc.compiler import compile_files
+
+    tc = load("time_constructs")
+    library = """
+    codelist HF_CODES { icd10 I50  icd9 428 }
+    endpoint MI { hospital icd10 I21 | I22  icd9 410  death icd10 I21 }
+    endpoint HF { hospital main min 2 @HF_CODES }
+    endpoint DM2 { hospital mode icd10 E11  purchase atc A10B }
+    endpoint ANGINA { hospital icd10 I20 except I201  include MI }
+    endpoint NO_CASES { hospital icd10 Q99 }
+    """
+    tree, diags = parse(library, name="lib.ep")
+    assert tree is not None, diags
+    with_cases = {"MI", "HF", "DM2", "ANGINA"}
+    text, kinds = tc.generate_endpoints(tree.endpoints, with_cases, count=37, seed=5)
+    generated, diags = parse(text, name="time_constructs.ep")
+    assert generated is not None, diags
+    program, diags = compile_files([tree, generated])
+    assert program is not None and not [d for d in diags if d.is_error], diags
+    assert len(kinds) == 37 and set(program.names) >= set(kinds)
+    counts = [list(kinds.values()).count(k) for k in tc.KINDS]
+    assert min(counts) >= 1 and max(counts) - min(counts) <= 1  # every kind, evenly mixed
+    # the work is real only over endpoints that have cases
+    assert "NO_CASES" not in text
+    # a copied rule keeps its options and patterns; the spaced or clustered min replaces its min
+    rules = [line.strip() for line in text.splitlines() if line.strip().startswith("hospital")]
+    assert any(" min 2 apart " in r for r in rules) and any(" min 3 within " in r for r in rules)
+    copied = {re.sub(r" min [23] (apart|within) [0-9.]+ [a-z]+", "", r) for r in rules}
+    assert copied <= {"hospital icd10 I21 | I22  icd9 410", "hospital main @HF_CODES",
+                      "hospital mode icd10 E11", "hospital icd10 I20 except I201"}, copied
+    # seeded: the same text again, another with another seed
+    assert tc.generate_endpoints(tree.endpoints, with_cases, count=37, seed=5)[0] == text
+    assert tc.generate_endpoints(tree.endpoints, with_cases, count=37, seed=6)[0] != text
