@@ -512,14 +512,15 @@ class _Checker:
 
     # -- conditions --------------------------------------------------------------------
     def check_condition(self, expr, where: str) -> None:
-        if self._value_type(expr, where) in ("number", "date", "duration"):
-            self._not_a_condition(expr, where)
+        self._a_condition(expr, where, self._value_type(expr, where))
 
-    def _not_a_condition(self, expr, where: str) -> None:
-        if isinstance(expr, (ast.DateLit, ast.DurationLit, ast.Arith)) or (
-                isinstance(expr, (ast.Var, ast.Attr)) and getattr(expr, "attr", getattr(expr, "name", "")) == "date"):
+    def _a_condition(self, expr, where: str, kind: str) -> None:
+        """Report EP410 where `expr`, of value type `kind`, stands where a condition must."""
+        if kind in ("date", "duration"):
             self.error("EP410", "a date or a duration is not a condition", expr.span,
                        f"compare it: {where} date >= 1998-01-01, {where} date - X.date <= 30 days")
+        elif kind != "number":
+            return
         elif isinstance(expr, ast.Var):
             self.error("EP410", f"{expr.name} is a number, not a condition", expr.span,
                        f"compare it: {where} {expr.name} < 40")
@@ -577,12 +578,10 @@ class _Checker:
             return "truth"
         if isinstance(expr, (ast.And, ast.Or)):
             for arg in expr.args:
-                if self._value_type(arg, where) in ("number", "date", "duration"):
-                    self._not_a_condition(arg, where)
+                self._a_condition(arg, where, self._value_type(arg, where))
             return "truth"
         if isinstance(expr, ast.Not):
-            if self._value_type(expr.arg, where) in ("number", "date", "duration"):
-                self._not_a_condition(expr.arg, where)
+            self._a_condition(expr.arg, where, self._value_type(expr.arg, where))
             return "truth"
         raise TypeError(f"{type(expr).__name__} is not an expression node")
 
