@@ -188,7 +188,7 @@ class _Exporter:
         """A condition in FinnGen's column, or a warning where FinnGen cannot hold it: it
         compares ages, never dates, and knows no time relations."""
         timed = [n for n in _expression_nodes(item.condition) if n.kind in _TIME_KINDS
-                 or (n.kind in ("var", "attr") and getattr(n, "attr", getattr(n, "name", None)) == "date")]
+                 or (n.kind == "var" and n.name == "date") or (n.kind == "attr" and n.attr == "date")]
         if timed:
             self.warn(item, f"{endpoint.name}: `{keyword} {expr_text(item.condition)}` uses dates or time "
                       f"relations, which {column} cannot hold; not exported")
