@@ -27,6 +27,7 @@ from ..plan import (
     cond_endpoints, walk,
 )
 from .columns import CASES_SCHEMA, order_day
+from .matching import ENGINE
 
 __all__ = ["Operands", "EVENT_OPERANDS", "When", "truth", "when_filter", "with_facts", "person_condition"]
 
@@ -150,34 +151,56 @@ def _fact_reader(pos: Mapping[str, int]) -> Callable[[str, str], pl.Expr]:
 
 @dataclass(frozen=True)
 class When:
-    """The `when` of some endpoints as one filter over rows with an EP column (rows of
-    other endpoints pass), and the positions of the endpoints whose facts it reads (their
-    columns must be joined to the rows first: `with_facts`)."""
+    """The `when` of some endpoints, over rows with an EP column (rows of other endpoints
+    pass). `keep` is one filter for the endpoints whose `when` reads event fields only;
+    `by_facts` holds, per distinct `when` that reads facts about other endpoints, its
+    endpoints, its filter and the positions of the endpoints it reads.
+
+    A `when` that reads facts is applied to its own endpoints' rows only, with only its
+    own facts joined: one filter over every row with every fact joined costs the rows
+    times the number of such `when`s (500 endpoints relating their events to as many
+    others were 3x a whole library)."""
 
     keep: pl.Expr
-    reads: tuple[int, ...] = ()
+    by_facts: tuple[tuple[tuple[int, ...], pl.Expr, tuple[int, ...]], ...] = ()
+
+    def apply(self, rows: pl.DataFrame, cases: Mapping[int, pl.DataFrame]) -> pl.DataFrame:
+        """The `rows` (EP, and PID where facts are read) that the `when` keeps; their order
+        is not kept."""
+        if not self.by_facts:
+            return rows.filter(self.keep)
+        factual = [i for members, _, _ in self.by_facts for i in members]
+        kept = [rows.filter(~pl.col("EP").is_in(factual)).filter(self.keep)]
+        group_of = pl.DataFrame({"EP": factual, "_WHEN_GROUP": [g for g, (members, _, _) in
+                                                                enumerate(self.by_facts) for _ in members]},
+                                schema={"EP": rows.schema["EP"], "_WHEN_GROUP": pl.UInt32})
+        parts = rows.join(group_of, on="EP").partition_by("_WHEN_GROUP", as_dict=True, include_key=False)
+        queries = [with_facts(part.lazy(), self.by_facts[g][2], cases).filter(self.by_facts[g][1])
+                   .select(rows.columns) for (g,), part in parts.items()]
+        kept.extend(pl.collect_all(queries, engine=ENGINE))
+        return pl.concat(kept)
 
 
 def when_filter(program: Program, eps: Sequence[int], pos: Mapping[str, int]) -> When | None:
     """The `when` of the endpoints at positions `eps` as one `When`, or None if none has one."""
     groups: dict[str, tuple[object, list[int]]] = {}
-    reads: dict[int, None] = {}
     for i in eps:
         ep = program.endpoints[i]
-        if ep.when is None:
-            continue
-        key = repr(ep.when)
-        groups.setdefault(key, (ep.when, []))[1].append(i)
-        reads.update(dict.fromkeys(pos[name] for name in cond_endpoints(ep.when)))
+        if ep.when is not None:
+            groups.setdefault(repr(ep.when), (ep.when, []))[1].append(i)
     if not groups:
         return None
     operands = Operands(field=EVENT_OPERANDS.field, endpoint=_fact_reader(pos))
-    chain = None
+    chain, by_facts = None, []
     for cond, members in groups.values():
-        test = pl.col("EP").is_in(members)
         keep = truth(cond, operands)
+        reads = tuple(pos[name] for name in cond_endpoints(cond))
+        if reads:
+            by_facts.append((tuple(members), keep, reads))
+            continue
+        test = pl.col("EP").is_in(members)
         chain = pl.when(test).then(keep) if chain is None else chain.when(test).then(keep)
-    return When(chain.otherwise(True), tuple(reads))
+    return When(chain.otherwise(True) if chain is not None else pl.lit(True), tuple(by_facts))
 
 
 def with_facts(base: pl.LazyFrame, reads: Iterable[int], cases: Mapping[int, pl.DataFrame], *,

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 
 from .columns import order_day
-from .conditions import When, with_facts
+from .conditions import When
 from .matching import ENGINE
 from .prepare import Prepared
 from .spacing import reaching_spaced
@@ -37,7 +37,7 @@ def counted_rows(prep: Prepared, units: pl.DataFrame, members: Sequence[int], wh
     if prep.uses_mode:
         rows = _mode(prep, rows)
     if when is not None:
-        rows = with_facts(rows, when.reads, cases).filter(when.keep)
+        rows = when.apply(rows.collect(engine=ENGINE), cases).lazy()
     spaced = prep.tables.spaced.height > 0
     rows = _min_and_needs_other(prep, rows.select("UNIT", "PID", "EP", "RULE", "N",
                                                   *(["_ORDER_KEY"] if spaced else [])))

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 import polars as pl
 
 from .columns import CASE_ROWS_SCHEMA, CASES_SCHEMA, U32, pack, unpack
-from .conditions import with_facts
 from .counted import counted_rows
 from .matching import ENGINE
 from .prepare import Prepared
@@ -160,9 +159,9 @@ class BucketLevels:
             read = read.collect(engine=ENGINE)
             unit = read.select(_PAIR_UNIT)["_EP_UNIT"]
             read = read.with_columns(_PAIR_EP.alias("EP"), *(self.fields[c].gather(unit) for c in self.fields.columns))
-            if when.reads:
-                read = with_facts(read.with_columns(self.unit_pid.gather(unit)).lazy(), when.reads, self.cases)
-            read = read.lazy().filter(when.keep).select("_EP_UNIT")
+            if when.by_facts:
+                read = read.with_columns(self.unit_pid.gather(unit))
+            read = when.apply(read, self.cases).lazy().select("_EP_UNIT")
         # the parts overlap (one unit can reach an endpoint by several includes)
         return pl.concat([self.counted.get(lv, _NO_PAIRS).lazy(), read]).unique().collect(engine=ENGINE)
 
