@@ -78,7 +78,7 @@ def duration_text(days: float) -> str:
     """`365.25` -> `1 year`, `30` -> `30 days`, `45.5` -> `45.5 days`."""
     for unit, size in _UNITS:
         amount = days / size
-        if amount >= 1 and amount == round(amount, 6) and float(amount).is_integer():
+        if amount >= 1 and amount.is_integer():
             return f"{amount:g} {unit}" + ("" if amount == 1 else "s")
     return f"{days:g} days"
 

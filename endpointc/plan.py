@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import datetime as dt
-from typing import Annotated, Iterator, Literal, Union
+from typing import Annotated, ClassVar, Iterator, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -179,9 +179,7 @@ class Const(_Frozen):
     kind: Literal["const"] = "const"
     value: float
 
-    @property
-    def value_type(self) -> str:
-        return NUMBER
+    value_type: ClassVar[str] = NUMBER
 
 
 class DateConst(_Frozen):
@@ -189,9 +187,7 @@ class DateConst(_Frozen):
     kind: Literal["date"] = "date"
     value: dt.date
 
-    @property
-    def value_type(self) -> str:
-        return DATE
+    value_type: ClassVar[str] = DATE
 
 
 class Duration(_Frozen):
@@ -199,9 +195,7 @@ class Duration(_Frozen):
     kind: Literal["duration"] = "duration"
     days: float = Field(ge=0)
 
-    @property
-    def value_type(self) -> str:
-        return DURATION
+    value_type: ClassVar[str] = DURATION
 
 
 _FIELD_TYPES = {"age": NUMBER, "year": NUMBER, "emergency": TRUTH, "date": DATE}
@@ -222,17 +216,13 @@ class EndpointFact(_Frozen):
     """A fact about a person's status for another endpoint (the base of the four below)."""
     endpoint: str
 
-    @property
-    def value_type(self) -> str:
-        return NUMBER
+    value_type: ClassVar[str] = NUMBER
 
 
 class IsCase(EndpointFact):
     kind: Literal["is_case"] = "is_case"
 
-    @property
-    def value_type(self) -> str:
-        return TRUTH
+    value_type: ClassVar[str] = TRUTH
 
 
 class Count(EndpointFact):
@@ -254,9 +244,7 @@ class FirstDate(EndpointFact):
     non-case or an undated first event."""
     kind: Literal["first_date"] = "first_date"
 
-    @property
-    def value_type(self) -> str:
-        return DATE
+    value_type: ClassVar[str] = DATE
 
 
 def _expect(value_type: str, nodes, where: str) -> None:
@@ -278,9 +266,7 @@ class Shift(_Frozen):
         _expect(DURATION, (self.by,), "a date shifted by a duration")
         return self
 
-    @property
-    def value_type(self) -> str:
-        return DATE
+    value_type: ClassVar[str] = DATE
 
 
 class Between(_Frozen):
@@ -295,9 +281,7 @@ class Between(_Frozen):
         _expect(DATE, (self.later, self.earlier), "a date minus a date")
         return self
 
-    @property
-    def value_type(self) -> str:
-        return DURATION
+    value_type: ClassVar[str] = DURATION
 
 
 class Cmp(_Frozen):
@@ -315,37 +299,26 @@ class Cmp(_Frozen):
         _expect(self.left.value_type, (self.right,), f"comparison {self.op} of a {self.left.value_type}")
         return self
 
-    @property
-    def value_type(self) -> str:
-        return TRUTH
+    value_type: ClassVar[str] = TRUTH
 
 
-class AllOf(_Frozen):
+class _Junction(_Frozen):
+    """`and` / `or` of truth values."""
+    args: tuple["Cond", ...]
+    value_type: ClassVar[str] = TRUTH
+
+    @model_validator(mode="after")
+    def _truths(self):
+        _expect(TRUTH, self.args, "and" if isinstance(self, AllOf) else "or")
+        return self
+
+
+class AllOf(_Junction):
     kind: Literal["all"] = "all"
-    args: tuple["Cond", ...]
-
-    @model_validator(mode="after")
-    def _truths(self) -> "AllOf":
-        _expect(TRUTH, self.args, "and")
-        return self
-
-    @property
-    def value_type(self) -> str:
-        return TRUTH
 
 
-class AnyOf(_Frozen):
+class AnyOf(_Junction):
     kind: Literal["any"] = "any"
-    args: tuple["Cond", ...]
-
-    @model_validator(mode="after")
-    def _truths(self) -> "AnyOf":
-        _expect(TRUTH, self.args, "or")
-        return self
-
-    @property
-    def value_type(self) -> str:
-        return TRUTH
 
 
 class Negate(_Frozen):
@@ -357,9 +330,7 @@ class Negate(_Frozen):
         _expect(TRUTH, (self.arg,), "not")
         return self
 
-    @property
-    def value_type(self) -> str:
-        return TRUTH
+    value_type: ClassVar[str] = TRUTH
 
 
 class Relation(_Frozen):
@@ -383,9 +354,7 @@ class Relation(_Frozen):
             raise ValueError(f"`{self.relation}` {'needs' if self.window is None else 'takes no'} window")
         return self
 
-    @property
-    def value_type(self) -> str:
-        return TRUTH
+    value_type: ClassVar[str] = TRUTH
 
     @property
     def meaning(self) -> "Cond":
