@@ -498,7 +498,8 @@ def test_a_people_table_without_rows_is_an_error(tmp_path):
 
 
 @_SETTINGS
-@given(numbers=st.lists(st.integers(1, 10**6), min_size=1, max_size=5, unique=True),
+# below 10**6, so that "{:07d}" always adds a leading zero
+@given(numbers=st.lists(st.integers(1, 10**6 - 1), min_size=1, max_size=5, unique=True),
        written=st.sampled_from(["{:07d}", "FG{:d}", "FG{:08d}", "{:d}.0"]), parquet=st.booleans())
 def test_ids_written_differently_in_the_two_files_are_an_error(numbers, written, parquet):
     events = [[str(n), *EVENTS[i % 3][1:]] for i, n in enumerate(numbers)]
