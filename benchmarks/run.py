@@ -1,5 +1,6 @@
-"""The FinnGen-scale benchmark: endpointc against the grouped-pass limit and
-against per-endpoint SQL in DuckDB, side by side, on definition-aware synthetic registries.
+"""The FinnGen-scale benchmark: endpointc against two floors (the grouped pass, and one read
+of the columns it needs) and against per-endpoint SQL in DuckDB, side by side, on
+definition-aware synthetic registries.
 
     python benchmarks/run.py                                  # small + medium, newest FinnGen freeze
     python benchmarks/run.py --sizes small --duckdb-sample 20
@@ -19,10 +20,12 @@ Steps (see benchmarks/README.md):
 3. Per size, each contender runs in its own child process, so that its wall time, CPU time
    and peak RSS are its own (os.wait4 gives the child's rusage): (a) the engine end to end
    (scan Parquet, evaluate, write results), (b) the grouped pass (one scan + group_by
-   FINNGENID, SOURCE, CODE1 + count, sunk to Parquet), (c) DuckDB, one SQL query per
-   endpoint for a random sample of endpoints, extrapolated to all of them. With `--repeats N`
-   (a) and (b) run N times each, alternating, and the medians count. `--contenders` runs
-   only some of them (the grouped pass holds every group in memory: at `huge` it cannot).
+   FINNGENID, SOURCE, CODE1 + count, sunk to Parquet), (c) the read floor (the columns the
+   engine reads, read once into memory bucket by bucket, in the engine's person buckets),
+   (d) DuckDB, one SQL query per endpoint for a random sample of endpoints, extrapolated to
+   all of them. With `--repeats N` (a), (b) and (c) run N times each, alternating, and the
+   medians count. `--contenders` runs only some of them (the grouped pass holds every group
+   in memory: at `huge` it cannot).
 4. At the first size, a scaling series: the engine on random subsets of endpoints.
 
 Prints a table and writes the same numbers as JSON. Never prints person-level values.
@@ -58,7 +61,7 @@ __all__ = ["SIZES", "compile_skipping", "resolve_library", "main"]
 # memory as a DataFrame, to show that the engine's peak is set by the bucket, not the registry
 SIZES: dict[str, int] = {"small": 1_000_000, "medium": 10_000_000, "big": 250_000_000,
                          "huge": 1_000_000_000}
-CONTENDERS = ("engine", "grouped", "duckdb")
+CONTENDERS = ("engine", "grouped", "read", "duckdb")
 # Bumped when the generated files change form (not content): 2 = Parquet row groups carry
 # statistics, which person buckets read to skip other people's rows.
 REGISTRY_FORMAT = 2
@@ -208,15 +211,16 @@ def _worker_library(spec: dict[str, Any]) -> dict[str, Any]:
 
 # -- child processes ------------------------------------------------------------------------
 
-def run_child(kind: str, spec: dict[str, Any], *, threads: int, timeout: float | None = None
-              ) -> dict[str, Any]:
-    """Run `kind` in a fresh interpreter; its result plus wall, CPU and peak RSS of the child."""
+def run_child(kind: str, spec: dict[str, Any], *, threads: int, timeout: float | None = None,
+              script: Path | None = None) -> dict[str, Any]:
+    """Run `kind` in a fresh interpreter; its result plus wall, CPU and peak RSS of the child.
+    `script`: another benchmark whose `_worker` entry point runs its own kinds (default: this one)."""
     with tempfile.TemporaryDirectory(prefix="bench-child-") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps(spec))
         env = dict(os.environ, POLARS_MAX_THREADS=str(threads), PYTHONHASHSEED="0")
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "_worker", kind,
+        proc = subprocess.Popen([sys.executable, str(script or Path(__file__).resolve()), "_worker", kind,
                                  str(spec_path), str(result_path)], env=env, cwd=REPO)
         killed = threading.Event()
 
@@ -324,6 +328,32 @@ def _worker_grouped(spec: dict[str, Any]) -> dict[str, Any]:
     return {"wall_s": round(wall, 3), "section_cpu_s": round(cpu, 3), "groups": int(groups)}
 
 
+def read_columns(program) -> list[str]:
+    """The events columns the engine reads for `program`: FINNGENID, the key columns it
+    tests, EVENT_AGE, APPROX_EVENT_DAY, and CODE9 and INDEX when a `when emergency` needs them."""
+    from endpointc.engine.matching import key_columns
+
+    emergency = ["CODE9", "INDEX"] if any(ep.uses_emergency for ep in program.endpoints) else []
+    return ["FINNGENID", *key_columns(program), "EVENT_AGE", "APPROX_EVENT_DAY", *emergency]
+
+
+def _worker_read(spec: dict[str, Any]) -> dict[str, Any]:
+    """The read floor: the columns the engine reads, read once, bucket by bucket (the
+    engine's person buckets, so that memory is one bucket's), into memory and dropped."""
+    import polars as pl
+
+    from endpointc.engine.buckets import person_buckets
+
+    columns = read_columns(_load_program(spec))
+    t0, c0 = time.perf_counter(), time.process_time()
+    events = pl.scan_parquet(spec["events"]).select(columns)
+    rows = 0
+    for bucket in person_buckets(pl.scan_parquet(spec["people"]), spec["buckets"]):
+        rows += events.filter(bucket).collect(engine="streaming").height
+    return {"wall_s": round(time.perf_counter() - t0, 3), "section_cpu_s": round(time.process_time() - c0, 3),
+            "rows": rows, "columns": columns}
+
+
 def _worker_duckdb(spec: dict[str, Any]) -> dict[str, Any]:
     import duckdb
 
@@ -366,7 +396,7 @@ def _worker_duckdb(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 WORKERS = {"library": _worker_library, "generate": _worker_generate, "calibrate": _worker_calibrate, "engine": _worker_engine,
-           "grouped": _worker_grouped, "duckdb": _worker_duckdb, "footprint": _worker_footprint}
+           "grouped": _worker_grouped, "read": _worker_read, "duckdb": _worker_duckdb, "footprint": _worker_footprint}
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -485,7 +515,7 @@ def bench_size(size: str, library: dict[str, Any], names: list[str], args, log) 
     footprint = run_child("footprint", {"events": reg["events_path"], "n_events": events}, threads=args.threads)
     load_before = os.getloadavg()[0]
 
-    engines, groupeds = [], []
+    engines, groupeds, reads = [], [], []
     # alternating, so that a machine getting slower or faster during the run moves both
     for k in range(args.repeats):
         run_no = f", run {k + 1} of {args.repeats}" if args.repeats > 1 else ""
@@ -497,7 +527,11 @@ def bench_size(size: str, library: dict[str, Any], names: list[str], args, log) 
             log(f"{size}: grouped pass{run_no} ...")
             groupeds.append(_contender(run_child("grouped", common, threads=args.threads, timeout=args.timeout),
                                        events))
-    engine, grouped = median_run(engines), median_run(groupeds)
+        if "read" in args.contenders:
+            log(f"{size}: read floor (buckets={buckets}){run_no} ...")
+            reads.append(_contender(run_child("read", {**common, "buckets": buckets}, threads=args.threads,
+                                              timeout=args.timeout), events))
+    engine, grouped, read = median_run(engines), median_run(groupeds), median_run(reads)
     duck: dict[str, Any] = {"skipped": True}
     if "duckdb" in args.contenders:
         log(f"{size}: DuckDB, {len(sample)} sampled endpoints one by one ...")
@@ -509,17 +543,19 @@ def bench_size(size: str, library: dict[str, Any], names: list[str], args, log) 
            "buckets": buckets, "threads": args.threads, "generate_s": reg.get("generate_s"),
            "events_in_memory_gib": footprint.get("events_in_memory_gib"),
            "load_before": load_before, "load_after": os.getloadavg()[0],
-           "engine": engine, "grouped": grouped, "duckdb": duck}
+           "engine": engine, "grouped": grouped, "read": read, "duckdb": duck}
     ok = _ok(engine)
     out["ratio_grouped"] = engine["wall_s"] / grouped["wall_s"] if ok and _ok(grouped) else None
+    out["ratio_read"] = engine["wall_s"] / read["wall_s"] if ok and _ok(read) else None
     out["speedup_duckdb"] = (duck["wall_s"] / engine["wall_s"]
                              if ok and duck.get("wall_s") else None)
     def cpu_of(c):
         return c.get("section_cpu_s") if _ok(c) else None
 
-    e_cpu, g_cpu, d_cpu = cpu_of(engine), cpu_of(grouped), cpu_of(duck)
+    e_cpu, g_cpu, r_cpu, d_cpu = cpu_of(engine), cpu_of(grouped), cpu_of(read), cpu_of(duck)
     # on a shared machine CPU time is steadier than wall time: both ratios are kept
     out["ratio_grouped_cpu"] = e_cpu / g_cpu if e_cpu and g_cpu else None
+    out["ratio_read_cpu"] = e_cpu / r_cpu if e_cpu and r_cpu else None
     out["speedup_duckdb_cpu"] = d_cpu / e_cpu if e_cpu and d_cpu else None
     engine.pop("counts", None)
     return out
@@ -608,10 +644,11 @@ def render(report: dict[str, Any], console) -> None:
 
     table = Table(title="endpointc benchmark", show_lines=False)
     for col in ("size", "contender", "events", "people", "endpoints", "wall time", "events/s",
-                "peak RSS", "CPU time", "vs grouped (wall, CPU)", "vs DuckDB (wall, CPU)"):
+                "peak RSS", "CPU time", "vs grouped (wall, CPU)", "vs read (wall, CPU)", "vs DuckDB (wall, CPU)"):
         table.add_column(col, justify="left" if col in ("size", "contender") else "right")
     for s in report["sizes"]:
-        rows = [("endpointc", s["engine"]), ("grouped pass", s["grouped"]), ("DuckDB per endpoint", s["duckdb"])]
+        rows = [("endpointc", s["engine"]), ("grouped pass", s["grouped"]),
+                ("read floor", s.get("read", {"skipped": True})), ("DuckDB per endpoint", s["duckdb"])]
         rows = [(label, c) for label, c in rows if not c.get("skipped")]
         for n, (label, c) in enumerate(rows):
             err = c.get("error")
@@ -619,15 +656,16 @@ def render(report: dict[str, Any], console) -> None:
             if label.startswith("DuckDB") and not err:
                 wall = ("≥ " if c.get("lower_bound") else "~ ") + wall
                 label = f"DuckDB ({c['ok']}/{c['sampled']} sampled, extrapolated)"
-            xg = xd = ""
+            xg = xr = xd = ""
             if label == "endpointc":
                 xg = _ratio(s.get("ratio_grouped"), s.get("ratio_grouped_cpu"), "x")
+                xr = _ratio(s.get("ratio_read"), s.get("ratio_read_cpu"), "x")
                 xd = _ratio(s.get("speedup_duckdb"), s.get("speedup_duckdb_cpu"), "x faster")
             cpu = c.get("section_cpu_s")
             table.add_row("" if n else s["size"], label, f"{s['events']:,}",
                           f"{s['people']:,}", f"{s['endpoints']:,}", wall, _fmt_rate(c.get("events_per_s")),
                           f"{c['peak_rss_mb']:,.0f} MB" if c.get("peak_rss_mb") else "-",
-                          _fmt_s(cpu), xg, xd)
+                          _fmt_s(cpu), xg, xr, xd)
         table.add_section()
     console.print(table)
     memory = report["machine"]["memory_gib"]
@@ -635,8 +673,8 @@ def render(report: dict[str, Any], console) -> None:
         if s.get("events_in_memory_gib"):
             console.print(f"{s['size']}: the events take ~{s['events_in_memory_gib']:,.1f} GiB in memory as one "
                           f"DataFrame ({s['events_in_memory_gib'] / memory:.2f}x this machine's {memory} GiB)")
-        runs = {label: c["runs"] for label, c in (("engine", s["engine"]), ("grouped pass", s["grouped"]))
-                if c.get("runs")}
+        runs = {label: c["runs"] for label, c in (("engine", s["engine"]), ("grouped pass", s["grouped"]),
+                                                   ("read floor", s.get("read", {}))) if c.get("runs")}
         if runs:
             spread = "; ".join(f"{label} {min(r['wall_s'] for r in rs):,.1f} to {max(r['wall_s'] for r in rs):,.1f} s"
                                for label, rs in runs.items())
@@ -660,7 +698,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="small,medium", help="comma list of small, medium, big, huge")
     ap.add_argument("--contenders", default=",".join(CONTENDERS),
-                    help="comma list of engine, grouped, duckdb (the ratios need the engine and the other)")
+                    help="comma list of engine, grouped, read, duckdb (the ratios need the engine and the other)")
     ap.add_argument("--library", default="finngen-newest", help="finngen-newest, a FinnGen sheet, "
                     "a .ep file or a folder of them")
     ap.add_argument("--data-dir", type=Path, default=HERE / "data",
@@ -744,10 +782,10 @@ def _vmhwm_mb() -> float | None:
     return None
 
 
-def _worker_main(kind: str, spec_path: str, result_path: str) -> None:
+def _worker_main(kind: str, spec_path: str, result_path: str, workers: dict[str, Any] | None = None) -> None:
     sys.path.insert(0, str(HERE))
     spec = json.loads(Path(spec_path).read_text())
-    result = WORKERS[kind](spec)
+    result = (workers or WORKERS)[kind](spec)
     result["vmhwm_mb"] = _vmhwm_mb()
     Path(result_path).write_text(json.dumps(result))
 

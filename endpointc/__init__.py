@@ -24,8 +24,10 @@ _EXPORTS = {
     "compile_paths": "compiler", "compile_program": "compiler", "compile_text": "compiler",
     "Diagnostic": "diagnostics", "DiagnosticError": "diagnostics", "Severity": "diagnostics",
     "Results": "engine", "evaluate": "engine", "evaluate_reference": "engine",
+    "build_index": "index", "open_index": "index",
     "parse": "parser", "parse_file": "parser", "Program": "plan",
     "Registry": "registry", "RegistryError": "registry", "load_registry": "registry",
+    "scan_events": "registry", "scan_people": "registry",
     "write_results": "results",
 }
 
@@ -35,9 +37,10 @@ if TYPE_CHECKING:
     from .compiler import compile_paths, compile_program, compile_text
     from .diagnostics import Diagnostic, DiagnosticError, Severity
     from .engine import Results, evaluate, evaluate_reference
+    from .index import build_index, open_index
     from .parser import parse, parse_file
     from .plan import Program
-    from .registry import Registry, RegistryError, load_registry
+    from .registry import Registry, RegistryError, load_registry, scan_events, scan_people
     from .results import write_results
 
 

@@ -51,6 +51,7 @@ the same number.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +65,8 @@ from .plan import (AllOf, Branch, Cmp, Cond, EndpointFact, EndpointPlan, FirstDa
 from .masking import MASK_THRESHOLD, Relation, mask_table
 from .results import write_text_atomic
 
-__all__ = ["attrition", "attrition_counts", "write_attrition", "ATTRITION_SCHEMA", "COUNT_COLUMNS"]
+__all__ = ["attrition", "attrition_counts", "attrition_steps", "AttritionSteps", "write_attrition",
+           "ATTRITION_SCHEMA", "COUNT_COLUMNS"]
 
 ATTRITION_SCHEMA = {
     "ENDPOINT": pl.String, "SIDE": pl.String, "RULE": pl.Int64, "STEP": pl.String,
@@ -103,12 +105,62 @@ def attrition_counts(program: Program, events: pl.LazyFrame, people: pl.LazyFram
                      ) -> tuple[pl.DataFrame, list[Relation]]:
     """The attrition table unmasked, and the relations among its counts a reader can rely on
     (cells keyed by (row index, column); row 0 is the population)."""
-    if endpoint not in program.names:
-        raise KeyError(f"unknown endpoint {endpoint}")
-    events, people = events.lazy(), people.lazy()
-    base = program.subset([endpoint])
-    ep = base.get(endpoint)
+    steps = attrition_steps(program, people, endpoints=[endpoint])
+    results = evaluate(Program(endpoints=program.subset([endpoint]).endpoints + steps.variants), events, people,
+                       endpoints=[endpoint, *(v.name for v in steps.variants)])
+    return steps.count(results.long, results.counts)[endpoint]
+
+
+@dataclass(frozen=True)
+class AttritionSteps:
+    """The attrition steps of some endpoints before counting: the plan variants whose cases
+    the counts compare (named apart from every endpoint and from each other), and per
+    endpoint the steps' rows and relations. `count` reads one evaluation of the endpoints
+    together with `variants`, so that a whole library costs one pass over the events."""
+
+    variants: tuple[EndpointPlan, ...]
+    steps: Mapping[str, tuple[tuple[str, ...], tuple[_Row, ...], tuple[Relation, ...]]]
+
+    def count(self, long: pl.LazyFrame | pl.DataFrame, counts: pl.LazyFrame | pl.DataFrame
+              ) -> dict[str, tuple[pl.DataFrame, list[Relation]]]:
+        """Per endpoint, what `attrition_counts` returns, from the long table and the counts
+        of an evaluation of the endpoints and `variants`."""
+        wanted = {name for names, _, _ in self.steps.values() for name in names}
+        long_rows = long.lazy().filter(pl.col("ENDPOINT").is_in(wanted)).select("FINNGENID", "ENDPOINT", "STATUS")
+        parts = long_rows.collect().partition_by("ENDPOINT", as_dict=True)
+        empty = pl.DataFrame(schema={"FINNGENID": pl.String, "ENDPOINT": pl.String, "STATUS": pl.String})
+        controls = dict(counts.lazy().filter(pl.col("ENDPOINT").is_in(list(self.steps)))
+                        .select("ENDPOINT", "N_CONTROLS").collect().iter_rows())
+        found = {}
+        for endpoint, (names, rows, relations) in self.steps.items():
+            frame = pl.concat([parts.get((name,), empty) for name in names])
+            values = _count(frame, controls[endpoint], names, rows)
+            table = pl.DataFrame(
+                [(endpoint, r.side, r.rule, r.step, values[i][0], values[i][1]) for i, r in enumerate(rows)],
+                schema=ATTRITION_SCHEMA, orient="row")
+            found[endpoint] = (table, list(relations))
+        return found
+
+
+def attrition_steps(program: Program, people: pl.LazyFrame, *, endpoints: Sequence[str]) -> AttritionSteps:
+    """The attrition steps of `endpoints` (see `AttritionSteps`)."""
+    unknown = [e for e in endpoints if e not in program.names]
+    if unknown:
+        raise KeyError(f"unknown endpoint {', '.join(unknown)}")
+    sizes = dict(people.lazy().group_by("SEX").agg(pl.len()).collect().iter_rows())
     taken = set(program.names)
+    variants: list[EndpointPlan] = []
+    steps = {}
+    for endpoint in dict.fromkeys(endpoints):
+        names, rows, relations = _steps(program.get(endpoint), sizes, taken, variants)
+        steps[endpoint] = (names, tuple(rows), tuple(relations))
+    return AttritionSteps(variants=tuple(variants), steps=steps)
+
+
+def _steps(ep: EndpointPlan, sizes: dict[str | None, int], taken: set[str], found: list[EndpointPlan]
+           ) -> tuple[tuple[str, ...], list[_Row], list[Relation]]:
+    """The names whose cases the steps of `ep` read (`ep`, then its variants, added to
+    `found`), the rows and their relations. `sizes`: people by SEX; `taken`: names in use."""
     variants: dict[str, EndpointPlan] = {}
 
     def variant(suffix: str, plan: EndpointPlan) -> str:
@@ -136,13 +188,13 @@ def attrition_counts(program: Program, events: pl.LazyFrame, people: pl.LazyFram
     def added(index: int) -> tuple[int, str]:
         return (index, "N_ADDED_BACK")
 
-    population = people.select(pl.len()).collect().item()
+    population = sum(sizes.values())
     add(_Row("cases", None, "population", population))
     case = _case_count
     full = ep.name
     sex_row = None
     if ep.sex is not None:
-        allowed = people.filter(pl.col("SEX") == ep.sex).select(pl.len()).collect().item()
+        allowed = sizes.get(ep.sex, 0)
         without = variant("without_sex", ep.model_copy(update={"sex": None}))
         sex_row = add(_Row("cases", None, f"sex {ep.sex}", allowed, _gained(without, full)))
         # people of the other sex: those of the allowed sex, plus those only sex keeps out
@@ -297,12 +349,8 @@ def attrition_counts(program: Program, events: pl.LazyFrame, people: pl.LazyFram
         previous = index
     relations.append(Relation.equal(n(add(_Row("controls", None, "controls", _CONTROLS))), n(previous)))
 
-    counts = _count(Program(endpoints=base.endpoints + tuple(variants.values())), events, people,
-                    [full, *variants], rows)
-    table = pl.DataFrame(
-        [(ep.name, r.side, r.rule, r.step, counts[i][0], counts[i][1]) for i, r in enumerate(rows)],
-        schema=ATTRITION_SCHEMA, orient="row")
-    return table, relations
+    found.extend(variants.values())
+    return (full, *variants), rows, relations
 
 
 _CONTROLS = "__controls__"
@@ -325,24 +373,23 @@ def _gained(variant: str, full: str) -> pl.Expr:
     return (_case_flag(variant) & ~_case_flag(full)).sum()
 
 
-def _count(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, names: list[str],
-           rows: list[_Row]) -> list[tuple[int | None, int | None]]:
-    results = evaluate(program, events, people, endpoints=names)
-    flags = (results.long.group_by("FINNGENID").agg(
+def _count(long: pl.DataFrame, controls: int, names: Sequence[str], rows: Sequence[_Row]
+           ) -> list[tuple[int | None, int | None]]:
+    """The rows' counts from the long table rows of `names` (the endpoint first) and the
+    endpoint's N_CONTROLS."""
+    flags = (long.lazy().group_by("FINNGENID").agg(
         *[((pl.col("ENDPOINT") == n) & (pl.col("STATUS") == "case")).any().alias(f"case:{n}") for n in names],
         *[((pl.col("ENDPOINT") == n) & (pl.col("STATUS") == "excluded")).any().alias(f"excluded:{n}")
           for n in names],
     ))
-    full = names[0]
     exprs: list[pl.Expr] = []
     for i, row in enumerate(rows):
         for j, value in enumerate((row.people, row.added_back)):
             alias = f"v{i}_{j}"
             if isinstance(value, pl.Expr):
                 exprs.append(value.cast(pl.Int64).alias(alias))
-    controls = (results.counts.filter(pl.col("ENDPOINT") == full).select(pl.col("N_CONTROLS").alias(_CONTROLS)))
     frame = (flags.select(exprs) if exprs else flags.select(pl.lit(0).alias("_")))
-    totals = pl.concat([frame.collect(), controls.collect()], how="horizontal").row(0, named=True)
+    totals = {**frame.collect().row(0, named=True), _CONTROLS: controls}
     out: list[tuple[int | None, int | None]] = []
     for i, row in enumerate(rows):
         values: list[int | None] = []

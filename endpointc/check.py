@@ -71,11 +71,14 @@ def index_library(files: Sequence[ast.File]) -> Library:
                    codelists=MappingProxyType(codelists), order=tuple(order))
 
 
-def check(files: Sequence[ast.File], *, strict: bool = False) -> tuple[Library, tuple[Diagnostic, ...]]:
+def check(files: Sequence[ast.File], *, strict: bool = False,
+          rules: Sequence[str] = ()) -> tuple[Library, tuple[Diagnostic, ...]]:
     """Check every file together; return the Library and all diagnostics, sorted.
 
     `strict` is accepted for symmetry with the CLI and changes nothing here: the
     diagnostics are the same, and only the CLI decides whether warnings fail a run.
+    `rules` names curation rule sets (`endpointc.curation.RULE_SETS`, e.g. "finngen")
+    whose findings are added.
 
     >>> from endpointc.parser import parse
     >>> tree, _ = parse('endpoint A { purchase icd10 E11 }', name='x.ep')
@@ -86,7 +89,12 @@ def check(files: Sequence[ast.File], *, strict: bool = False) -> tuple[Library, 
     del strict  # only the CLI turns warnings into failures
     checker = _Checker(tuple(files))
     checker.run()
-    return index_library(files), tuple(sort_diagnostics(checker.diagnostics))
+    library = index_library(files)
+    if rules:
+        from .curation import curate  # curation reads the Library defined here
+
+        checker.diagnostics.extend(curate(library, rule_sets=rules))
+    return library, tuple(sort_diagnostics(checker.diagnostics))
 
 
 # The engines count events in 32-bit integers; far below that, no person has a million

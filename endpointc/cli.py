@@ -1,8 +1,21 @@
 """The command line: the only module that prints.
 
-Exit codes: 0 success, 1 problems found (errors, or warnings with --strict, or files
-that `fmt --check` would change), 2 usage problems (typer's own, or no input files).
-Stage modules are imported inside each command so `endpointc check` stays quick.
+Exit codes, the same for every command (docs/cli.md lists them per command):
+
+- 0: done, nothing found;
+- 1: something found or failed: errors in the definitions (or warnings with --strict),
+  failed tests, files that `fmt --check` would change, a `diff --fail-above` gate that
+  fails, an evaluation or a write that failed;
+- 2: usage or input error: typer's own, missing input files, an output path that cannot
+  work, a registry or a result folder that cannot be used, a spreadsheet that cannot be
+  read; and for `test`, definitions that do not compile;
+- 130: interrupted (Ctrl-C): one line on stderr, no traceback; every output is written to
+  a temporary file and renamed into place whole, so nothing is left half-written.
+
+With --json a command prints exactly one JSON document on stdout, with a
+`schema_version` (`JSON_SCHEMA_VERSION`), when it exits 0 or 1; on 2 and 130 stdout is
+empty and stderr says why. Stage modules are imported inside each command so `endpointc
+check` stays quick.
 """
 
 from __future__ import annotations
@@ -10,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional, Sequence
 
@@ -17,13 +31,32 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from .diagnostics import Diagnostic, has_errors, sort_diagnostics
 from .masking import MASK_THRESHOLD, SECONDARY_MARK
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "JSON_SCHEMA_VERSION"]
+
+# The version of the --json documents' shapes (docs/cli.md): raised when a field changes
+# meaning or goes away, not when one is added.
+JSON_SCHEMA_VERSION = 1
+
+
+class _Commands(TyperGroup):
+    """Ctrl-C in any command exits 130 with one line on stderr and no traceback (typer's
+    own handling differs between versions)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            err.print(Text("interrupted", style="red"))
+            raise typer.Exit(130) from None
+
 
 app = typer.Typer(
+    cls=_Commands,
     name="endpointc",
     help="Compile clinical endpoint definitions and evaluate them over FinnGen registries.",
     no_args_is_help=True,
@@ -51,9 +84,10 @@ def _read_registry(events: Path, people: Path, *, keep_as_read: bool = False, al
 
 
 def _registry_failed(error) -> NoReturn:
-    """A broken registry: its diagnostics, with their codes, and exit 1."""
+    """A registry that cannot be used (an input error): its diagnostics, with their codes,
+    and exit 2."""
     _print_diagnostics(error.diagnostics())
-    raise typer.Exit(1)
+    raise typer.Exit(2)
 
 
 def _definition_files(paths: Sequence[Path]) -> list[Path]:
@@ -91,9 +125,19 @@ def _usage(message: str) -> NoReturn:
 
 
 def _failed(message: object) -> NoReturn:
-    """A problem with the data or the files: print it and exit 1."""
+    """A failure while working: print it and exit 1; a `RegistryError` is the input's
+    fault and goes to `_registry_failed` (exit 2)."""
+    from .registry import RegistryError
+
+    if isinstance(message, RegistryError):
+        _registry_failed(message)
     _error(message)
     raise typer.Exit(1)
+
+
+def _print_json(document: dict) -> None:
+    """The one JSON document of a --json command, on stdout, its schema version first."""
+    print(json.dumps({"schema_version": JSON_SCHEMA_VERSION, **document}, indent=2, ensure_ascii=False))
 
 
 def _status(message: str):
@@ -149,22 +193,24 @@ def _summary(diagnostics: Sequence[Diagnostic], files: int) -> str:
     return f"{files} file(s) checked: {n_err} error(s), {n_warn} warning(s)"
 
 
-def _parse_and_check(files: Sequence[Path]):
+def _parse_and_check(files: Sequence[Path], *, rules: Sequence[str] = ()):
     """Every file parsed and the lot checked: the trees that parsed, all diagnostics sorted."""
     from .check import check as check_files
     from .compiler import parse_paths
 
     trees, diagnostics = parse_paths(files)
-    diagnostics.extend(check_files(trees)[1])
+    diagnostics.extend(check_files(trees, rules=rules)[1])
     return trees, sort_diagnostics(diagnostics)
 
 
-def _compile(paths: list[Path]):
-    """Parse, check and lower; print diagnostics (warnings too) and exit 1 on errors."""
+def _compile(paths: list[Path], *, endpoints: Optional[list[str]] = None):
+    """Parse, check and lower; print diagnostics (warnings too) and exit 1 on errors.
+    With `endpoints`, only what they need (`selection.compile_selection`)."""
     from .compiler import compile_paths
+    from .selection import compile_selection
 
     files = _definition_files(paths)
-    program, diagnostics = compile_paths(files)
+    program, diagnostics = compile_paths(files) if not endpoints else compile_selection(files, endpoints)
     if diagnostics:
         _print_diagnostics(diagnostics)
     if program is None or has_errors(diagnostics):
@@ -178,22 +224,45 @@ def check(
     paths: Paths,
     strict: Annotated[bool, typer.Option("--strict", help="Fail on warnings too.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print diagnostics as JSON.")] = False,
+    rules: Annotated[Optional[str], typer.Option(help="Curation rule sets to check too, comma-separated "
+                                                 "(finngen), or none; default: the project's endpointc.toml "
+                                                 "or [tool.endpointc] in pyproject.toml.")] = None,
 ) -> None:
     """Check definitions: syntax, names, cycles, vocabularies, patterns, options."""
     files = _definition_files(paths)
-    _, diagnostics = _parse_and_check(files)
+    _, diagnostics = _parse_and_check(files, rules=_rule_sets(rules, paths[0]))
     failed = has_errors(diagnostics) or (strict and bool(diagnostics))
     if as_json:
-        out.print_json(json.dumps({
-            "files": [str(f) for f in files],
+        errors = sum(d.is_error for d in diagnostics)
+        _print_json({
             "ok": not failed,
+            "files": [str(f) for f in files],
+            "errors": errors,
+            "warnings": len(diagnostics) - errors,
             "diagnostics": [d.model_dump(mode="json") for d in diagnostics],
-        }))
+        })
     else:
         _print_diagnostics(diagnostics)
         style = "red" if failed else "green"
         err.print(Text(_summary(diagnostics, len(files)), style=style))
     raise typer.Exit(1 if failed else 0)
+
+
+def _rule_sets(option: Optional[str], start: Path) -> tuple[str, ...]:
+    """The rule sets of `--rules`, or else of the configuration of the project `start` is in."""
+    from .config import ConfigError, load_config
+    from .curation import RULE_SETS
+
+    if option is None:
+        try:
+            return load_config(start).rules
+        except ConfigError as error:
+            _usage(str(error))
+    names = tuple(dict.fromkeys(n for n in map(str.strip, option.split(",")) if n and n != "none"))
+    unknown = [n for n in names if n not in RULE_SETS]
+    if unknown:
+        _usage(f"--rules: unknown rule set {', '.join(unknown)} (known: {', '.join(RULE_SETS)}, none)")
+    return names
 
 
 @app.command()
@@ -244,53 +313,125 @@ def _split_names(endpoints: Optional[str]) -> Optional[list[str]]:
     return [n.strip() for n in endpoints.split(",") if n.strip()]
 
 
+class LongitudinalFormat(str, Enum):
+    """The formats of `run --longitudinal`."""
+
+    parquet = "parquet"
+    tsv_gz = "tsv.gz"
+
+
+class Engine(str, Enum):
+    """The engines of `run --engine`."""
+
+    polars = "polars"
+    spark = "spark"
+
+
+class _GivenPath(type(Path())):
+    """A path option that keeps the text as given in `given`: Path makes "s3://b/k" "s3:/b/k",
+    and Spark reads URLs."""
+
+    def __new__(cls, *segments):   # more than one when pathlib derives a path from it
+        path = super().__new__(cls, *segments)
+        path.given = segments[0] if len(segments) == 1 and isinstance(segments[0], str) else str(path)
+        return path
+
+
 @app.command()
 def run(
     paths: Paths,
-    events: EventsFile,
-    people: PeopleFile,
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the results.")],
+    events: Annotated[Path, typer.Option(parser=_GivenPath, help="Longitudinal events: TSV, TSV.gz or Parquet (--engine spark: any path Spark reads).")],
+    people: Annotated[Path, typer.Option(parser=_GivenPath, help="People table (the population): TSV, TSV.gz or Parquet (--engine spark: any path Spark reads).")],
+    out_dir: Annotated[Path, typer.Option("--out", parser=_GivenPath, help="Folder for the results (--engine spark: any folder Spark writes).")],
     endpoints: Annotated[Optional[str], typer.Option(help="Comma-separated endpoint names (their dependencies are evaluated too).")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="Also write the FinnGen-style wide table.")] = False,
+    longitudinal: Annotated[Optional[LongitudinalFormat], typer.Option("--longitudinal", help="Also write FinnGen's endpoint longitudinal file (one row per case event) as endpoint_longitudinal.parquet or .tsv.gz (see docs/release-files.md).")] = None,
+    intermediate_counts: Annotated[bool, typer.Option("--intermediate-counts", help="Also write intermediate_counts.tsv: per endpoint, the people left after each step, as FinnGen publishes them for Risteys (masked unless --no-mask).")] = False,
     no_mask: Annotated[bool, typer.Option("--no-mask", help=f"Show counts under {MASK_THRESHOLD} in counts.tsv (individual-level risk).")] = False,
     buckets: Annotated[str, typer.Option(help="Person buckets evaluated one after another (bounds memory): a number, or auto (one per 5 million events). Buckets are consecutive FINNGENID ranges: on a file sorted by person each reads only its own row groups.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(min=1, help="Polars threads (POLARS_MAX_THREADS); default: all cores.")] = None,
     allow_empty_events: Annotated[bool, typer.Option("--allow-empty-events", help="Accept an events table without rows (everyone a control) instead of failing.")] = False,
+    reuse_from: Annotated[Optional[Path], typer.Option("--reuse", help="A previous run's --out folder: take the results of endpoints whose definitions and registry files are unchanged from it, compute the rest (see docs/manifest.md).")] = None,
+    index: Annotated[Optional[Path], typer.Option("--index", help="An event index of this registry (endpointc index): a few endpoints read only their own events, and the registry is not checked again.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary of the run instead of the table.")] = False,
+    engine: Annotated[Engine, typer.Option(help="polars: this machine; spark: a Spark cluster or local Spark (pip install 'endpointc[spark]'; see docs/spark.md).")] = Engine.polars,
+    master: Annotated[Optional[str], typer.Option(help="--engine spark: the Spark master (local[4], yarn, spark://HOST:7077, ...); default: the running session's (spark-submit --master).")] = None,
+    spark_conf: Annotated[Optional[list[str]], typer.Option("--spark-conf", help="--engine spark: a Spark setting KEY=VALUE (repeatable).")] = None,
 ) -> None:
-    """Evaluate endpoints over a registry and write endpoints.parquet and counts.tsv."""
+    """Evaluate endpoints over a registry and write endpoints.parquet, counts.tsv and manifest.json."""
+    if engine is Engine.spark:
+        unsupported = [name for name, given in (("--wide", wide), ("--longitudinal", longitudinal),
+                                                ("--intermediate-counts", intermediate_counts), ("--reuse", reuse_from),
+                                                ("--json", as_json), ("--index", index)) if given]
+        if unsupported:
+            _usage(f"{', '.join(unsupported)}: not available with --engine spark")
+        _run_spark(paths, events, people, out_dir, endpoints=_split_names(endpoints), buckets=_parse_buckets(buckets),
+                   no_mask=no_mask, threads=threads, master=master, settings=spark_conf or [])
+        return
+    if master is not None or spark_conf:
+        _usage("--master and --spark-conf need --engine spark")
     _apply_threads(threads)
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     import polars as pl
 
+    from .compiler import definition_files
     from .engine.polars import evaluate
+    from .manifest import RegistryCheck, RunOptions, RunRecord, run_summary
     from .registry import RegistryError
     from .masking import mask_counts
     from .results import remove_stale, spill_folder, write_results
+    from .release import release_writers
+    from .reuse import plan_reuse
 
     names = _split_names(endpoints)
     n_buckets = _parse_buckets(buckets)
     _check_out(out_dir, folder=True)
+    record = RunRecord(command=sys.argv, options=RunOptions(
+        endpoints=names, mask_threshold=_mask_threshold(no_mask), wide=wide, buckets=buckets,
+        allow_empty_events=allow_empty_events, reuse=None if reuse_from is None else str(reuse_from)))
     # the bucket count ("of") is a field, not MofNCompleteColumn, so the status line shows none
     with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
                   TextColumn("{task.fields[of]}", markup=False), TimeElapsedColumn(),
                   console=err, transient=False) as progress:
         task = progress.add_task("compiling definitions", total=None, of="")
-        program = _compile(paths)
+        with record.stage("compile"):
+            program = _compile(paths, endpoints=names)
         if names:
             unknown = [n for n in names if n not in program.names]
             if unknown:
                 _usage(f"unknown endpoint(s): {', '.join(unknown)}")
         progress.update(task, description=f"compiled {len(program.endpoints)} endpoint(s); reading registry")
         try:
+            with record.stage("hash_inputs"):   # and those of the results --reuse names
+                record.hash_inputs(events=events, people=people, definitions=definition_files(paths),
+                                   program=program)
+                reuse = plan_reuse(reuse_from, record)
+            if reuse.note:
+                _warning(reuse.note)
             # the engine groups and hashes the code columns as read (see registry.scan_events)
-            registry = _read_registry(events, people, keep_as_read=True, allow_empty_events=allow_empty_events)
+            with record.stage("read_registry"):
+                event_index = None if index is None else _open_index(index, events, people)
+                registry = reuse.checked_registry(events, people, keep_as_read=True)
+                if registry is None and event_index is not None:  # checked when the index was built
+                    registry = event_index.registry
+                    for warning in registry.warnings:
+                        _warning(warning)
+                if registry is None:
+                    registry = _read_registry(events, people, keep_as_read=True, allow_empty_events=allow_empty_events)
+                elif reuse.registry_check is not None:   # the check of the run reused, on the same files
+                    for warning in registry.warnings:
+                        _warning(warning)
         except RegistryError as error:
             _registry_failed(error)
+        except OSError as error:
+            _failed(error)
         try:
             if n_buckets is None:
-                n_buckets = auto_buckets(registry.events)
-            progress.update(task, description=f"evaluating in {n_buckets} bucket(s)")
+                n_buckets = (auto_buckets(registry.events) if event_index is None
+                             else max(1, -(-event_index.manifest.rows // EVENTS_PER_BUCKET)))
+            progress.update(task, description=f"evaluating in {n_buckets} bucket(s)"
+                            + (f", {len(reuse.reused)} endpoint(s) reused" if reuse.reused else ""))
             bar = progress.add_task("buckets", total=n_buckets, of=f"0/{n_buckets}")
             out_dir.mkdir(parents=True, exist_ok=True)
             remove_stale(out_dir)   # what killed runs left, before this one needs the space
@@ -302,13 +443,26 @@ def run(
 
             # bucket results wait on disk, next to where they end up, until merged into place
             with spill_folder(out_dir) as spill:
-                results = evaluate(program, registry.events, registry.people, endpoints=names,
-                                   buckets=n_buckets, spill_dir=spill, on_bucket=on_bucket)
+                def compute(selection):   # the endpoints not taken from --reuse
+                    tables = (registry.events, registry.people) if event_index is None else (event_index, None)
+                    return evaluate(program, *tables, endpoints=selection,
+                                    buckets=n_buckets, spill_dir=spill, on_bucket=on_bucket)
+
+                with record.stage("evaluate"):
+                    results = reuse.results(compute, people=registry.people)
                 progress.update(task, description="writing results")
                 if no_mask:
                     _warn_unmasked("do not export counts.tsv")
-                write_results(results.long, results.counts, out_dir, people=registry.people,
-                              wide=wide, mask_threshold=_mask_threshold(no_mask), long_sorted=True)
+                with record.stage("write"):
+                    release = release_writers(program, registry.events, registry.people, endpoints=names,
+                                              buckets=n_buckets, intermediate=intermediate_counts,
+                                              longitudinal=None if longitudinal is None else longitudinal.value,
+                                              mask_threshold=_mask_threshold(no_mask))
+                    write_results(results.long, results.counts, out_dir, people=registry.people,
+                                  wide=wide, mask_threshold=_mask_threshold(no_mask), long_sorted=True, extra=release,
+                                  manifest=record.writer(
+                                      reused=reuse.reused, reuse=reuse.record, warnings=results.warnings,
+                                      registry=reuse.registry_check or RegistryCheck.of(registry)))
             counts = mask_counts(results.counts.collect(), threshold=_mask_threshold(no_mask))
         except (ValueError, RegistryError, OSError) as error:
             _failed(error)
@@ -319,7 +473,50 @@ def run(
         progress.update(task, description=f"wrote results to {out_dir}")
     for warning in results.warnings:
         _warning(warning)
-    out.print(_counts_table(counts, f"Endpoints ({out_dir})"))
+    if as_json:
+        _print_json(run_summary(record.manifest, counts.to_dicts(), out_dir=str(out_dir)))
+    else:
+        out.print(_counts_table(counts, f"Endpoints ({out_dir})"))
+
+
+def _run_spark(paths: list[Path], events: Path, people: Path, out_dir: Path, *, endpoints: Optional[list[str]],
+               buckets: Optional[int], no_mask: bool, threads: Optional[int], master: Optional[str],
+               settings: list[str]) -> None:
+    """`run --engine spark`: endpointc.spark.run, with its progress, warnings and counts."""
+    from . import spark as on_spark
+    from .masking import mask_counts
+    from .registry import RegistryError
+
+    conf = {}
+    for setting in settings:
+        key, equals, value = setting.partition("=")
+        if not equals or not key.strip():
+            _usage(f"--spark-conf: expected KEY=VALUE, got {setting!r}")
+        conf[key.strip()] = value.strip()
+    if threads is not None:
+        conf.setdefault("spark.executorEnv.POLARS_MAX_THREADS", str(threads))
+    program = _compile(paths)
+    unknown = [n for n in endpoints or () if n not in program.names]
+    if unknown:
+        _usage(f"unknown endpoint(s): {', '.join(unknown)}")
+    if no_mask:
+        _warn_unmasked("do not export counts.tsv")
+    given = [getattr(path, "given", str(path)) for path in (events, people, out_dir)]
+    with _status("starting Spark") as status:
+        try:
+            outcome = on_spark.run(on_spark.session(master=master, conf=conf), program, *given,
+                                   endpoints=endpoints, buckets=buckets, mask_threshold=_mask_threshold(no_mask),
+                                   on_stage=lambda stage: status.update(Text(stage)))
+        except RegistryError as error:
+            _registry_failed(error)
+        except (ValueError, OSError, on_spark.SparkUnavailable) as error:
+            _failed(error)
+        except on_spark.spark_errors() as error:
+            # Spark's messages may quote values from the data: only its kind is printed
+            _failed(f"Spark failed ({on_spark.error_kind(error)}); nothing was written to {given[2]}")
+    for warning in outcome.warnings:
+        _warning(warning)
+    out.print(_counts_table(mask_counts(outcome.counts, threshold=_mask_threshold(no_mask)), f"Endpoints ({given[2]})"))
 
 
 # Small buckets are lighter and not slower: on the FinnGen library at 2.5e8 events, 51
@@ -396,12 +593,12 @@ def test_(
     if junit is not None:
         write_text_atomic(junit, junit_xml(verdicts))
     if as_json:
-        out.print_json(json.dumps({
-            "schema_version": 1, "ok": not failed, "tests": len(blocks), "engines": list(ENGINES),
+        _print_json({
+            "ok": not failed, "tests": len(blocks), "engines": list(ENGINES),
             "results": [{"test": v.test, "engine": v.engine, "passed": v.passed, "expected": v.expected,
                          "person": v.expect.person.name, "actual": v.actual.describe(),
                          "file": v.expect.span.file, "line": v.expect.span.line} for v in verdicts],
-        }))
+        })
     else:
         for v in failed:
             span = v.expect.span
@@ -469,6 +666,49 @@ def _polars_plan(program, name: str, events=None) -> str:
     return event_pass_plan(program, events, endpoints=[name])
 
 
+def _open_index(folder: Path, events: Path, people: Path):
+    """`run --index`: the index of exactly these registry files, unchanged since (exit 2 if not)."""
+    from .index import EventIndexError, open_index
+
+    try:
+        return open_index(folder, events=events, people=people)
+    except EventIndexError as error:
+        _usage(str(error))
+
+
+@app.command("index")
+def index_(
+    events: EventsFile,
+    people: PeopleFile,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the index (an index already there is replaced).")],
+    allow_empty_events: Annotated[bool, typer.Option("--allow-empty-events", help="Accept an events table without rows.")] = False,
+    threads: Annotated[Optional[int], typer.Option(min=1, help="Polars threads (POLARS_MAX_THREADS); default: all cores.")] = None,
+) -> None:
+    """Check a registry and prepare its events once, for `run --index` (a few endpoints in seconds)."""
+    _apply_threads(threads)
+    from .index import EventIndexError, build_index
+    from .registry import RegistryError
+
+    for path in (events, people):
+        if not path.is_file():
+            _usage(f"{path}: no such file")
+    _check_out(out_dir, folder=True)
+    try:
+        with _status("checking the registry") as status:
+            index = build_index(events, people, out_dir, allow_empty_events=allow_empty_events,
+                                on_step=lambda step: status.update(Text(step)))
+    except RegistryError as error:
+        _registry_failed(error)
+    except EventIndexError as error:
+        _usage(str(error))
+    except OSError as error:
+        _failed(error)
+    for warning in index.manifest.warnings:
+        _warning(warning)
+    m = index.manifest
+    out.print(f"indexed {m.rows:,} events of {m.people_count:,} people ({m.keys:,} distinct code keys) in {out_dir}")
+
+
 @app.command()
 def synth(
     people: Annotated[int, typer.Option(help="Number of people.")],
@@ -527,20 +767,34 @@ def import_finngen_(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the .ep files (one per chapter).")],
     controls: Annotated[Optional[Path], typer.Option(help="The separate controls workbook, keyed by NAME.")] = None,
     show_warnings: Annotated[bool, typer.Option("--warnings/--no-warnings", help="Print every warning.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the conversion report as JSON, every warning in it.")] = False,
 ) -> None:
     """Convert a FinnGen endpoint spreadsheet to .ep files, with a conversion report."""
     from .finngen import import_finngen, write_library
+    from .results import uninterrupted
 
-    if not file.exists():
-        _usage(f"{file}: no such file")
+    for path in (file, controls):
+        if path is not None and not path.exists():
+            _usage(f"{path}: no such file")
     _check_out(out_dir, folder=True)
     result = import_finngen(file, controls=controls)
     if show_warnings or has_errors(result.diagnostics):
         _print_diagnostics([d for d in result.diagnostics if show_warnings or d.is_error])
-    if has_errors(result.diagnostics):
-        raise typer.Exit(1)
-    written = write_library(result, out_dir)
+    if has_errors(result.diagnostics):   # only an unreadable file (EP601) is an error
+        raise typer.Exit(2)
+    # Every chapter of this import or none: a library half old, half new would be wrong.
+    with uninterrupted():
+        written = write_library(result, out_dir)
     report = result.report
+    if as_json:
+        _print_json({
+            "ok": True, "file": str(file), "out": str(out_dir), "rows_read": report.rows_read,
+            "endpoints_written": report.endpoints_written, "skipped_rows": report.skipped_rows,
+            "files_written": [str(path) for path in written],
+            "warnings_by_kind": dict(report.warnings_by_kind), "marked": list(report.marked),
+            "diagnostics": [d.model_dump(mode="json") for d in result.diagnostics],
+        })
+        return
     table = Table(title=f"Imported {file.name}")
     table.add_column("what")
     table.add_column("count", justify="right")
@@ -569,7 +823,8 @@ def export_finngen_(
     result = export_finngen(trees, out_file)
     if result.diagnostics:
         _print_diagnostics(result.diagnostics)
-    out.print(f"wrote {len(result.rows)} endpoint(s) to {out_file}")
+    out.print(f"wrote {len(result.rows)} endpoint(s) to {out_file}"
+              + (f"; {len(result.lossy)} lose what FinnGen's columns cannot hold (EP620 above)" if result.lossy else ""))
 
 
 @app.command("explain")
@@ -608,6 +863,7 @@ def attrition_(
     endpoint: Annotated[str, typer.Option(help="The endpoint to follow step by step.")],
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Also write the table as TSV.")] = None,
     no_mask: NoMask = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
 ) -> None:
     """People remaining after each step of one endpoint, for cases and controls (aggregate counts)."""
     from .attrition import attrition, write_attrition
@@ -630,15 +886,24 @@ def attrition_(
             write_attrition(table, out_file)
     except (RegistryError, DiagnosticError, OSError) as error:
         _failed(error)
-    shown = Table(title=f"Attrition of {endpoint}" + ("" if no_mask else f" ({_masked_note()})"))
-    for column in ("SIDE", "RULE", "STEP", "N_PEOPLE", "N_ADDED_BACK"):
-        shown.add_column(column, justify="right" if column.startswith("N_") or column == "RULE" else "left")
-    for row in table.iter_rows(named=True):
-        shown.add_row(*("" if row[c] is None else str(row[c]) for c in ("SIDE", "RULE", "STEP", "N_PEOPLE",
-                                                                          "N_ADDED_BACK")))
-    out.print(shown)
     if out_file is not None:
         err.print(f"wrote {out_file}")
+    columns = ("SIDE", "RULE", "STEP", "N_PEOPLE", "N_ADDED_BACK")
+    if as_json:
+        # a count as shown: a number, or the text that masks it ("<5", "masked")
+        def shown_count(value):
+            return int(value) if isinstance(value, str) and value.isdigit() else value
+
+        _print_json({"ok": True, "endpoint": endpoint, "mask_threshold": _mask_threshold(no_mask),
+                     "steps": [{c.lower(): shown_count(row[c]) if c.startswith("N_") else row[c] for c in columns}
+                               for row in table.iter_rows(named=True)]})
+        return
+    shown = Table(title=f"Attrition of {endpoint}" + ("" if no_mask else f" ({_masked_note()})"))
+    for column in columns:
+        shown.add_column(column, justify="right" if column.startswith("N_") or column == "RULE" else "left")
+    for row in table.iter_rows(named=True):
+        shown.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+    out.print(shown)
 
 
 @app.command("report")
@@ -650,6 +915,8 @@ def report_(
     no_mask: NoMask = False,
 ) -> None:
     """Write a static, offline HTML report: every endpoint with counts, plots and its definition."""
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
     from .compiler import compile_files, parse_paths
     from .diagnostics import DiagnosticError
     from .registry import RegistryError
@@ -670,9 +937,19 @@ def report_(
         _warn_unmasked("do not share this report")
     try:
         registry = _read_registry(events, people)
-        with _status(f"building the report of {len(program.endpoints)} endpoint(s)"):
+        with Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
+                      TextColumn("{task.fields[of]}", markup=False), TimeElapsedColumn(),
+                      console=err, transient=False) as progress:
+            task = progress.add_task(f"evaluating {len(program.endpoints)} endpoint(s) and their attrition steps",
+                                     total=None, of="")
+
+            def on_progress(step: str, done: int, total: int) -> None:
+                if step == "pages":
+                    progress.update(task, description="drawing the endpoint pages", completed=done, total=total,
+                                    of=f"{done}/{total}")
+
             build_report(program, registry.events, registry.people, out_dir, files=trees,
-                         mask_threshold=_mask_threshold(no_mask))
+                         mask_threshold=_mask_threshold(no_mask), on_progress=on_progress)
     except ReportError as error:
         _usage(str(error))
     except (RegistryError, DiagnosticError, OSError) as error:
@@ -682,22 +959,71 @@ def report_(
 
 @app.command("diff")
 def diff_(
-    old: Annotated[Path, typer.Argument(help="The old library: a .ep file or a folder of them.")],
-    new: Annotated[Path, typer.Argument(help="The new library: a .ep file or a folder of them.")],
-    events: Annotated[Optional[Path], typer.Option(help="With --people: compare counts on this registry.")] = None,
+    old: Annotated[Path, typer.Argument(help="The old library (a .ep file or a folder of them), or a result folder of `run`.")],
+    new: Annotated[Path, typer.Argument(help="The new library, or result folder.")],
+    events: Annotated[Optional[Path], typer.Option(help="Libraries, with --people: compare counts on this registry.")] = None,
     people: Annotated[Optional[Path], typer.Option(help="People table (the population) for --events.")] = None,
+    fail_above: Annotated[Optional[float], typer.Option(
+        "--fail-above", min=0, metavar="PCT",
+        help="Result folders: exit 1 if an endpoint's case count moved by more than PCT percent.")] = None,
+    min_cases: Annotated[int, typer.Option(
+        "--min-cases", min=0, metavar="N",
+        help="With --fail-above: only endpoints with at least N cases in either folder.")] = 0,
     no_mask: NoMask = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
 ) -> None:
-    """What changed between two libraries, in words; with a registry, the change in counts."""
+    """What changed between two libraries (in words; with a registry, the change in counts),
+    or between two result folders (cases, controls and excluded per endpoint; --fail-above
+    stops a release)."""
+    from .diff import is_results_folder
+
+    for path in (old, new):
+        if not path.exists():
+            _usage(f"{path}: no such file or folder")
+    if min_cases and fail_above is None:
+        _usage("--min-cases goes with --fail-above")
+    results = [is_results_folder(path) for path in (old, new)]
+    if results[0] != results[1]:
+        folder, other = (old, new) if results[0] else (new, old)
+        _usage(f"{folder} is a result folder and {other} is not: compare two libraries or two result folders")
+    if no_mask and (results[0] or events is not None):
+        _warn_unmasked("do not share this output")
+    if results[0]:
+        _diff_results(old, new, events=events, people=people, fail_above=fail_above, min_cases=min_cases,
+                      threshold=_mask_threshold(no_mask), as_json=as_json)
+    else:
+        _diff_libraries(old, new, events=events, people=people, fail_above=fail_above,
+                        threshold=_mask_threshold(no_mask), as_json=as_json)
+
+
+def _diff_results(old: Path, new: Path, *, events, people, fail_above, min_cases, threshold, as_json) -> NoReturn:
+    from .diff import ResultsError, diff_results, format_results_diff, results_document
+
+    if events is not None or people is not None:
+        _usage("--events and --people are for two libraries; result folders hold their counts")
+    try:
+        diff = diff_results(old, new)
+    except ResultsError as error:
+        _usage(str(error))
+    gate = None if fail_above is None else diff.gate(fail_above=fail_above, min_cases=min_cases)
+    passed = gate is None or gate.passed
+    if as_json:
+        _print_json({"ok": passed, **results_document(diff, mask_threshold=threshold, gate=gate)})
+    else:
+        out.print(format_results_diff(diff, mask_threshold=threshold, gate=gate), soft_wrap=True)
+    raise typer.Exit(0 if passed else 1)
+
+
+def _diff_libraries(old: Path, new: Path, *, events, people, fail_above, threshold, as_json) -> None:
     from .diagnostics import DiagnosticError
-    from .diff import diff_libraries, format_diff
+    from .diff import diff_libraries, format_diff, library_document
     from .registry import RegistryError
 
+    if fail_above is not None:
+        _usage("--fail-above compares two result folders: `endpointc run` each library, then diff the folders")
     if (events is None) != (people is None):
         _usage("give both --events and --people, or neither")
     old_files, new_files = _definition_files([old]), _definition_files([new])
-    if no_mask and events is not None:
-        _warn_unmasked("do not share this output")
     try:
         data = {}
         if events is not None:
@@ -709,8 +1035,23 @@ def diff_(
         _print_diagnostics(error.diagnostics)
         raise typer.Exit(1)
     except RegistryError as error:
-        _failed(error)
-    out.print(format_diff(diff, mask_threshold=_mask_threshold(no_mask)), soft_wrap=True)
+        _registry_failed(error)
+    if as_json:
+        _print_json({"ok": True, **library_document(diff, mask_threshold=threshold)})
+    else:
+        out.print(format_diff(diff, mask_threshold=threshold), soft_wrap=True)
+
+
+@app.command("lsp")
+def lsp_(
+    stdio: Annotated[bool, typer.Option("--stdio", help="Accepted because some editors pass it: the server "
+                                                         "always talks over stdin/stdout.")] = False,
+) -> None:
+    """Start the language server for editors, on stdin/stdout (see docs/editors.md)."""
+    from .lsp import serve
+
+    del stdio
+    serve()
 
 
 def main() -> None:  # pragma: no cover - console entry point

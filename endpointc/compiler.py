@@ -54,10 +54,12 @@ def parse_paths(paths: Sequence[str | Path]) -> tuple[list[ast.File], list[Diagn
     return trees, diagnostics
 
 
-def compile_paths(paths: Sequence[str | Path]) -> tuple[Program | None, tuple[Diagnostic, ...]]:
+def compile_paths(paths: Sequence[str | Path], *, rules: Sequence[str] = ()
+                  ) -> tuple[Program | None, tuple[Diagnostic, ...]]:
     """Compile definition files and folders of `*.ep` files into one program.
 
-    Returns `(None, diagnostics)` when any stage reports an error.
+    Returns `(None, diagnostics)` when any stage reports an error; `rules` are curation
+    rule sets checked too (see `check`).
 
     >>> import tempfile, pathlib
     >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -67,7 +69,7 @@ def compile_paths(paths: Sequence[str | Path]) -> tuple[Program | None, tuple[Di
     3
     """
     trees, diagnostics = parse_paths(paths)
-    return compile_files(trees, diagnostics=diagnostics)
+    return compile_files(trees, diagnostics=diagnostics, rules=rules)
 
 
 def compile_text(text: str, *, name: str = "<string>") -> tuple[Program | None, tuple[Diagnostic, ...]]:
@@ -76,15 +78,16 @@ def compile_text(text: str, *, name: str = "<string>") -> tuple[Program | None, 
     return compile_files([tree] if tree is not None else [], diagnostics=diagnostics)
 
 
-def compile_files(files: Sequence[ast.File], *, diagnostics: Sequence[Diagnostic] = ()
-                  ) -> tuple[Program | None, tuple[Diagnostic, ...]]:
-    """Check and lower parsed files; `diagnostics` are earlier stages' findings to carry along."""
+def compile_files(files: Sequence[ast.File], *, diagnostics: Sequence[Diagnostic] = (),
+                  rules: Sequence[str] = ()) -> tuple[Program | None, tuple[Diagnostic, ...]]:
+    """Check and lower parsed files; `diagnostics` are earlier stages' findings to carry along,
+    `rules` curation rule sets checked too (see `check`)."""
     found = list(diagnostics)
     if has_errors(found):
         # A file that did not parse leaves names undefined: checking the rest would only
         # add noise about them.
         return None, tuple(found)
-    library, checked = check(files)
+    library, checked = check(files, rules=rules)
     found.extend(checked)
     if has_errors(found):
         return None, tuple(found)

@@ -59,6 +59,7 @@ __all__ = [
     "RegistryError",
     "scan_events",
     "scan_people",
+    "normalise_table",
     "load_registry",
     "as_read",
     "normalise_text",
@@ -204,6 +205,15 @@ def scan_events(path: str | os.PathLike[str], *, keep_as_read: bool = False) -> 
 def scan_people(path: str | os.PathLike[str]) -> pl.LazyFrame:
     """The people table at ``path`` as a normalised LazyFrame (no value checks; see ``load_registry``)."""
     return _scan(path, "people").normalised
+
+
+def normalise_table(raw: pl.LazyFrame, table: str, *, file: str, fmt: str = "parquet",
+                    keep_as_read: bool = False) -> pl.LazyFrame:
+    """A ``table`` ("events" or "people") that another reader has read (Spark's, see
+    endpointc/spark.py; ``fmt``: "parquet" or "tsv", as it was read) normalised as
+    ``scan_events``/``scan_people`` normalise a file: the same column and type checks
+    (``RegistryError`` naming ``file``), the same values."""
+    return _scan(file, table, keep_as_read=keep_as_read, read=(raw, fmt)).normalised
 
 
 def load_registry(events_path: str | os.PathLike[str], people_path: str | os.PathLike[str], *,
@@ -524,9 +534,10 @@ def as_read(column: str) -> str:
     return f"{column} (as read)"
 
 
-def _scan(path: str | os.PathLike[str], table: str, *, keep_as_read: bool = False) -> _Scan:
+def _scan(path: str | os.PathLike[str], table: str, *, keep_as_read: bool = False,
+          read: tuple[pl.LazyFrame, str] | None = None) -> _Scan:
     file = str(path)
-    raw, fmt = _read_raw(Path(path), file, table)
+    raw, fmt = read or _read_raw(Path(path), file, table)
     try:
         schema = raw.collect_schema()
     except _READ_ERRORS as exc:

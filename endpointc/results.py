@@ -39,9 +39,12 @@ import signal
 import socket
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 
+import numpy as np
 import polars as pl
 
 from .engine.schema import COUNT_COLUMNS, LONG_SCHEMA
@@ -54,11 +57,15 @@ __all__ = [
     "LONG_FILE",
     "COUNTS_FILE",
     "WIDE_FILE",
+    "MANIFEST_FILE",
+    "LONGITUDINAL_FILES",
+    "INTERMEDIATE_FILE",
     "counts_table",
     "mask_counts",
     "wide_table",
     "write_results",
     "write_text_atomic",
+    "counts_text",
     "spill_folder",
     "remove_stale",
     "uninterrupted",
@@ -68,6 +75,11 @@ __all__ = [
 LONG_FILE = "endpoints.parquet"
 COUNTS_FILE = "counts.tsv"
 WIDE_FILE = "endpoints_wide.tsv"
+# FinnGen release files (endpointc.release), by format of the longitudinal file
+LONGITUDINAL_FILES = MappingProxyType({"parquet": "endpoint_longitudinal.parquet",
+                                       "tsv.gz": "endpoint_longitudinal.tsv.gz"})
+INTERMEDIATE_FILE = "intermediate_counts.tsv"
+MANIFEST_FILE = "manifest.json"   # see endpointc/manifest.py
 
 _STATUSES = ("case", "excluded")
 # FinnGen ages are years as days / 365.25; the same convention turns FU_END_AGE into a year.
@@ -122,7 +134,8 @@ def wide_table(long: pl.LazyFrame, people: pl.LazyFrame, endpoints: Sequence[str
     NAME_NEVT, NAME_AGE, NAME_YEAR. Cases carry their NEVT, AGE and YEAR; controls NEVT 0,
     AGE = FU_END_AGE and YEAR = the year of APPROX_BIRTH_DATE + FU_END_AGE years (null when
     either is missing); excluded people null in all four. Memory: the population times
-    4 columns per endpoint, so choose the endpoints.
+    4 columns per endpoint, so choose the endpoints (`write_results` writes the file without
+    building this table).
 
     >>> long = pl.LazyFrame({"FINNGENID": ["a"], "ENDPOINT": ["E"], "STATUS": ["case"],
     ...                      "AGE": [50.5], "YEAR": [2001], "NEVT": [2]})
@@ -131,9 +144,37 @@ def wide_table(long: pl.LazyFrame, people: pl.LazyFrame, endpoints: Sequence[str
     >>> wide_table(long, people, ["E"]).rows()
     [('a', 1, 2, 50.5, 2001), ('b', 0, 0, 60.0, None)]
     """
+    columns, base, rows = _wide_rows(long, people, endpoints)
+    # Each of the four values is one column of endpoints x people cells (endpoint-major), set
+    # to the controls' values and then to the rows' by position; an endpoint's columns are
+    # slices of those.
+    n, width = base.height, len(_WIDE_SUFFIXES)
+    at = rows["_E"].cast(pl.UInt64) * n + rows["_P"]
+    cells = [pl.concat([control] * ((len(columns) - 1) // width), rechunk=True).scatter(at, rows[control.name])
+             for control in _controls(base)] if len(columns) > 1 else []
+    return pl.DataFrame([base["FINNGENID"], *(cells[i % width].slice(i // width * n, n).alias(name)
+                                              for i, name in enumerate(columns[1:]))])
+
+
+_WIDE_SUFFIXES = ("", "_NEVT", "_AGE", "_YEAR")
+# Long table rows per block of people written at once by `_write_wide`: their cells as text
+# take about 100 bytes a row.
+_WIDE_BLOCK_ROWS = 1 << 20
+
+
+def _wide_rows(long: pl.LazyFrame, people: pl.LazyFrame, endpoints: Sequence[str]
+               ) -> tuple[list[str], pl.DataFrame, pl.DataFrame]:
+    """The wide table's columns; its people (FINNGENID, _FU_AGE, _FU_YEAR, sorted);
+    and the long table's rows of those endpoints and people, grouped by _P (index of the
+    person, ascending), with _E (index of the endpoint), STATUS 1 (case) or null, and NEVT,
+    AGE, YEAR of cases.
+
+    One pass over the long table however many endpoints: Polars' ``pivot`` would filter the
+    rows once per column (at 4,841 endpoints, 99% of the time of the wide table).
+    """
     order = list(dict.fromkeys(endpoints))
-    columns = ["FINNGENID"] + [f"{e}{suffix}" for e in order for suffix in ("", "_NEVT", "_AGE", "_YEAR")]
-    clashes = sorted({c for c in columns if columns.count(c) > 1})
+    columns = ["FINNGENID"] + [f"{e}{suffix}" for e in order for suffix in _WIDE_SUFFIXES]
+    clashes = sorted(c for c, k in Counter(columns).items() if k > 1)
     if clashes:
         raise ValueError(f"wide table: endpoint names give duplicate columns {', '.join(clashes)}")
     schema = people.collect_schema()
@@ -146,28 +187,76 @@ def wide_table(long: pl.LazyFrame, people: pl.LazyFrame, endpoints: Sequence[str
         (birth.cast(pl.Int32) + (pl.col("FU_END_AGE").cast(pl.Float64) * _DAYS_PER_YEAR).floor()
          .cast(pl.Int32)).cast(pl.Date).dt.year().cast(pl.Int32).alias("_FU_YEAR"),
     ).sort("FINNGENID").collect()
-    results = (_long_frame(long).filter(pl.col("ENDPOINT").is_in(order)).collect()
-               .partition_by("ENDPOINT", as_dict=True, include_key=False))
-    empty = pl.DataFrame(schema={k: v for k, v in LONG_SCHEMA.items() if k != "ENDPOINT"})
-    out = base
-    for e in order:
-        part = results.get((e,), empty)
-        joined = out.select("FINNGENID").join(part, on="FINNGENID", how="left", maintain_order="left")
-        status = joined["STATUS"]
-        case, control = status == "case", status.is_null()
-        out = out.with_columns(
-            pl.when(case).then(pl.lit(1, pl.Int8)).when(control).then(pl.lit(0, pl.Int8)).alias(e),
-            pl.when(case).then(joined["NEVT"]).when(control).then(pl.lit(0, pl.Int64)).alias(f"{e}_NEVT"),
-            pl.when(case).then(joined["AGE"]).when(control).then(pl.col("_FU_AGE")).alias(f"{e}_AGE"),
-            pl.when(case).then(joined["YEAR"]).when(control).then(pl.col("_FU_YEAR")).alias(f"{e}_YEAR"),
-        )
-    return out.select(columns)
+    case = pl.col("STATUS") == "case"
+    rows = (_long_frame(long).filter(pl.col("STATUS").is_not_null())   # no status: a control
+            .join(pl.LazyFrame({"ENDPOINT": order, "_E": range(len(order))},
+                               schema={"ENDPOINT": pl.String, "_E": pl.UInt32}), on="ENDPOINT")
+            .join(base.lazy().select("FINNGENID").with_row_index("_P"), on="FINNGENID")
+            .select("_P", "_E", pl.when(case).then(pl.lit(1, pl.Int8)).alias("STATUS"),
+                    *(pl.when(case).then(pl.col(c)).alias(c) for c in ("NEVT", "AGE", "YEAR")))
+            .sort("_P", maintain_order=True)   # by (_P, _E) is 5x dearer
+            .collect())
+    repeated = rows.select(pl.len() - (pl.col("_P").cast(pl.UInt64) * len(order) + pl.col("_E")).n_unique()).item()
+    if repeated:
+        raise ValueError(f"wide table: {repeated} rows of the long table repeat a (person, endpoint) pair")
+    return columns, base, rows
+
+
+def _controls(base: pl.DataFrame) -> pl.DataFrame:
+    """Each person's four values as a control, named as the rows' values."""
+    return base.select(pl.lit(0, pl.Int8).alias("STATUS"), pl.lit(0, pl.Int64).alias("NEVT"),
+                       pl.col("_FU_AGE").alias("AGE"), pl.col("_FU_YEAR").alias("YEAR"))
+
+
+def _write_wide(long: pl.LazyFrame, people: pl.LazyFrame, endpoints: Sequence[str], path: Path, *,
+                float_precision: int | None) -> None:
+    """``_write_tsv(wide_table(long, people, endpoints), path, float_precision=...)``, byte for
+    byte, without the table: only the long table's rows are formatted (by Polars' writer, as
+    four cells of text each), and with each person's four cells as a control, put together
+    row by row, a block of people at a time."""
+    columns, base, rows = _wide_rows(long, people, endpoints)
+    options = {"separator": "\t", "line_terminator": "\n", "null_value": "NA", "quote_style": "necessary"}
+
+    def cells(frame: pl.DataFrame) -> np.ndarray:
+        # numbers and NA only: one line per row
+        return np.array(frame.write_csv(include_header=False, float_precision=float_precision, **options)
+                        .split("\n")[:-1], dtype=object)
+
+    # Polars' rule for "necessary": a tab, quote, line break or the empty string
+    person = pl.col("FINNGENID")
+    ids = base.select(pl.when(person.str.contains('[\t"\n\r]') | (person == ""))
+                      .then('"' + person.str.replace_all('"', '""', literal=True) + '"')
+                      .otherwise(person).fill_null("NA"))
+    starts = np.searchsorted(rows["_P"].to_numpy(), np.arange(base.height + 1))
+    at = rows["_E"].to_numpy().astype(np.int64) + 1
+    controls = _controls(base)
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        handle.write(pl.DataFrame(schema=dict.fromkeys(columns, pl.String)).write_csv(**options))
+        line = np.empty(1 + (len(columns) - 1) // len(_WIDE_SUFFIXES), dtype=object)   # an id, then per endpoint
+        first = 0
+        while first < base.height:
+            # the next people up to _WIDE_BLOCK_ROWS rows, at least one person
+            last = min(base.height, max(first + 1, int(np.searchsorted(
+                starts, starts[first] + _WIDE_BLOCK_ROWS, side="right")) - 1))
+            offset = starts[first]
+            block_ids = ids.slice(first, last - first).to_series().to_list()
+            block_controls = cells(controls.slice(first, last - first))
+            block_rows = cells(rows.slice(offset, starts[last] - offset).select(controls.columns))
+            for k in range(last - first):
+                a, b = starts[first + k] - offset, starts[first + k + 1] - offset
+                line[0] = block_ids[k]
+                line[1:] = block_controls[k]
+                line[at[offset + a:offset + b]] = block_rows[a:b]
+                handle.write("\t".join(line.tolist()) + "\n")
+            first = last
 
 
 def write_results(long: pl.LazyFrame, counts: pl.LazyFrame, out_dir: str | os.PathLike[str], *,
                   people: pl.LazyFrame, wide: bool = False, wide_endpoints: Sequence[str] | None = None,
                   mask_threshold: int | None = MASK_THRESHOLD, age_decimals: int = 2,
-                  long_sorted: bool = False) -> tuple[Path, ...]:
+                  long_sorted: bool = False,
+                  manifest: Callable[[Mapping[str, Path]], str] | None = None,
+                  extra: Sequence[tuple[str, Callable[[Path], None]]] = ()) -> tuple[Path, ...]:
     """Write endpoints.parquet, counts.tsv and (``wide=True``) endpoints_wide.tsv into ``out_dir``.
 
     All or nothing: every file goes to a temporary file first; only when all are written are
@@ -176,7 +265,11 @@ def write_results(long: pl.LazyFrame, counts: pl.LazyFrame, out_dir: str | os.Pa
     ``counts`` are an error. ``age_decimals`` fixes the AGE format of the wide table (the
     Parquet file keeps full precision). ``long_sorted`` says ``long`` is already sorted by
     ENDPOINT, FINNGENID (as ``evaluate`` returns it): it is then streamed to disk as it is,
-    never held in memory whole. Returns the paths written.
+    never held in memory whole. ``manifest``, given every other file's name and written
+    (not yet renamed) path, returns the text of manifest.json, which is written last and
+    renamed into place with the rest. ``extra``: more (file name, writer) pairs, each
+    writer filling the temporary path it is given, written and renamed with the others
+    (the release files of `endpointc.release.release_writers`). Returns the paths written.
     """
     check_threshold(mask_threshold)
     out = Path(out_dir)
@@ -211,10 +304,12 @@ def write_results(long: pl.LazyFrame, counts: pl.LazyFrame, out_dir: str | os.Pa
         if unknown:
             raise ValueError(f"wide table: unknown endpoint{'s' if len(unknown) > 1 else ''} "
                              f"{', '.join(unknown)} (not among the evaluated endpoints)")
-        writers.append((WIDE_FILE, lambda p: _write_tsv(
-            wide_table(pl.scan_parquet(written[LONG_FILE], glob=False), people, chosen), p,
-            float_precision=age_decimals)))
+        writers.append((WIDE_FILE, lambda p: _write_wide(
+            pl.scan_parquet(written[LONG_FILE], glob=False), people, chosen, p, float_precision=age_decimals)))
+    writers.extend(extra)
 
+    if manifest is not None:
+        writers = _with_manifest(writers, manifest)
     out.mkdir(parents=True, exist_ok=True)
     remove_stale(out)
     return _write_all(out, writers)
@@ -222,8 +317,32 @@ def write_results(long: pl.LazyFrame, counts: pl.LazyFrame, out_dir: str | os.Pa
 
 # --- helpers ---------------------------------------------------------------------------
 
+def counts_text(counts: pl.DataFrame, *, population: int, mask_threshold: int | None = MASK_THRESHOLD) -> str:
+    """The text of counts.tsv for `counts` (ENDPOINT, N_CASES, N_CONTROLS, N_EXCLUDED), masked
+    and laid out as `write_results` writes it: for writers that put it on a file system of
+    their own (endpointc.spark)."""
+    check_threshold(mask_threshold)
+    df = (counts.select(pl.col("ENDPOINT").cast(pl.String), *[pl.col(c).cast(pl.Int64) for c in COUNT_COLUMNS])
+          .sort("ENDPOINT"))
+    return _write_tsv(mask_counts(df, threshold=mask_threshold, population=population), None)
+
+
 def _long_frame(long: pl.LazyFrame) -> pl.LazyFrame:
     return long.select(pl.col(c).cast(t) for c, t in LONG_SCHEMA.items())
+
+
+def _with_manifest(writers: list[tuple[str, Callable[[Path], None]]],
+                   manifest: Callable[[Mapping[str, Path]], str]) -> list[tuple[str, Callable[[Path], None]]]:
+    done: dict[str, Path] = {}
+
+    def recorded(name: str, write: Callable[[Path], None]) -> Callable[[Path], None]:
+        def run(path: Path) -> None:
+            write(path)
+            done[name] = path
+        return run
+
+    return [*((name, recorded(name, write)) for name, write in writers),
+            (MANIFEST_FILE, lambda path: path.write_text(manifest(done), encoding="utf-8"))]
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
@@ -250,9 +369,10 @@ def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
     return target
 
 
-def _write_tsv(df: pl.DataFrame, path: Path, *, float_precision: int | None = None) -> None:
-    df.write_csv(path, separator="\t", line_terminator="\n", null_value="NA",
-                 float_precision=float_precision, quote_style="necessary")
+def _write_tsv(df: pl.DataFrame, path: Path | None, *, float_precision: int | None = None) -> str | None:
+    """Write `df` to `path`, or return the text when `path` is None."""
+    return df.write_csv(path, separator="\t", line_terminator="\n", null_value="NA",
+                        float_precision=float_precision, quote_style="necessary")
 
 
 def _write_all(out: Path, writers: list[tuple[str, Callable[[Path], None]]]) -> tuple[Path, ...]:
@@ -330,7 +450,8 @@ SPILL_MARKER = ".endpointc-spill"
 # leftovers of this host are ever judged stale.
 _HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _OWNED = re.compile(r"\.endpointc-(?P<kind>tmp|bak|buckets)-(?P<host>[0-9a-f]{8})-(?P<pid>[0-9]+)-(?P<rest>.+)")
-_OUTPUT_NAMES = "|".join(re.escape(n) for n in (LONG_FILE, COUNTS_FILE, WIDE_FILE))
+_OUTPUT_NAMES = "|".join(re.escape(n) for n in (LONG_FILE, COUNTS_FILE, WIDE_FILE, *LONGITUDINAL_FILES.values(),
+                                                  INTERMEDIATE_FILE, MANIFEST_FILE))
 _REST = {
     "tmp": re.compile(rf"(?:{_OUTPUT_NAMES})\.[A-Za-z0-9_]+\.tmp"),
     "bak": re.compile(rf"(?:{_OUTPUT_NAMES})\.[0-9a-f]{{12}}\.bak"),

@@ -106,3 +106,36 @@ def test_time_construct_endpoints_compile_with_their_library_in_every_kind():
     # seeded: the same text again, another with another seed
     assert tc.generate_endpoints(tree.endpoints, with_cases, count=37, seed=5)[0] == text
     assert tc.generate_endpoints(tree.endpoints, with_cases, count=37, seed=6)[0] != text
+
+
+# -- the read floor and the index benchmark ---------------------------------------------------
+
+def test_read_floor_reads_the_engines_columns_bucket_by_bucket(tmp_path):
+    import json
+
+    from endpointc import compile_program_text
+    from endpointc.synth import write_registry
+
+    run = load("run")
+    plain = compile_program_text("endpoint MI { hospital icd10 I21 }")
+    urgent = compile_program_text("endpoint MI { hospital icd10 I21  when emergency }")
+    assert run.read_columns(plain) == ["FINNGENID", "SOURCE", "ICDVER", "CODE1", "EVENT_AGE", "APPROX_EVENT_DAY"]
+    assert run.read_columns(urgent)[-2:] == ["CODE9", "INDEX"]
+    summary = write_registry(tmp_path / "reg", people=40, seed=1, fmt="parquet")
+    (tmp_path / "program.json").write_text(urgent.model_dump_json())
+    spec = {"program": str(tmp_path / "program.json"), "events": str(tmp_path / "reg" / "events.parquet"),
+            "people": str(tmp_path / "reg" / "people.parquet"), "buckets": 3}
+    got = run._worker_read(json.loads(json.dumps(spec)))
+    assert got["rows"] == summary["n_events"] and got["columns"] == run.read_columns(urgent)
+
+
+def test_index_benchmark_picks_a_new_endpoint_of_about_the_share(tmp_path):
+    from endpointc.index import build_index, open_index
+    from endpointc.synth import write_registry
+
+    bench_index = load("index")
+    write_registry(tmp_path / "reg", people=200, seed=1, fmt="parquet")
+    build_index(tmp_path / "reg" / "events.parquet", tmp_path / "reg" / "people.parquet", tmp_path / "idx")
+    text, matched = bench_index.new_endpoint(tmp_path / "idx", share=0.05)
+    rows = open_index(tmp_path / "idx").manifest.rows
+    assert text.startswith("endpoint NEW_ON_5PCT {") and 0.02 * rows < matched < 0.1 * rows

@@ -185,7 +185,8 @@ def test_a_bucket_filter_reaches_the_parquet_reader(registry):
 
 def test_run_leaves_no_bucket_files_behind(registry, tmp_path):
     _run(registry, tmp_path / "out", "--buckets", "3")
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["counts.tsv", "endpoints.parquet"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["counts.tsv", "endpoints.parquet",
+                                                                    "manifest.json"]
 
 
 @pytest.mark.parametrize("buckets", [1, 3])

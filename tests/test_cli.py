@@ -141,7 +141,7 @@ def test_run_bad_data_names_file_and_column(registry, tmp_path):
     events.write_csv(broken, separator="\t")
     result = invoke("run", DEFINITIONS, "--events", broken, "--people", registry / "people.tsv",
                     "--out", tmp_path / "out")
-    assert result.exit_code == 1
+    assert result.exit_code == 2   # an input error
     assert "EVENT_AGE" in result.output and str(broken) in result.output
     assert not (tmp_path / "out" / "endpoints.parquet").exists()
 
@@ -218,7 +218,7 @@ def test_markup_in_paths_and_values_is_printed_as_it_is(registry, tmp_path):
                     "--out", odd / "out", "--buckets", "2")
     assert result.exit_code in (0, 1) and not isinstance(result.exception, pl.exceptions.PolarsError)
     assert sorted(p.name for p in (odd / "out").iterdir()) == ["counts.tsv", "endpoints.parquet",
-                                                               "endpoints_wide.tsv"]
+                                                               "endpoints_wide.tsv", "manifest.json"]
     result = invoke("compile", DEFINITIONS, "--explain", "I9_CHD", "--codes", tmp_path / "events.tsv")
     assert result.exit_code == 0, result.output
     assert "I25[/]x[bold]" in result.stdout
@@ -254,7 +254,8 @@ def test_runs_leave_no_spill_folder_and_remove_those_of_killed_runs(registry, tm
     result = invoke("run", DEFINITIONS, "--events", registry / "events.tsv", "--people", registry / "people.tsv",
                     "--out", out, "--buckets", "3")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == [".endpointc-buckets-mine", "counts.tsv", "endpoints.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == [".endpointc-buckets-mine", "counts.tsv", "endpoints.parquet",
+                                                     "manifest.json"]
 
 
 SECRET_ID, SECRET_CODE = "FG_SECRET_000123", "Z99SECRET"
@@ -307,7 +308,7 @@ def test_registry_problems_never_print_person_level_values(case, tmp_path):
     result = invoke("run", tmp_path / "z.ep", "--events", tmp_path / "events.tsv",
                     "--people", tmp_path / "people.tsv", "--out", tmp_path / "out")
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
-    assert result.exit_code in (0, 1)
+    assert result.exit_code in (0, 2)
     printed = result.stdout + result.stderr
     for secret in ("FG_SECRET", SECRET_CODE, "2001-02-03", "2001-13-45", "-7.5"):
         assert secret not in printed, (case, secret, printed)
@@ -321,7 +322,7 @@ def test_an_empty_events_table_needs_allow_empty_events(tmp_path):
     args = ("run", tmp_path / "z.ep", "--events", tmp_path / "events.tsv", "--people", tmp_path / "people.tsv",
             "--out", tmp_path / "out")
     refused = invoke(*args)
-    assert refused.exit_code == 1 and "--allow-empty-events" in refused.stderr
+    assert refused.exit_code == 2 and "--allow-empty-events" in refused.stderr
     result = invoke(*args, "--allow-empty-events")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "out" / "counts.tsv").read_text().splitlines()[1] == "Z\t0\t20\t0"

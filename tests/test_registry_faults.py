@@ -300,8 +300,8 @@ def one_endpoint(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("fault", FAULTS, ids=[f.name for f in FAULTS])
 def test_fault_through_the_cli(tmp_path, one_endpoint, fault):
-    """`endpointc run` on each fault: an error exits 1 naming its code, a warning exits 0 and
-    says it; nothing person-level on either stream."""
+    """`endpointc run` on each fault: an error exits 2 (an input error) naming its code, a
+    warning exits 0 and says it; nothing person-level on either stream."""
     from typer.testing import CliRunner
 
     from endpointc.cli import app
@@ -309,7 +309,7 @@ def test_fault_through_the_cli(tmp_path, one_endpoint, fault):
     events, people = fault.files(tmp_path)
     result = CliRunner().invoke(app, ["run", str(one_endpoint), "--events", str(events), "--people", str(people),
                                       "--out", str(tmp_path / "out")])
-    assert result.exit_code == (1 if fault.is_error else 0), (fault.name, result.output)
+    assert result.exit_code == (2 if fault.is_error else 0), (fault.name, result.output)
     assert fault.code in result.stderr or fault.words[0] in result.stderr, (fault.name, result.stderr)
     shown = result.stdout + result.stderr
     assert not [s for s in SECRETS if s in shown], (fault.name, shown)

@@ -134,6 +134,38 @@ def test_first_event_sources_add_up_to_the_cases(starter):
         assert all(n <= cases for n in any_.values()), name
 
 
+def test_one_engine_pass_gives_what_separate_evaluations_give(starter, monkeypatch):
+    """The program, every endpoint's attrition variants and the case events, in one pass over
+    the events: the same counts and attrition tables as evaluating each on its own."""
+    from polars.testing import assert_frame_equal
+
+    from endpointc.attrition import attrition_counts
+    from endpointc.engine import polars as engine
+    from endpointc.report import _Data
+
+    program, events, people, _ = starter
+    passes = []
+    one_pass = engine._evaluate_bucket
+    monkeypatch.setattr(engine, "_evaluate_bucket", lambda *a, **k: passes.append(1) or one_pass(*a, **k))
+    data = _Data.compute(program, events, people, attrition=True)
+    assert len(passes) == 1
+    monkeypatch.undo()
+    assert data.counts == {r[0]: r[1:] for r in evaluate(program, events, people).counts.collect().iter_rows()}
+    assert sorted(data.attrition) == sorted(program.names)
+    for name in program.names:
+        table, relations = attrition_counts(program, events, people, endpoint=name)
+        assert_frame_equal(data.attrition[name][0], table)
+        assert data.attrition[name][1] == relations
+
+
+def test_progress_counts_the_pages(tmp_path):
+    program, events, people, files = tiny()
+    heard = []
+    build_report(program, events, people, tmp_path / "site", files=files,
+                 on_progress=lambda *step: heard.append(step))
+    assert heard == [("evaluating", 0, 1), ("evaluating", 1, 1), ("pages", 1, 2), ("pages", 2, 2)]
+
+
 def test_numbers_are_masked_everywhere(built):
     seen_masked = False
     for name, page in pages(built).items():
@@ -276,6 +308,7 @@ def test_cli_report(tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert pages(tmp_path / "out")["index.html"].numbers == ["8", "42", "0"]
+    assert "drawing the endpoint pages" in result.output and "1/1" in result.output  # the progress bar
     result = CliRunner().invoke(app, [*args, "--no-mask"])
     assert result.exit_code == 0 and "--no-mask" in result.output
     (tmp_path / "plain").mkdir()

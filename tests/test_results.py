@@ -283,7 +283,7 @@ def test_interrupt_during_the_wide_write_leaves_nothing(previous_run, monkeypatc
         os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C again, while the temporaries go
         return real_unlink(self, *args, **kwargs)
 
-    monkeypatch.setattr(results, "wide_table", interrupted)
+    monkeypatch.setattr(results, "_write_wide", interrupted)
     monkeypatch.setattr(Path, "unlink", unlink_after_a_second_interrupt)
     with pytest.raises(KeyboardInterrupt):
         write_results(LONG, counts(), out, people=PEOPLE, wide=True)

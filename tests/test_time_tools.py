@@ -57,7 +57,8 @@ def test_diff_names_the_changed_window():
 def test_export_warns_for_what_finngen_cannot_hold():
     tree, _ = parse(TEXT)
     messages = [d.message for d in export_rows([tree]).diagnostics]
-    assert any("`min 2 apart 30 days` of a hospital rule has no FinnGen column" in m for m in messages)
+    assert any("`min 2 apart 30 days` of a hospital rule: FinnGen counts events, never their spacing" in m
+               for m in messages)
     assert any("`when within 1 year after MI and date >= 1998-01-01` uses dates or time relations" in m
                for m in messages)
     assert any("`require not MI before HF` uses dates or time relations" in m for m in messages)

@@ -65,12 +65,14 @@ import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from ..plan import Program
 from .buckets import id_ranges, person_buckets, range_starts
 from .columns import U32
+from .inputs import check_frames
 from .levels import BucketLevels
 from .matching import ENGINE
 from .outputs import (
@@ -83,9 +85,14 @@ from .signatures import sex_bits
 from .spill import merge_neighbours, stream_merged, write_spill
 from .units import matched_query, matched_units
 
+if TYPE_CHECKING:
+    from ..index import EventIndex
+
 __all__ = [
-    "MissingColumnError", "Results", "Prepared", "BucketResult", "evaluate", "prepare", "evaluate_bucket",
-    "combine_buckets", "person_buckets", "case_events", "event_pass_plan", "LONG_SCHEMA", "COUNTS_SCHEMA",
+    "MissingColumnError", "Results", "Prepared", "BucketResult", "evaluate", "evaluate_buckets", "prepare",
+    "evaluate_bucket",
+    "combine_buckets", "person_buckets", "case_events", "evaluate_with_case_events", "event_pass_plan",
+    "LONG_SCHEMA", "COUNTS_SCHEMA",
 ]
 
 _CONCURRENT_BUCKETS = 2
@@ -117,7 +124,7 @@ def _evaluate_bucket(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame,
     return out, rows.join(ppl.select("PID", "FINNGENID"), on="PID")
 
 
-def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
+def evaluate(program: Program, events: pl.LazyFrame | EventIndex, people: pl.LazyFrame | None = None, *,
              endpoints: Sequence[str] | None = None, buckets: int = 1,
              spill_dir: str | os.PathLike[str] | None = None,
              on_bucket: Callable[[int, int], None] | None = None) -> Results:
@@ -131,17 +138,44 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
     streaming merge of those files (past `spill.MERGE_FANIN` buckets, of merged groups of
     them), so no step holds more than one bucket in memory; without it the buckets' rows
     are concatenated in memory. `on_bucket(done, total)` is called after each bucket (e.g.
-    to advance a progress bar).
+    to advance a progress bar). Frames that are not in the normalised schema (as
+    `registry.scan_events` / `load_registry` give them) raise `inputs.NotNormalisedError`
+    (a ValueError) naming the columns, before any work.
+
+    `events` may instead be an event index (`endpointc.index.open_index`), without
+    `people`: the results are those over the registry it was built from, as `load_registry`
+    reads it (engine/indexed.py: the rows of the matched keys only, or the registry in
+    `buckets` buckets when the selection matches most events).
     """
     if buckets < 1:
         raise ValueError("buckets must be at least 1")
+    if not isinstance(events, (pl.LazyFrame, pl.DataFrame)):  # an EventIndex
+        if people is not None:
+            raise ValueError("an event index brings its own people table: pass no people")
+        from .indexed import evaluate_indexed
+
+        return evaluate_indexed(program, events, endpoints=endpoints, buckets=buckets, spill_dir=spill_dir,
+                                on_bucket=on_bucket)
+    if people is None:
+        raise ValueError("people is needed with an events frame")
     events = events.lazy()
     people = people.lazy()
+    check_frames(events, people)
     starts = range_starts(people, buckets)
-    filters = id_ranges(starts)
     # the key prepass reads the events in groups of whole buckets (see `match_keys`)
     prep = prepare(program, events, endpoints=endpoints,
                    parts=id_ranges(starts[_KEY_PART_BUCKETS - 1::_KEY_PART_BUCKETS]))
+    return evaluate_buckets(prep, events, people, starts, spill_dir=spill_dir, on_bucket=on_bucket)
+
+
+def evaluate_buckets(prep: Prepared, events: pl.LazyFrame, people: pl.LazyFrame, starts: Sequence[str], *,
+                     spill_dir: str | os.PathLike[str] | None = None,
+                     on_bucket: Callable[[int, int], None] | None = None,
+                     bucket: Callable[[int, pl.LazyFrame], BucketResult] | None = None) -> Results:
+    """`evaluate`'s loop over the person buckets that `starts` begin (`range_starts`), once
+    `prep` is known. `bucket(b, people of b)` evaluates bucket b another way than from
+    `events` (engine/indexed.py)."""
+    filters = id_ranges(starts)
     spill = Path(spill_dir) if spill_dir is not None and len(filters) > 1 else None
     if spill is not None:
         # each bucket's people come after all earlier buckets' (consecutive id ranges): a
@@ -151,10 +185,14 @@ def evaluate(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
         people_before = list(itertools.accumulate(heads, initial=0))
 
     def run(b: int) -> BucketResult:
-        ev, pp = (events, people) if len(filters) == 1 else (events.filter(filters[b]), people.filter(filters[b]))
-        # ROW only needs to tell a bucket's rows apart: numbered after the filter, which
-        # then still reaches the reader
-        part = evaluate_bucket(prep, ev.with_row_index("ROW").with_columns(pl.col("ROW").cast(pl.UInt64)), pp)
+        pp = people if len(filters) == 1 else people.filter(filters[b])
+        if bucket is not None:
+            part = bucket(b, pp)
+        else:
+            ev = events if len(filters) == 1 else events.filter(filters[b])
+            # ROW only needs to tell a bucket's rows apart: numbered after the filter, which
+            # then still reaches the reader
+            part = evaluate_bucket(prep, ev.with_row_index("ROW").with_columns(pl.col("ROW").cast(pl.UInt64)), pp)
         if spill is not None:
             write_spill(offset_keys(part.long, people_before[b]), spill / f"bucket-{b:05d}.parquet")
             part = dataclasses.replace(part, long=part.long.clear())
@@ -219,17 +257,28 @@ def case_events(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
     >>> case_events(program, events, people).select("ROW", "FINNGENID", "EVENT_AGE").collect().rows()
     [(0, 'A', 50.0), (2, 'B', 30.0)]
     """
+    rows = evaluate_with_case_events(program, events, people, endpoints=endpoints)[1]
+    return rows.sort("ENDPOINT", "FINNGENID", "ROW")
+
+
+def evaluate_with_case_events(program: Program, events: pl.LazyFrame, people: pl.LazyFrame, *,
+                              endpoints: Sequence[str] | None = None, case_events_of: Sequence[str] | None = None
+                              ) -> tuple[Results, pl.LazyFrame]:
+    """`evaluate` (in one bucket) and `case_events` of the endpoints `case_events_of` (default:
+    all of `endpoints`; in no order), from one pass over the events."""
     events = events.lazy()
+    check_frames(events, people.lazy())
     prep = prepare(program, events, endpoints=endpoints)
     indexed = events.with_row_index("ROW").with_columns(pl.col("ROW").cast(pl.UInt64))
-    _, rows = _evaluate_bucket(prep, indexed, people.lazy(), keep_rows=prep.selected)
+    keep = (prep.selected if case_events_of is None
+            else [i for i, ep in enumerate(prep.program.endpoints) if ep.name in set(case_events_of)])
+    part, rows = _evaluate_bucket(prep, indexed, people.lazy(), keep_rows=keep)
     names = pl.DataFrame({"EP": list(range(len(prep.program.endpoints))),
                           "ENDPOINT": [ep.name for ep in prep.program.endpoints]},
                          schema={"EP": U32, "ENDPOINT": pl.String})
     meta = (indexed.select("ROW", "SOURCE", "EVENT_AGE", "APPROX_EVENT_DAY")
             .join(rows.lazy().select("ROW").unique(), on="ROW", how="semi"))
-    return (
+    return combine_buckets(prep, [part]), (
         rows.lazy().join(names.lazy(), on="EP").join(meta, on="ROW")
         .select("ROW", "FINNGENID", "ENDPOINT", "SOURCE", "EVENT_AGE", "APPROX_EVENT_DAY")
-        .sort("ENDPOINT", "FINNGENID", "ROW")
     )

@@ -152,9 +152,13 @@ def dependency_levels(program: Program) -> tuple[tuple[int, ...], ...]:
 
 
 def prepare(program: Program, events: pl.LazyFrame, *,
-            endpoints: Sequence[str] | None = None, parts: Sequence[pl.Expr] | None = None) -> Prepared:
+            endpoints: Sequence[str] | None = None, parts: Sequence[pl.Expr] | None = None,
+            keys: pl.LazyFrame | None = None) -> Prepared:
     """Select endpoints (plus dependencies), check the event columns, match all patterns
-    (`parts`: filters that split the events, read one at a time; see `match_keys`)."""
+    (`parts`: filters that split the events, read one at a time; see `match_keys`).
+    `keys`: the events' distinct keys with their row counts (_ROWS), counted before (an
+    event index, endpointc/index.py): matched instead, and `events` is only asked its
+    columns."""
     if endpoints is not None:
         wanted = list(dict.fromkeys(endpoints))
         program = program.subset(wanted)
@@ -170,7 +174,7 @@ def prepare(program: Program, events: pl.LazyFrame, *,
             "the events table has no CODE9 column (urgency), needed by `when emergency` in "
             f"{', '.join(users[:5])}{' ...' if len(users) > 5 else ''}",
             None, "CODE9 is the service-sector urgency field of the longitudinal table")])
-    mapping = match_keys(program, events, parts=parts)
+    mapping = match_keys(program, events, parts=parts) if keys is None else match_keys(program, keys)
     uses_mode = any(r.mode for ep in program.endpoints for r in ep.rules)
     sigs = signatures(program, mapping)
     levels = dependency_levels(program)

@@ -19,7 +19,8 @@ from .columns import MISSING_PART, order_day, pack, unpack
 from .matching import ENGINE, key_hash
 from .prepare import Prepared
 
-__all__ = ["matched_query", "code1_per_row", "matched_units", "OrderDecoding", "decode_first"]
+__all__ = ["matched_query", "code1_per_row", "matched_units", "units_of", "visit_emergency", "OrderDecoding",
+           "decode_first"]
 
 # A row with a missing INDEX is its own visit: emergency never propagates through null INDEX.
 _EMERGENCY_NULL_INDEX_EQUAL = False
@@ -92,12 +93,19 @@ def matched_units(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame, *,
     `age_parts`). Returns the units (UNIT, PID, SIG, N, _ORDER_KEY, AGE, YEAR, [EMERG],
     [CODE1], [ORIG]; AGE and YEAR are those of the earliest row) and the `OrderDecoding` of
     their order keys."""
-    sigs = prep.sigs
     code1 = ["CODE1"] if code1_per_row(prep) else []
     matched = (matched_query(prep, events, people)
                .select("ROW", "PID", "SIG", *code1, "AGE", "DAY").collect(engine=ENGINE))
     if prep.uses_emergency:
         matched = matched.with_columns(emergency_column(prep, events, people, matched))
+    return units_of(prep, matched, by_row=by_row)
+
+
+def units_of(prep: Prepared, matched: pl.DataFrame, *, by_row: bool) -> tuple[pl.DataFrame, OrderDecoding]:
+    """`matched_units` from the matched rows (ROW, PID, SIG, [CODE1], AGE, DAY, [EMERG]),
+    however they were found (engine/indexed.py reads them from an event index)."""
+    sigs = prep.sigs
+    code1 = ["CODE1"] if code1_per_row(prep) else []
     part, ages = age_parts(matched)
     decoding = OrderDecoding(ages, *years_by_day(matched))
     matched = matched.with_columns(
@@ -141,8 +149,14 @@ def emergency_column(prep: Prepared, events: pl.LazyFrame, people: pl.DataFrame,
             .select("ROW", "FINNGENID", "INDEX", urgent.alias("_URGENT"))
             .join(people.lazy().select("FINNGENID", "PID"), on="FINNGENID")
             .collect(engine=ENGINE).lazy())
-    own = rows.filter(pl.col("ROW").is_in(emergent))
-    visits = rows.filter(pl.col("_URGENT")).select("PID", "INDEX").unique()
+    return visit_emergency(rows.filter(pl.col("ROW").is_in(emergent)),
+                           rows.filter(pl.col("_URGENT")).select("PID", "INDEX"))
+
+
+def visit_emergency(own: pl.LazyFrame, visits: pl.LazyFrame) -> pl.Expr:
+    """EMERG from the emergent rows `own` (ROW, PID, INDEX, _URGENT) and the urgent rows'
+    visits (PID, INDEX) of the same people: the row is urgent or shares a visit with one."""
+    visits = visits.unique()
     hits = pl.concat([
         own.filter(pl.col("_URGENT")).select("ROW"),
         own.join(visits, on=["PID", "INDEX"], how="semi", nulls_equal=_EMERGENCY_NULL_INDEX_EQUAL).select("ROW"),

@@ -4,7 +4,8 @@
 AST nodes directly, with spans that point into the spreadsheet (line = spreadsheet row,
 the header being row 1; column = column index from 1). `write_library` prints them with the
 canonical formatter into one `<chapter>.ep` file per first tag. `export_finngen` writes the
-FinnGen column layout back, so import -> export -> import gives the same ASTs.
+FinnGen column layout back, so import -> export -> import gives the same ASTs, and an
+endpoint of the language exported without an EP620 warning imports back to the same plan.
 
 The steps, one module each (input -> output):
 
@@ -13,7 +14,7 @@ The steps, one module each (input -> output):
 - `importer`: sheet rows -> ASTs, one file per chapter, with the EP6xx diagnostics and the
   conversion report; `write_library` writes them as `.ep` files.
 - `patterns`: a code column's FinnGen regex alternatives -> patterns of the language, and
-  patterns -> FinnGen text.
+  patterns -> FinnGen text (ranges as FinnGen writes them: `E10-E14` -> `E1[0-4]`).
 - `conditions`: CONDITIONS / PRE_CONDITIONS text -> expressions of the language.
 - `exporter`: ASTs -> the FinnGen sheet (header, rows, EP620 warnings), written as TSV.
 

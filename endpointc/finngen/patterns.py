@@ -4,16 +4,18 @@ FinnGen matches each code column as the regular expression `^(ALT1|ALT2|...)` ag
 code. Import direction, input: one cell's text; output: its alternatives
 (`split_alternatives`), the code or exact pattern that means what an alternative means
 (`code_pattern`), or, when only a regex says it, why (`regex_reason`, `regex_hints`).
-Export direction, input: a pattern of the language; output: its FinnGen text (`pattern_text`).
+Export direction, input: a pattern of the language; output: its FinnGen alternatives
+(`finngen_alternatives`), ranges spelled as FinnGen writes them (`E1[0-4]`, `C1[8-9]|C2[0-1]`).
 """
 
 from __future__ import annotations
 
 import itertools
 import re
-from typing import Any, Callable
+from typing import Any, Iterable
 
 from .. import ast, codes
+from ..lower import EXPANSION_LIMIT, lower_patterns
 from ..registers import allows
 from ..source import Span
 
@@ -55,8 +57,9 @@ def split_alternatives(text: str) -> list[str]:
 
 def is_code_pair(alternative: str, source: str) -> bool:
     """Whether `A&B` means CODE1 A and CODE2 B of one event: only in the registries with two
-    code columns; elsewhere a regex reads `&` literally."""
-    return alternative.count("&") == 1 and not alternative.startswith("^") and allows(source, "combinations")
+    code columns; elsewhere a regex reads `&` literally. Either part may be anchored
+    (`^I219$&E11`, as export writes `=I219&E11`)."""
+    return alternative.count("&") == 1 and allows(source, "combinations")
 
 
 def code_pattern(alternative: str, span: Span) -> ast.Code | ast.Exact | None:
@@ -142,23 +145,79 @@ def regex_hints(alternative: str) -> tuple[str, ...]:
 
 # -- patterns -> FinnGen text ----------------------------------------------------------------
 
-def pattern_text(pattern: Any, codelist_text: Callable[[ast.CodelistRef], str]) -> str:
-    """The FinnGen text of a pattern; `codelist_text` spells a codelist reference, since only
-    the caller knows the codelists."""
+def finngen_alternatives(pattern: Any) -> list[str]:
+    """The FinnGen alternatives of a simple pattern (no codelist reference, no combination):
+    `E10-E14` -> `E1[0-4]`, `=E119` -> `^E119$`, `any` -> `ANY`, `none` -> `$!$`.
+
+    >>> from endpointc.source import Span
+    >>> finngen_alternatives(ast.Range(span=Span(file="x", line=1, column=1, end_line=1, end_column=1),
+    ...                                start="C18", end="C21"))
+    ['C1[8-9]', 'C2[0-1]']
+    """
     if isinstance(pattern, ast.Code):
-        return pattern.text
+        return [pattern.text]
     if isinstance(pattern, ast.Exact):
-        return f"^{pattern.text}$"
+        return [f"^{pattern.text}$"]
     if isinstance(pattern, ast.Range):
-        return codes.range_regex(pattern.start, pattern.end)
+        # the range's codes exactly as the plan lists them
+        return spell_codes(lower_patterns([pattern]).prefixes)
     if isinstance(pattern, ast.AnyCode):
-        return "ANY"
+        return ["ANY"]
     if isinstance(pattern, ast.NoCode):
-        return "$!$"
+        return ["$!$"]
     if isinstance(pattern, ast.Regex):
-        return pattern.regex
-    if isinstance(pattern, ast.Combination):
-        return f"{pattern_text(pattern.first, codelist_text)}&{pattern_text(pattern.second, codelist_text)}"
-    if isinstance(pattern, ast.CodelistRef):
-        return codelist_text(pattern)
+        return [pattern.regex]
     raise ValueError(f"cannot export pattern {type(pattern).__name__}")
+
+
+def spell_codes(values: Iterable[str]) -> list[str]:
+    """Codes of one length as FinnGen writes such a set: characters and ascending `[..]`
+    classes, one alternative per group of codes that share their other positions.
+
+    No alternative stands for more than the plan's EXPANSION_LIMIT codes, so that the
+    importer's code pattern lowers to the same list of codes as the range did.
+
+    >>> spell_codes(["C00", "C01", "C02", "C10", "C11", "C12", "C13"])
+    ['C0[0-2]', 'C1[0-3]']
+    >>> spell_codes(["2500A", "2500B", "2500C"])
+    ['2500[A-C]']
+    """
+    out: list[str] = []
+    stack = list(reversed(_positions(frozenset(values))))
+    while stack:
+        positions = stack.pop()
+        size = 1
+        for chars in positions:
+            size *= len(chars)
+        if size <= EXPANSION_LIMIT:
+            out.append("".join(_class_text(chars) for chars in positions))
+            continue
+        # Too many codes in one alternative: split its first class in two.
+        at = next(i for i, chars in enumerate(positions) if len(chars) > 1)
+        half = len(positions[at]) // 2
+        for part in (positions[at][half:], positions[at][:half]):
+            stack.append((*positions[:at], part, *positions[at + 1:]))
+    return out
+
+
+def _positions(values: frozenset[str]) -> list[tuple[str, ...]]:
+    """Equal-length codes as products of per-position character sets: leading characters
+    whose sets of tails are the same share one class."""
+    if not values or not next(iter(values)):
+        return [()] if values else []
+    tails: dict[str, set[str]] = {}
+    for code in values:
+        tails.setdefault(code[0], set()).add(code[1:])
+    heads: dict[frozenset[str], str] = {}
+    for head in sorted(tails):
+        key = frozenset(tails[head])
+        heads[key] = heads.get(key, "") + head
+    return [(chars, *rest) for key, chars in heads.items() for rest in _positions(key)]
+
+
+def _class_text(chars: str) -> str:
+    """`0123` -> `[0-3]`, `18` -> `[18]`, `A` -> `A`: runs of neighbouring characters as ranges."""
+    if len(chars) == 1:
+        return chars
+    runs = [[c for _, c in run] for _, run in itertools.groupby(enumerate(chars), lambda p: ord(p[1]) - p[0])]
+    return "[" + "".join(run[0] if len(run) == 1 else f"{run[0]}-{run[-1]}" for run in runs) + "]"
