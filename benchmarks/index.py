@@ -17,7 +17,11 @@ compiled program is not timed, as in run.py):
 3. **a new endpoint on 1% of the events**: `hospital icd10 A | B | ...` (or `purchase atc`),
    with the most frequent three-character codes of the registry added until their rows
    reach `--share` of the events (the share it reads is printed), without and with the index;
-4. **the whole library**, without and with the index.
+4. **the whole library**, without and with the index;
+5. with `--ep-library FOLDER` (the library as definition files), **the command line**:
+   `endpointc run FOLDER --endpoints <endpoint> ...` end to end, without and with
+   `--index` (compiling what the endpoint needs, hashing the inputs for the manifest,
+   checking the registry when there is no index, evaluating, writing).
 
 With `--repeats N` each pair runs N times, alternating, and the medians count. The counts
 of each pair are compared (`agree`). The machinery is run.py's (imported): the compiled
@@ -45,9 +49,9 @@ import run as bench  # noqa: E402  (benchmarks/ is not a package)
 
 __all__ = ["main", "new_endpoint"]
 
-TASKS = ("one", "new", "all")
+TASKS = ("one", "new", "all", "cli")
 _TASK_LABEL = {"one": "one endpoint and its dependencies", "new": "a new endpoint on {share} of the events",
-               "all": "the whole library"}
+               "all": "the whole library", "cli": "`endpointc run --endpoints`, end to end"}
 
 
 # -- the workers (child processes) ----------------------------------------------------------------
@@ -101,13 +105,37 @@ def _worker_evaluate(spec: dict[str, Any]) -> dict[str, Any]:
             "counts_sha": hashlib.sha256(counts.write_csv().encode()).hexdigest()}
 
 
+def _worker_cli(spec: dict[str, Any]) -> dict[str, Any]:
+    """`endpointc run` for one endpoint, as a curator types it (its output goes nowhere)."""
+    import contextlib
+    import io
+
+    from endpointc.cli import app
+
+    with tempfile.TemporaryDirectory(prefix="bench-index-cli-") as out:
+        args = ["run", spec["library"], "--events", spec["events"], "--people", spec["people"], "--out", out,
+                "--endpoints", spec["endpoints"][0], *(["--index", spec["index"]] if spec["index"] else [])]
+        t0, c0 = time.perf_counter(), time.process_time()
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            code = app(args, standalone_mode=False)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        if code:
+            return {"error": f"endpointc run exited with {code}"}
+        counts = (Path(out) / "counts.tsv").read_bytes()
+        stages = json.loads((Path(out) / "manifest.json").read_text()).get("timings", {})
+    return {"wall_s": round(wall, 3), "section_cpu_s": round(cpu, 3), "endpoints": 1,
+            "counts_sha": hashlib.sha256(counts).hexdigest(),
+            "stages": {k: round(v, 2) for k, v in stages.items() if isinstance(v, (int, float))}}
+
+
 def _worker_new_endpoint(spec: dict[str, Any]) -> dict[str, Any]:
     """The text of the new endpoint and the share of the events its keys match (untimed)."""
     text, matched = new_endpoint(spec["index"], share=spec["share"])
     return {"text": text, "matched": matched}
 
 
-WORKERS = {"build": _worker_build, "evaluate": _worker_evaluate, "new_endpoint": _worker_new_endpoint}
+WORKERS = {"build": _worker_build, "evaluate": _worker_evaluate, "cli": _worker_cli,
+           "new_endpoint": _worker_new_endpoint}
 
 
 def new_endpoint(index_folder: str | Path, *, share: float) -> tuple[str, int]:
@@ -185,14 +213,17 @@ def bench_size(size: str, library: dict[str, Any], args, log) -> dict[str, Any]:
             return out
         new = _child("new_endpoint", {"index": folder, "share": args.share}, args)
         out["new_endpoint"] = {k: new.get(k) for k in ("text", "matched", "error")}
-        specs = {"one": {"endpoints": [args.endpoint]}, "new": {"text": new.get("text")}, "all": {}}
+        specs = {"one": {"endpoints": [args.endpoint]}, "new": {"text": new.get("text")}, "all": {},
+                 "cli": {"endpoints": [args.endpoint], "library": str(args.ep_library)}}
         for task in args.tasks:
+            if task == "cli" and args.ep_library is None:
+                continue
             runs: dict[str, list] = {"registry": [], "index": []}
             for k in range(args.repeats):
                 for mode in ("registry", "index"):
                     log(f"{size}: {task}, {'with' if mode == 'index' else 'without'} the index"
                         + (f", run {k + 1} of {args.repeats}" if args.repeats > 1 else "") + " ...")
-                    runs[mode].append(_child("evaluate", {**common, **specs[task],
+                    runs[mode].append(_child("cli" if task == "cli" else "evaluate", {**common, **specs[task],
                                                           "index": folder if mode == "index" else None}, args))
             without, with_ = bench.median_run(runs["registry"]), bench.median_run(runs["index"])
             ok = bench._ok(without) and bench._ok(with_)
@@ -220,7 +251,7 @@ def render(report: dict[str, Any], console) -> None:
             w, i = t["without"], t["with"]
             share = s.get("new_endpoint", {}).get("matched")
             label = _TASK_LABEL[task].format(share=f"{share / s['events']:.2%}" if share else "?")
-            if task == "one":
+            if task in ("one", "cli"):
                 label += f" ({report['settings']['endpoint']})"
             table.add_row("", "", label, str(i.get("endpoints", w.get("endpoints", "-"))),
                           w.get("error") or bench._fmt_s(w.get("wall_s")),
@@ -239,7 +270,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--library", default="finngen-newest", help="as run.py's --library")
     ap.add_argument("--endpoint", default="T2D", help="the endpoint of the one-endpoint task")
     ap.add_argument("--share", type=float, default=0.01, help="share of the events the new endpoint reads")
-    ap.add_argument("--tasks", default=",".join(TASKS), help="comma list of one, new, all")
+    ap.add_argument("--tasks", default=",".join(TASKS), help="comma list of one, new, all, cli")
+    ap.add_argument("--ep-library", type=Path, default=None,
+                    help="the library as definition files (a folder of .ep), for the cli task")
     ap.add_argument("--data-dir", type=Path, default=HERE / "data", help="as run.py's --data-dir")
     ap.add_argument("--work", type=Path, default=None, help="where the index is built (default: the system's "
                     "temporary folder; about the size of the events file)")
@@ -282,6 +315,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     render(report, console)
     for s in report["sizes"]:
         console.print(f"{s['size']}: the new endpoint: {' '.join((s.get('new_endpoint') or {}).get('text', '-').split())}")
+        cli = s["tasks"].get("cli")
+        for mode in ("without", "with") if cli else ():
+            stages = ", ".join(f"{k} {v:.1f} s" for k, v in cli[mode].get("stages", {}).items())
+            console.print(f"{s['size']}: `endpointc run` {mode} the index, by stage: {stages}")
     console.print(f"load average start {machine['load_start'][0]:.1f}, end {report['machine']['load_end'][0]:.1f} "
                   f"on {machine['cores']} cores; JSON: {args.json}")
     return report

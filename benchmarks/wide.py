@@ -114,6 +114,7 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def contender(spec: dict[str, Any], *, threads: int, timeout: float | None) -> dict[str, Any]:
+    """`_worker` in a child process: its result, with the process's wall time and peak RSS."""
     with tempfile.TemporaryDirectory(prefix="bench-wide-child-") as tmp:
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps(spec))

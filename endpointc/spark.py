@@ -39,7 +39,7 @@ import secrets
 import shutil
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,9 +64,10 @@ __all__ = ["SparkTable", "SparkResults", "RunOutcome", "SparkUnavailable", "EVEN
            "read_table", "evaluate", "counts_frame", "session", "run", "spark_errors", "error_kind"]
 
 # Events per bucket when the count is left to `evaluate`. A bucket is one Python call
-# holding its events as Arrow and Polars tables: at 1e6 events its peak is about 0.5 GB,
-# which fits the memory Spark sets aside beside an executor's JVM (the overhead) on
-# common cluster settings (docs/spark.md).
+# holding its events as Arrow and Polars tables: with DF12, 5.1e5 events peaked at 0.44 GB
+# and 9.3e5 at 0.58 GB (benchmarks/spark.py), about 0.3 GB fixed and 0.33 KB an event, so
+# smaller buckets save little memory and each adds a fixed cost. Executors need about
+# this much memory overhead per core (docs/spark.md).
 EVENTS_PER_BUCKET = 1_000_000
 _BUCKET = "_ENDPOINTC_BUCKET"
 # a path read as TSV; anything else is read as Parquet (a file or a folder of them)
@@ -235,7 +236,6 @@ class RunOutcome:
     population: int
     warnings: tuple[str, ...]
     buckets: int
-    written: tuple[str, ...] = field(default=())
 
 
 def run(spark: SparkSession, program: Program, events: str, people: str, out: str, *,
@@ -280,8 +280,7 @@ def run(spark: SparkSession, program: Program, events: str, people: str, out: st
         raise
     fs.delete(stage)
     return RunOutcome(counts=counts, population=population, buckets=results.buckets,
-                      warnings=combine_warnings([_Absent(absent["EVENTS"], absent["PEOPLE"])]),
-                      written=(f"{out}/{LONG_FILE}", f"{out}/{COUNTS_FILE}"))
+                      warnings=combine_warnings([_Absent(absent["EVENTS"], absent["PEOPLE"])]))
 
 
 # --- on the executors ------------------------------------------------------------------

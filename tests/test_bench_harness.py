@@ -139,3 +139,28 @@ def test_index_benchmark_picks_a_new_endpoint_of_about_the_share(tmp_path):
     text, matched = bench_index.new_endpoint(tmp_path / "idx", share=0.05)
     rows = open_index(tmp_path / "idx").manifest.rows
     assert text.startswith("endpoint NEW_ON_5PCT {") and 0.02 * rows < matched < 0.1 * rows
+
+
+def test_timed_gives_the_childs_own_times_or_its_failure():
+    import sys
+
+    wide = load("wide")
+    done = wide.timed([sys.executable, "-c", "sum(range(10**6))"], threads=1)
+    assert done["wall_s"] > 0 and done["cpu_s"] > 0 and done["peak_rss_mb"] > 0
+    assert wide.timed([sys.executable, "-c", "raise SystemExit(3)"], threads=1)["error"] == "exited with 3"
+
+
+def test_wide_benchmark_writes_with_and_without_the_wide_table(tmp_path):
+    from endpointc import compile_program_text
+    from endpointc.synth import write_registry
+
+    wide = load("wide")
+    program = compile_program_text("endpoint MI { hospital icd10 I21 }\nendpoint CHD { include MI }")
+    write_registry(tmp_path / "reg", people=40, seed=1, fmt="parquet", definitions=program)
+    (tmp_path / "program.json").write_text(program.model_dump_json())
+    spec = {"program": str(tmp_path / "program.json"), "events": str(tmp_path / "reg" / "events.parquet"),
+            "people": str(tmp_path / "reg" / "people.parquet"), "buckets": 1, "work": str(tmp_path)}
+    plain, both = wide._worker({**spec, "wide": False}), wide._worker({**spec, "wide": True})
+    assert "endpoints_wide.tsv" not in plain["bytes"] and both["bytes"]["endpoints_wide.tsv"] > 0
+    assert both["bytes"]["endpoints.parquet"] == plain["bytes"]["endpoints.parquet"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["program.json", "reg"]   # outputs removed

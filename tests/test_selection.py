@@ -23,7 +23,7 @@ def _same_plans(selected, whole, names) -> None:
     assert {ep.name: ep for ep in selected.endpoints} == {ep.name: ep for ep in expected.endpoints}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(library_texts(files=3, max_endpoints=3, messy=True, comments=True), st.data())
 def test_a_selection_compiles_to_the_whole_librarys_plans(texts, data):
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,7 +9,7 @@ of its own:
   columns of `key_pass_columns`, as read) with its own aggregation and hands them to
   `prepare_counted`, which normalises them as the registry reader does and matches every
   pattern of the program against them (`prepare`); the result, `Prepared`, is what every
-  bucket shares (about 20 MB for DF12, see docs/spark.md);
+  bucket shares (66 MB pickled for DF12 on 1e7 events, see docs/spark.md);
 * each bucket, on a worker: the runner sends a bucket's event rows (only the columns
   `bucket_columns` names: nothing else is read) and its people; `normalised` gives the
   tables the engine reads and `bucket_long` its rows of the long table.
