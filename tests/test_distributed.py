@@ -48,7 +48,7 @@ def local(program, events: pl.DataFrame, people: pl.DataFrame, *, endpoints=None
                     endpoints=endpoints).long.collect()
 
 
-@settings(max_examples=40, **_SETTINGS)
+@settings(max_examples=25, **_SETTINGS)
 @given(programs(), registries(), st.integers(1, 4), st.data())
 def test_hash_buckets_give_the_local_results(program, registry, buckets, data):
     events, people = registry

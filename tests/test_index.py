@@ -38,7 +38,7 @@ def _same(got, expected) -> None:
     assert got.warnings == expected.warnings
 
 
-@settings(max_examples=40, **_SETTINGS)
+@settings(max_examples=25, **_SETTINGS)
 @given(programs(), registries(), st.data())
 def test_index_equals_the_registry(program, registry, data):
     """Random programs and registries, through every path of the index: several row files,

@@ -63,7 +63,7 @@ def _local(program, events: pl.DataFrame, people: pl.DataFrame, endpoints=None):
                     normalise_table(people.lazy(), "people", file="people"), endpoints=endpoints)
 
 
-@settings(max_examples=6, **_SETTINGS)
+@settings(max_examples=3, **_SETTINGS)
 @given(programs(), registries(), st.integers(1, 3), st.data())
 def test_random_programs_give_the_local_results(spark, program, registry, buckets, data):
     events, people = registry
