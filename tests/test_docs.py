@@ -17,7 +17,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 LANGUAGE = REPO / "docs" / "language.md"
-LINKED_DOCS = sorted([REPO / "README.md", REPO / "ARCHITECTURE.md", *(REPO / "docs").glob("*.md")])
+LINKED_DOCS = sorted([REPO / "README.md", REPO / "ARCHITECTURE.md", *(REPO / "docs").glob("*.md"),
+                      *(REPO / "examples").glob("*/README.md")])
 SPEC_FOLDERS = sorted(p.name for p in (REPO / "tests" / "spec").iterdir()
                       if p.is_dir() and not p.name.startswith(("_", ".")))
 # What users of the package read: the docs, the grammar's comments, the benchmarks.
