@@ -211,6 +211,30 @@ def _worker_library(spec: dict[str, Any]) -> dict[str, Any]:
 
 # -- child processes ------------------------------------------------------------------------
 
+def wait_child(proc: subprocess.Popen, timeout: float | None) -> tuple[float, Any, bool]:
+    """Wait for `proc` (killed after `timeout` seconds): its wall time since now, its own
+    rusage and whether it was killed; `proc.returncode` is set."""
+    start = time.perf_counter()
+    killed = threading.Event()
+
+    def kill():
+        killed.set()
+        proc.kill()
+
+    timer = threading.Timer(timeout, kill) if timeout else None
+    if timer:
+        timer.start()
+    try:
+        # wait4 reports this child's own rusage; getrusage(RUSAGE_CHILDREN) would give
+        # the maximum over every child so far, hiding a smaller contender's peak
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        if timer:
+            timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return time.perf_counter() - start, usage, killed.is_set()
+
+
 def run_child(kind: str, spec: dict[str, Any], *, threads: int, timeout: float | None = None,
               script: Path | None = None) -> dict[str, Any]:
     """Run `kind` in a fresh interpreter; its result plus wall, CPU and peak RSS of the child.
@@ -219,28 +243,10 @@ def run_child(kind: str, spec: dict[str, Any], *, threads: int, timeout: float |
         spec_path, result_path = Path(tmp) / "spec.json", Path(tmp) / "result.json"
         spec_path.write_text(json.dumps(spec))
         env = dict(os.environ, POLARS_MAX_THREADS=str(threads), PYTHONHASHSEED="0")
-        start = time.perf_counter()
         proc = subprocess.Popen([sys.executable, str(script or Path(__file__).resolve()), "_worker", kind,
                                  str(spec_path), str(result_path)], env=env, cwd=REPO)
-        killed = threading.Event()
-
-        def kill():
-            killed.set()
-            proc.kill()
-
-        timer = threading.Timer(timeout, kill) if timeout else None
-        if timer:
-            timer.start()
-        try:
-            # wait4 reports this child's own rusage; getrusage(RUSAGE_CHILDREN) would give
-            # the maximum over every child so far, hiding a smaller contender's peak
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            if timer:
-                timer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        elapsed = time.perf_counter() - start
-        if killed.is_set():
+        elapsed, usage, timed_out = wait_child(proc, timeout)
+        if timed_out:
             return {"error": f"timed out after {timeout:.0f} s", "process_s": elapsed}
         if proc.returncode != 0 or not result_path.exists():
             return {"error": f"child {kind} exited with {proc.returncode}", "process_s": elapsed}

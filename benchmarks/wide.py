@@ -28,7 +28,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -50,18 +49,9 @@ def timed(command: Sequence[str], *, threads: int, log: Path | None = None, time
     counts)."""
     env = dict(os.environ, POLARS_MAX_THREADS=str(threads), PYTHONHASHSEED="0")
     with open(log or os.devnull, "w") as sink:
-        start = time.perf_counter()
         proc = subprocess.Popen(list(command), env=env, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT)
-        timer = threading.Timer(timeout, proc.kill) if timeout else None
-        if timer:
-            timer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            if timer:
-                timer.cancel()
-        proc.returncode = code = os.waitstatus_to_exitcode(status)
-    wall = round(time.perf_counter() - start, 3)
+        elapsed, usage, _ = bench.wait_child(proc, timeout)
+    code, wall = proc.returncode, round(elapsed, 3)
     if code != 0:
         return {"error": f"exited with {code}" + (f" (timeout {timeout:.0f} s?)" if timeout else ""),
                 "wall_s": wall}
