@@ -21,7 +21,11 @@ compiled program is not timed, as in run.py):
 5. with `--ep-library FOLDER` (the library as definition files), **the command line**:
    `endpointc run FOLDER --endpoints <endpoint> ...` end to end, without and with
    `--index` (compiling what the endpoint needs, hashing the inputs for the manifest,
-   checking the registry when there is no index, evaluating, writing).
+   checking the registry when there is no index, evaluating, writing);
+6. **the codes of an endpoint** (`--codes-endpoint`), as `endpointc compile --explain E
+   --codes EVENTS` lists them (`describe.matched_codes`, masked): from one pass over the
+   events, and from the index (opened, its keys read); `hover_s` is what one more pattern
+   costs on keys already read, as the language server answers a hover.
 
 With `--repeats N` each pair runs N times, alternating, and the medians count. The counts
 of each pair are compared (`agree`). The machinery is run.py's (imported): the compiled
@@ -49,9 +53,10 @@ import run as bench  # noqa: E402  (benchmarks/ is not a package)
 
 __all__ = ["main", "new_endpoint"]
 
-TASKS = ("one", "new", "all", "cli")
+TASKS = ("one", "new", "all", "cli", "codes")
 _TASK_LABEL = {"one": "one endpoint and its dependencies", "new": "a new endpoint on {share} of the events",
-               "all": "the whole library", "cli": "`endpointc run --endpoints`, end to end"}
+               "all": "the whole library", "cli": "`endpointc run --endpoints`, end to end",
+               "codes": "`compile --codes`: an endpoint's codes and counts"}
 
 
 # -- the workers (child processes) ----------------------------------------------------------------
@@ -128,13 +133,35 @@ def _worker_cli(spec: dict[str, Any]) -> dict[str, Any]:
             "stages": {k: round(v, 2) for k, v in stages.items() if isinstance(v, (int, float))}}
 
 
+def _worker_codes(spec: dict[str, Any]) -> dict[str, Any]:
+    """`compile --codes` of one endpoint: its codes and masked counts, from the events or the index."""
+    from endpointc.describe import matched_codes
+    from endpointc.index import open_index
+    from endpointc.registry import scan_events
+
+    program = _program(spec)
+    name = spec["endpoints"][0]
+    t0, c0 = time.perf_counter(), time.process_time()
+    keys = open_index(spec["index"], events=spec["events"]).keys() if spec["index"] else scan_events(spec["events"])
+    table = matched_codes(program, name, keys)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    out = {"wall_s": round(wall, 3), "section_cpu_s": round(cpu, 3), "endpoints": 1, "codes": table.height,
+           "counts_sha": hashlib.sha256(table.write_csv().encode()).hexdigest()}
+    if spec["index"]:  # a hover: the same question on keys already in memory, as the server keeps them
+        kept = keys.collect()
+        t0 = time.perf_counter()
+        matched_codes(program, name, kept)
+        out["hover_s"] = round(time.perf_counter() - t0, 3)
+    return out
+
+
 def _worker_new_endpoint(spec: dict[str, Any]) -> dict[str, Any]:
     """The text of the new endpoint and the share of the events its keys match (untimed)."""
     text, matched = new_endpoint(spec["index"], share=spec["share"])
     return {"text": text, "matched": matched}
 
 
-WORKERS = {"build": _worker_build, "evaluate": _worker_evaluate, "cli": _worker_cli,
+WORKERS = {"build": _worker_build, "evaluate": _worker_evaluate, "cli": _worker_cli, "codes": _worker_codes,
            "new_endpoint": _worker_new_endpoint}
 
 
@@ -214,7 +241,8 @@ def bench_size(size: str, library: dict[str, Any], args, log) -> dict[str, Any]:
         new = _child("new_endpoint", {"index": folder, "share": args.share}, args)
         out["new_endpoint"] = {k: new.get(k) for k in ("text", "matched", "error")}
         specs = {"one": {"endpoints": [args.endpoint]}, "new": {"text": new.get("text")}, "all": {},
-                 "cli": {"endpoints": [args.endpoint], "library": str(args.ep_library)}}
+                 "cli": {"endpoints": [args.endpoint], "library": str(args.ep_library)},
+                 "codes": {"endpoints": [args.codes_endpoint]}}
         for task in args.tasks:
             if task == "cli" and args.ep_library is None:
                 continue
@@ -223,8 +251,9 @@ def bench_size(size: str, library: dict[str, Any], args, log) -> dict[str, Any]:
                 for mode in ("registry", "index"):
                     log(f"{size}: {task}, {'with' if mode == 'index' else 'without'} the index"
                         + (f", run {k + 1} of {args.repeats}" if args.repeats > 1 else "") + " ...")
-                    runs[mode].append(_child("cli" if task == "cli" else "evaluate", {**common, **specs[task],
-                                                          "index": folder if mode == "index" else None}, args))
+                    kind = task if task in ("cli", "codes") else "evaluate"
+                    runs[mode].append(_child(kind, {**common, **specs[task],
+                                                    "index": folder if mode == "index" else None}, args))
             without, with_ = bench.median_run(runs["registry"]), bench.median_run(runs["index"])
             ok = bench._ok(without) and bench._ok(with_)
             out["tasks"][task] = {"without": without, "with": with_,
@@ -253,6 +282,9 @@ def render(report: dict[str, Any], console) -> None:
             label = _TASK_LABEL[task].format(share=f"{share / s['events']:.2%}" if share else "?")
             if task in ("one", "cli"):
                 label += f" ({report['settings']['endpoint']})"
+            if task == "codes":
+                label += (f" ({report['settings']['codes_endpoint']}; again on the keys in memory, as the "
+                          f"language server answers: {bench._fmt_s(i.get('hover_s'))})")
             table.add_row("", "", label, str(i.get("endpoints", w.get("endpoints", "-"))),
                           w.get("error") or bench._fmt_s(w.get("wall_s")),
                           i.get("error") or bench._fmt_s(i.get("wall_s")),
@@ -269,8 +301,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     help="a registry folder of run.py's data folder (one size) instead of --sizes")
     ap.add_argument("--library", default="finngen-newest", help="as run.py's --library")
     ap.add_argument("--endpoint", default="T2D", help="the endpoint of the one-endpoint task")
+    ap.add_argument("--codes-endpoint", default="I9_CHD", help="the endpoint of the codes task")
     ap.add_argument("--share", type=float, default=0.01, help="share of the events the new endpoint reads")
-    ap.add_argument("--tasks", default=",".join(TASKS), help="comma list of one, new, all, cli")
+    ap.add_argument("--tasks", default=",".join(TASKS), help="comma list of one, new, all, cli, codes")
     ap.add_argument("--ep-library", type=Path, default=None,
                     help="the library as definition files (a folder of .ep), for the cli task")
     ap.add_argument("--data-dir", type=Path, default=HERE / "data", help="as run.py's --data-dir")
@@ -304,7 +337,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     library = None if args.registry is not None else bench.load_library(args.library, args.data_dir, log,
                                                                         threads=args.threads)
     report: dict[str, Any] = {"machine": machine, "library": library, "sizes": [],
-                              "settings": {"endpoint": args.endpoint, "share": args.share, "repeats": args.repeats,
+                              "settings": {"endpoint": args.endpoint, "codes_endpoint": args.codes_endpoint,
+                                           "share": args.share, "repeats": args.repeats,
                                            "threads": args.threads, "buckets": args.buckets,
                                            "registry": None if args.registry is None else str(args.registry)}}
     for size in sizes:

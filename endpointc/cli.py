@@ -362,11 +362,11 @@ def run(
     if engine is Engine.spark:
         unsupported = [name for name, given in (("--wide", wide), ("--longitudinal", longitudinal),
                                                 ("--intermediate-counts", intermediate_counts), ("--reuse", reuse_from),
-                                                ("--json", as_json), ("--index", index)) if given]
+                                                ("--index", index)) if given]
         if unsupported:
             _usage(f"{', '.join(unsupported)}: not available with --engine spark")
-        _run_spark(paths, events, people, out_dir, endpoints=_split_names(endpoints), buckets=_parse_buckets(buckets),
-                   no_mask=no_mask, threads=threads, master=master, settings=spark_conf or [])
+        _run_spark(paths, events, people, out_dir, endpoints=_split_names(endpoints), buckets=buckets,
+                   no_mask=no_mask, threads=threads, master=master, settings=spark_conf or [], as_json=as_json)
         return
     if master is not None or spark_conf:
         _usage("--master and --spark-conf need --engine spark")
@@ -404,14 +404,17 @@ def run(
         progress.update(task, description=f"compiled {len(program.endpoints)} endpoint(s); reading registry")
         try:
             with record.stage("hash_inputs"):   # and those of the results --reuse names
+                event_index = None if index is None else _open_index(index, events, people)
+                # opening the index checked that the files are those it hashed: not read again
+                known = {} if event_index is None else {t: getattr(event_index.manifest, t).sha256
+                                                        for t in ("events", "people")}
                 record.hash_inputs(events=events, people=people, definitions=definition_files(paths),
-                                   program=program)
+                                   program=program, sha256=known)
                 reuse = plan_reuse(reuse_from, record)
             if reuse.note:
                 _warning(reuse.note)
             # the engine groups and hashes the code columns as read (see registry.scan_events)
             with record.stage("read_registry"):
-                event_index = None if index is None else _open_index(index, events, people)
                 registry = reuse.checked_registry(events, people, keep_as_read=True)
                 if registry is None and event_index is not None:  # checked when the index was built
                     registry = event_index.registry
@@ -480,10 +483,13 @@ def run(
 
 
 def _run_spark(paths: list[Path], events: Path, people: Path, out_dir: Path, *, endpoints: Optional[list[str]],
-               buckets: Optional[int], no_mask: bool, threads: Optional[int], master: Optional[str],
-               settings: list[str]) -> None:
-    """`run --engine spark`: endpointc.spark.run, with its progress, warnings and counts."""
+               buckets: str, no_mask: bool, threads: Optional[int], master: Optional[str],
+               settings: list[str], as_json: bool) -> None:
+    """`run --engine spark`: endpointc.spark.run, with its progress, warnings and counts (or
+    the --json summary of its manifest)."""
     from . import spark as on_spark
+    from .compiler import definition_files
+    from .manifest import RunOptions, RunRecord, run_summary
     from .masking import mask_counts
     from .registry import RegistryError
 
@@ -495,18 +501,24 @@ def _run_spark(paths: list[Path], events: Path, people: Path, out_dir: Path, *, 
         conf[key.strip()] = value.strip()
     if threads is not None:
         conf.setdefault("spark.executorEnv.POLARS_MAX_THREADS", str(threads))
-    program = _compile(paths)
+    n_buckets = _parse_buckets(buckets)
+    record = RunRecord(command=on_spark.redacted_command(sys.argv), options=RunOptions(
+        endpoints=endpoints, mask_threshold=_mask_threshold(no_mask), buckets=buckets))
+    with record.stage("compile"):
+        program = _compile(paths)
     unknown = [n for n in endpoints or () if n not in program.names]
     if unknown:
         _usage(f"unknown endpoint(s): {', '.join(unknown)}")
+    with record.stage("hash_inputs"):   # the tables: by spark.run, where it can
+        record.hash_definitions(definitions=definition_files(paths), program=program)
     if no_mask:
         _warn_unmasked("do not export counts.tsv")
     given = [getattr(path, "given", str(path)) for path in (events, people, out_dir)]
     with _status("starting Spark") as status:
         try:
             outcome = on_spark.run(on_spark.session(master=master, conf=conf), program, *given,
-                                   endpoints=endpoints, buckets=buckets, mask_threshold=_mask_threshold(no_mask),
-                                   on_stage=lambda stage: status.update(Text(stage)))
+                                   endpoints=endpoints, buckets=n_buckets, mask_threshold=_mask_threshold(no_mask),
+                                   on_stage=lambda stage: status.update(Text(stage)), record=record)
         except RegistryError as error:
             _registry_failed(error)
         except (ValueError, OSError, on_spark.SparkUnavailable) as error:
@@ -516,7 +528,11 @@ def _run_spark(paths: list[Path], events: Path, people: Path, out_dir: Path, *, 
             _failed(f"Spark failed ({on_spark.error_kind(error)}); nothing was written to {given[2]}")
     for warning in outcome.warnings:
         _warning(warning)
-    out.print(_counts_table(mask_counts(outcome.counts, threshold=_mask_threshold(no_mask)), f"Endpoints ({given[2]})"))
+    counts = mask_counts(outcome.counts, threshold=_mask_threshold(no_mask))
+    if as_json:
+        _print_json(run_summary(record.manifest, counts.to_dicts(), out_dir=given[2]))
+    else:
+        out.print(_counts_table(counts, f"Endpoints ({given[2]})"))
 
 
 # Small buckets are lighter and not slower: on the FinnGen library at 2.5e8 events, 51
@@ -617,6 +633,7 @@ def compile_(
     paths: Paths,
     explain: Annotated[Optional[str], typer.Option(help="Show one endpoint: rules in plain words, dependency chain, Polars plan.")] = None,
     codes: Annotated[Optional[Path], typer.Option(help="With --explain: list the codes of this events table (TSV/Parquet) each rule matches, with masked event counts.")] = None,
+    index: Annotated[Optional[Path], typer.Option("--index", help="With --explain: the codes and counts from this event index (endpointc index) of the --codes table, without a pass over it. Default: the project configuration's index.")] = None,
     no_mask: NoMask = False,
 ) -> None:
     """Compile definitions; with --explain, show what one endpoint means."""
@@ -628,6 +645,9 @@ def compile_(
         raise typer.Exit(0)
     if explain not in program.names:
         _usage(f"unknown endpoint {explain}" + _did_you_mean(explain, program.names))
+    opened = _codes_index(index, codes, paths[0]) if index is not None or codes is not None else None
+    if opened is not None:
+        codes = codes or Path(opened.manifest.events.path)
     out.print(describe_endpoint(program, explain))
     out.print()
     events = None
@@ -637,15 +657,43 @@ def compile_(
         if no_mask:
             _warn_unmasked("do not share this output")
         try:
-            events = scan_events(codes)
-            table = matched_codes(program, explain, events, mask_threshold=_mask_threshold(no_mask))
+            # with an index, nothing reads the events: the plan below is on an empty table too
+            events = scan_events(codes) if opened is None else None
+            table = matched_codes(program, explain, events if opened is None else opened.keys(),
+                                  mask_threshold=_mask_threshold(no_mask))
         except RegistryError as error:
             _usage(str(error))
         note = "not masked" if no_mask else _masked_note()
-        out.print(_counts_table(table, f"Codes of {codes} matched by {explain} (event counts; {note})"))
-    where = f"on {codes}" if codes is not None else "on an empty table of the registry's schema"
+        where = codes if opened is None else f"{codes} (from the index {opened.folder})"
+        out.print(_counts_table(table, f"Codes of {where} matched by {explain} (event counts; {note})"))
+    where = f"on {codes}" if events is not None else "on an empty table of the registry's schema"
     out.print(Text.assemble(("Polars plan", "bold"), f" of the pass over the events ({where}):"))
     out.print(_polars_plan(program, explain, events))
+
+
+def _codes_index(index: Optional[Path], codes: Optional[Path], start: Path):
+    """`compile --codes`: the index of `--index` (exit 2 if it cannot serve), else the
+    project configuration's index when it is one of the `--codes` table (else a warning,
+    and the table is read)."""
+    from .config import ConfigError, load_config
+    from .index import EventIndexError, open_index
+
+    if index is not None:
+        try:
+            return open_index(index, events=codes)
+        except EventIndexError as error:
+            _usage(str(error))
+    try:
+        index = load_config(start).index
+    except ConfigError as error:
+        _usage(str(error))
+    if index is None:
+        return None
+    try:
+        return open_index(index, events=codes)
+    except EventIndexError as error:
+        _warning(f"not using the configured index: {error}; reading {codes} instead")
+        return None
 
 
 def _did_you_mean(name: str, names: Sequence[str]) -> str:

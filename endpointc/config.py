@@ -7,6 +7,7 @@ without the table is passed over). Its keys:
     rules = ["finngen"]                   # curation rule sets `check` runs (see curation.py)
     events = "registry/events.parquet"    # a registry for the language server's code counts
     people = "registry/people.parquet"
+    index = "registry/index"              # its event index (`endpointc index`): counts without a pass
 
 Paths are relative to the file that names them; whether they exist is checked where they
 are read. Without a file the configuration is empty. A file that is not valid TOML, an
@@ -33,7 +34,7 @@ from .curation import RULE_SETS
 __all__ = ["CONFIG_NAME", "Config", "ConfigError", "load_config", "read_config"]
 
 CONFIG_NAME = "endpointc.toml"
-_KEYS = ("rules", "events", "people")
+_KEYS = ("rules", "events", "people", "index")
 
 
 class ConfigError(ValueError):
@@ -46,6 +47,7 @@ class Config(BaseModel):
     rules: tuple[str, ...] = ()
     events: Path | None = None
     people: Path | None = None
+    index: Path | None = None
     file: Path | None = None  # where it was read from; None: no configuration file
 
 
@@ -96,9 +98,10 @@ def read_config(path: str | Path) -> Config | None:
     if unknown:
         raise fail("rules", f"unknown rule set {', '.join(map(repr, unknown))} (known: {', '.join(RULE_SETS)})")
     paths = {}
-    for key in ("events", "people"):
+    for key, example in (("events", "events.parquet"), ("people", "people.parquet"), ("index", "index")):
         value = data.get(key)
         if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise fail(key, f'a file path in quotes, e.g. {key} = "registry/{key}.parquet"')
+            kind = "folder" if key == "index" else "file"
+            raise fail(key, f'a {kind} path in quotes, e.g. {key} = "registry/{example}"')
         paths[key] = path.parent.absolute() / value if value else None
     return Config(rules=tuple(dict.fromkeys(rules)), file=path.absolute(), **paths)

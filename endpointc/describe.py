@@ -18,7 +18,8 @@ from typing import Iterable
 
 import polars as pl
 
-from .engine.reference import judge
+from .engine.matching import ENGINE, match_keys
+from .index import KEY_COLUMNS
 from .masking import MASK_THRESHOLD, mask_counts
 
 from .plan import (
@@ -27,7 +28,7 @@ from .plan import (
 )
 
 __all__ = ["describe_endpoint", "describe_codeset", "describe_cond", "dependency_chain", "matched_codes",
-           "duration_text"]
+           "code_keys", "duration_text"]
 
 
 def describe_codeset(codes: CodeSet) -> str:
@@ -174,28 +175,34 @@ def describe_endpoint(program: Program, name: str) -> str:
     return "\n".join(lines)
 
 
-def matched_codes(program: Program, name: str, events: pl.LazyFrame, *,
+def code_keys(events: pl.LazyFrame) -> pl.DataFrame:
+    """The distinct keys of an events table (SOURCE and the code columns) with the number of
+    events of each (_ROWS): what `matched_codes` counts, as an event index's keys hold it."""
+    schema = events.collect_schema()
+    return (events.select([pl.col(c) if c in schema else pl.lit(None, pl.String).alias(c) for c in KEY_COLUMNS])
+            .group_by(KEY_COLUMNS).agg(pl.len().cast(pl.UInt64).alias("_ROWS")).collect(engine=ENGINE))
+
+
+def matched_codes(program: Program, name: str, events: pl.LazyFrame | pl.DataFrame, *,
                   mask_threshold: int | None = MASK_THRESHOLD) -> pl.DataFrame:
     """Distinct codes of `events` each rule of `name` selects (before per-person options).
 
+    `events` is an events table, or its distinct keys counted already (`code_keys`, or
+    `EventIndex.keys()`: a _ROWS column), so that many questions share one pass.
     Returns RULE, SOURCE, CODE1, CODE2, CODE3, N_EVENTS; an aggregate of the registry,
     never person-level. N_EVENTS is masked (`masking`, as text) unless `mask_threshold` is
     None; no total is shown, so no other count gives a masked one away.
     """
-    ep = program.get(name)
-    columns = ["SOURCE", "CODE1", "CODE2", "CODE3", "ICDVER", "CATEGORY"]
-    schema = events.collect_schema()
-    keys = (events.select([pl.col(c) if c in schema else pl.lit(None, pl.String).alias(c) for c in columns])
-            .group_by(columns).agg(pl.len().alias("N_EVENTS")).collect())
-    rows = []
-    for record in keys.iter_rows(named=True):
-        for rule in ep.rules:
-            if judge(rule, record).selected:
-                rows.append({"RULE": rule.index + 1, **{c: record[c] for c in columns[:4]},
-                             "N_EVENTS": record["N_EVENTS"]})
-    frame = pl.DataFrame(rows, schema={"RULE": pl.Int64, "SOURCE": pl.String, "CODE1": pl.String,
-                                       "CODE2": pl.String, "CODE3": pl.String, "N_EVENTS": pl.UInt32},
-                         orient="row")
-    table = (frame.group_by("RULE", "SOURCE", "CODE1", "CODE2", "CODE3").agg(pl.col("N_EVENTS").sum())
-             .sort("RULE", "SOURCE", "CODE1", "CODE2", "CODE3", nulls_last=True))
+    endpoint = program.get(name)
+    sources = sorted({s for rule in endpoint.rules for branch in rule.branches for s in branch.sources})
+    keys = (events if "_ROWS" in events.collect_schema().names() else code_keys(events.lazy())).lazy()
+    keys = keys.filter(pl.col("SOURCE").is_in(sources))  # what no rule reads is not matched at all
+    # the engine's own matching, of this endpoint's rules only (its dependencies are not
+    # matched: a plan of one endpoint, whose order nothing here reads)
+    mapping = match_keys(Program.model_construct(endpoints=(endpoint,)), keys)
+    on = list(mapping.columns)
+    matched = mapping.keys.join(mapping.rules, on="KEYID").select(*on, (pl.col("RULE") + 1).cast(pl.Int64))
+    table = (keys.select(*KEY_COLUMNS, "_ROWS").join(matched.lazy(), on=on, nulls_equal=True)
+             .group_by("RULE", "SOURCE", "CODE1", "CODE2", "CODE3").agg(pl.col("_ROWS").sum().alias("N_EVENTS"))
+             .sort("RULE", "SOURCE", "CODE1", "CODE2", "CODE3", nulls_last=True).collect(engine=ENGINE))
     return mask_counts(table, threshold=mask_threshold, columns=["N_EVENTS"])

@@ -7,13 +7,17 @@ beside it, never an older or half-written set:
 - ``tool``: endpointc's version and build (a sha256 of the package's sources), Python's
   and Polars' versions;
 - ``inputs``: the events and people tables (path as given, size, sha256, rows) and every
-  definition file (path, size, sha256);
+  definition file (path, size, sha256); a Spark run hashes a table only where it is one
+  file on this machine, and says why when it did not (``not_hashed``);
 - ``command`` (the command line) and the ``options`` that shape the outputs;
 - ``endpoints``: per endpoint written, its definition hash (`definition_hashes`) and
   whether it was ``computed`` or ``reused`` from an earlier run (`endpointc.reuse`);
 - ``registry``: the check of the registry tables, made by this run or taken with the
   results it reused;
-- ``outputs``: every other file written, with its size and sha256;
+- ``outputs``: every other file written, with its size and sha256 (a Spark run's
+  endpoints.parquet: each part file, hashed where the output folder is on this machine);
+- ``spark``: with ``--engine spark``, PySpark's version, the master, the application and
+  the bucket count (null otherwise);
 - ``timings`` per stage and ``warnings`` (text only: never a person-level value).
 
 The JSON Schema of the file is docs/manifest.schema.json, made from `Manifest` by
@@ -35,7 +39,7 @@ from pathlib import Path
 from typing import Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from .masking import MASK_THRESHOLD
 from .plan import Program
@@ -44,7 +48,8 @@ from .results import MANIFEST_FILE
 
 __all__ = [
     "SCHEMA_VERSION", "MANIFEST_FILE", "FileRecord", "TableRecord", "Tool", "Inputs",
-    "RunOptions", "EndpointRecord", "ReuseRecord", "RegistryWarning", "RegistryCheck", "OutputRecord", "Timings",
+    "RunOptions", "EndpointRecord", "ReuseRecord", "RegistryWarning", "RegistryCheck", "OutputRecord", "SparkRecord",
+    "Timings",
     "Manifest", "ManifestError", "RunRecord", "definition_hashes", "file_record", "tool_info", "read_manifest",
     "json_schema", "run_summary",
 ]
@@ -58,6 +63,8 @@ _HASH_FORMAT = b"endpointc definition hash 1"
 # Where a plan was written, not what it means: left out of the definition hash.
 _NOT_MEANING = {"span": True, "rules": {"__all__": {"span": True}}}
 _CHUNK = 1 << 20
+_SHA256 = r"^[0-9a-f]{64}$"
+_NOT_HASHED = "why sha256 is null (only on Spark); null when it is not"
 
 
 class _Frozen(BaseModel):
@@ -71,13 +78,33 @@ class FileRecord(_Frozen):
 
     path: str
     size: int = Field(ge=0)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: str = Field(pattern=_SHA256)
 
 
-class TableRecord(FileRecord):
-    """A registry table: a file, and the number of rows endpointc reads from it."""
+class _Hashed(_Frozen):
+    """A record whose sha256 may be missing (only on Spark), never guessed: then
+    ``not_hashed`` says why."""
 
+    @model_validator(mode="after")
+    def _says_why(self):
+        if (self.sha256 is None) != (self.not_hashed is not None):
+            raise ValueError("sha256 is null exactly when not_hashed says why")
+        if self.size is None and self.sha256 is not None:
+            raise ValueError("a hashed file has a size")
+        return self
+
+
+class TableRecord(_Hashed):
+    """A registry table: its path as given, size and sha256, and the number of rows endpointc
+    reads from it. The local engine hashes every table; a Spark run only a table that is
+    one file on this machine (not one on a cluster's file system, nor a folder of part
+    files), and there size and sha256 are null and ``not_hashed`` says why."""
+
+    path: str
+    size: int | None = Field(ge=0)
+    sha256: str | None = Field(pattern=_SHA256)
     rows: int = Field(ge=0)
+    not_hashed: str | None = Field(default=None, description=_NOT_HASHED)
 
 
 class Tool(_Frozen):
@@ -85,7 +112,7 @@ class Tool(_Frozen):
     installs with equal builds compute the same results."""
 
     endpointc: str
-    build: str = Field(pattern=r"^[0-9a-f]{64}$")
+    build: str = Field(pattern=_SHA256)
     python: str
     polars: str
 
@@ -110,7 +137,7 @@ class RunOptions(_Frozen):
 
 
 class EndpointRecord(_Frozen):
-    definition_hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    definition_hash: str = Field(pattern=_SHA256)
     status: Literal["computed", "reused"]
 
 
@@ -148,14 +175,32 @@ class RegistryCheck(_Frozen):
         return cls(checked=True, warnings=tuple(found))
 
 
-class OutputRecord(_Frozen):
+class OutputRecord(_Hashed):
+    """A file written: its name in the output folder (a Spark run's endpoints.parquet is a
+    folder: one record per part file, ``endpoints.parquet/part-...``), size and sha256.
+    sha256 is null only for part files that a Spark run wrote to a folder not on this
+    machine (``not_hashed`` says so; their size is the file system's)."""
+
     file: str
-    size: int = Field(ge=0)
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int | None = Field(ge=0)
+    sha256: str | None = Field(pattern=_SHA256)
+    not_hashed: str | None = Field(default=None, description=_NOT_HASHED)
+
+
+class SparkRecord(_Frozen):
+    """The Spark of a `run --engine spark`: PySpark's version, the session's master, its
+    application id (where Spark's logs of the run are found) and the person buckets."""
+
+    pyspark: str
+    master: str
+    application_id: str
+    buckets: int = Field(ge=1)
 
 
 class Timings(_Frozen):
-    """Seconds per stage. ``write`` runs until the manifest itself is written."""
+    """Seconds per stage. ``write`` runs until the manifest itself is written. On Spark,
+    ``read_registry`` is the pass over the events' keys and the match on the driver,
+    ``evaluate`` the buckets, ``write`` the sort, the counts and the hashes."""
 
     compile: float = Field(ge=0)
     hash_inputs: float = Field(ge=0)
@@ -175,8 +220,10 @@ class Manifest(_Frozen):
     options: RunOptions
     endpoints: dict[str, EndpointRecord] = Field(description="every endpoint written, by name")
     reuse: ReuseRecord | None
-    registry: RegistryCheck
+    registry: RegistryCheck | None = Field(description="null on Spark, which checks the tables' columns and "
+                                                       "types, not every value")
     outputs: tuple[OutputRecord, ...]
+    spark: SparkRecord | None = Field(default=None, description="with --engine spark; null otherwise")
     timings: Timings
     warnings: tuple[str, ...]
 
@@ -215,12 +262,15 @@ def file_record(path: str | os.PathLike[str]) -> FileRecord:
     return FileRecord(path=str(path), size=size, sha256=digest.hexdigest())
 
 
-def _table_record(path: Path, table: str) -> TableRecord:
-    """A registry table's `file_record` and its rows as endpointc reads them (Parquet: from
-    its metadata). Raises `RegistryError` for a file that is no registry table."""
+def _table_record(path: Path, table: str, sha256: str | None = None) -> TableRecord:
+    """A registry table's `file_record` (`sha256`: its hash, known already) and its rows as
+    endpointc reads them (Parquet: from its metadata). Raises `RegistryError` for a file
+    that is no registry table."""
     scan = scan_events if table == "events" else scan_people
     rows = scan(path).select(pl.len()).collect().item()
-    return TableRecord(**file_record(path).model_dump(), rows=rows)
+    found = (file_record(path) if sha256 is None
+             else FileRecord(path=str(path), size=os.stat(path).st_size, sha256=sha256))
+    return TableRecord(**found.model_dump(), rows=rows)
 
 
 @functools.lru_cache(maxsize=1)
@@ -246,12 +296,15 @@ def tool_info() -> Tool:
 class RunRecord:
     """A manifest gathered while `run` goes: `stage` times each step, `hash_inputs` records
     the inputs, `writer` gives `write_results` what renders the manifest once every other
-    output is written (and keeps it as `manifest`)."""
+    output is written (and keeps it as `manifest`). A Spark run (`spark.run`) records the
+    definitions with `hash_definitions`, then the tables with `add_tables` and its outputs
+    with `render`, as only it can read them."""
 
     def __init__(self, *, command: Sequence[str], options: RunOptions) -> None:
         self.command = tuple(command)
         self.options = options
         self.tool = tool_info()
+        self.definitions: tuple[FileRecord, ...] = ()
         self.inputs: Inputs | None = None
         self.hashes: dict[str, str] = {}
         self.selected: tuple[str, ...] = ()
@@ -261,21 +314,35 @@ class RunRecord:
 
     @contextlib.contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        """Time a stage; a stage entered again adds to its time."""
         self._started[name] = time.perf_counter()
         try:
             yield
         finally:
-            self._timings[name] = time.perf_counter() - self._started.pop(name)
+            self._timings[name] = self._timings.get(name, 0.0) + time.perf_counter() - self._started.pop(name)
 
-    def hash_inputs(self, *, events: Path, people: Path, definitions: Sequence[Path], program: Program) -> None:
-        """Hash the registry tables and definition files, count the tables' rows, and hash
-        the definitions of the endpoints to write (`options.endpoints`, or all)."""
-        self.inputs = Inputs(
-            events=_table_record(events, "events"), people=_table_record(people, "people"),
-            definitions=tuple(file_record(p) for p in definitions))
+    def hash_definitions(self, *, definitions: Sequence[Path], program: Program) -> None:
+        """Hash the definition files, and the definitions of the endpoints to write
+        (`options.endpoints`, or all)."""
+        self.definitions = tuple(file_record(p) for p in definitions)
         self.hashes = definition_hashes(program)
         wanted = self.options.endpoints
         self.selected = tuple(dict.fromkeys(wanted)) if wanted is not None else program.names
+
+    def hash_inputs(self, *, events: Path, people: Path, definitions: Sequence[Path], program: Program,
+                    sha256: Mapping[str, str] | None = None) -> None:
+        """Hash the registry tables and count their rows, and `hash_definitions`. `sha256`
+        gives a table's ("events", "people") hash where it is known to be the file's as it
+        is now (an event index checks its registry files when it is opened): that file is
+        not read again."""
+        known = sha256 or {}
+        self.hash_definitions(definitions=definitions, program=program)
+        self.add_tables(events=_table_record(events, "events", known.get("events")),
+                        people=_table_record(people, "people", known.get("people")))
+
+    def add_tables(self, *, events: TableRecord, people: TableRecord) -> None:
+        """The registry tables' records, after `hash_definitions`."""
+        self.inputs = Inputs(events=events, people=people, definitions=self.definitions)
 
     def writer(self, *, registry: RegistryCheck, reused: Collection[str] = (), reuse: ReuseRecord | None = None,
                warnings: Sequence[str] = ()) -> Callable[[Mapping[str, Path]], str]:
@@ -283,18 +350,21 @@ class RunRecord:
         written file), the text of manifest.json. ``warnings``: the engine's, after the
         registry's."""
         def render(outputs: Mapping[str, Path]) -> str:
-            self.manifest = self._build(outputs, frozenset(reused), reuse, registry, warnings)
-            return self.manifest.model_dump_json(indent=2) + "\n"
+            return self.render(tuple(OutputRecord(file=name, **file_record(path).model_dump(exclude={"path"}))
+                                     for name, path in sorted(outputs.items())),
+                               registry=registry, reused=reused, reuse=reuse, warnings=warnings)
         return render
 
-    def _build(self, outputs: Mapping[str, Path], reused: frozenset[str], reuse: ReuseRecord | None,
-               registry: RegistryCheck, warnings: Sequence[str]) -> Manifest:
+    def render(self, outputs: Sequence[OutputRecord], *, registry: RegistryCheck | None,
+               reused: Collection[str] = (), reuse: ReuseRecord | None = None, warnings: Sequence[str] = (),
+               spark: SparkRecord | None = None) -> str:
+        """The text of manifest.json describing `outputs` (kept as `manifest`); see `writer`."""
         if self.inputs is None:
             raise RuntimeError("the inputs were not hashed before the manifest was written")
         now = time.perf_counter()
         timings = {**{n: 0.0 for n in Timings.model_fields}, **self._timings,
-                   **{n: now - t for n, t in self._started.items()}}
-        return Manifest(
+                   **{n: self._timings.get(n, 0.0) + now - t for n, t in self._started.items()}}
+        self.manifest = Manifest(
             schema_version=SCHEMA_VERSION,
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             tool=self.tool, command=self.command, inputs=self.inputs, options=self.options,
@@ -303,11 +373,12 @@ class RunRecord:
                        for name in sorted(self.selected)},
             reuse=reuse,
             registry=registry,
-            outputs=tuple(OutputRecord(**file_record(path).model_dump(exclude={"path"}), file=name)
-                          for name, path in sorted(outputs.items())),
+            outputs=tuple(outputs),
+            spark=spark,
             timings=Timings(**{n: round(v, 3) for n, v in timings.items() if n in Timings.model_fields}),
-            warnings=(*(w.message for w in registry.warnings), *warnings),
+            warnings=(*(w.message for w in (registry.warnings if registry is not None else ())), *warnings),
         )
+        return self.manifest.model_dump_json(indent=2) + "\n"
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -346,13 +417,13 @@ def json_schema() -> dict[str, object]:
 # --- the summary of `run --json` ---------------------------------------------------------
 
 def run_summary(manifest: Manifest, counts: Sequence[Mapping[str, object]], *, out_dir: str) -> dict[str, object]:
-    """What `run --json` prints (the CLI adds its schema_version): the outputs written,
-    endpoints computed and reused, the counts as counts.tsv shows them (masked) and the
-    warnings."""
+    """What `run --json` prints (the CLI adds its schema_version): the outputs written (a
+    Spark run's endpoints.parquet folder once, not its part files), endpoints computed and
+    reused, the counts as counts.tsv shows them (masked) and the warnings."""
     statuses = [e.status for e in manifest.endpoints.values()]
     return {
         "out": out_dir,
-        "outputs": [MANIFEST_FILE, *(o.file for o in manifest.outputs)],
+        "outputs": [MANIFEST_FILE, *dict.fromkeys(o.file.split("/")[0] for o in manifest.outputs)],
         "endpoints": {"computed": statuses.count("computed"), "reused": statuses.count("reused")},
         "reuse": manifest.reuse.model_dump() if manifest.reuse is not None else None,
         "counts": [{k: _shown(v) for k, v in row.items()} for row in counts],

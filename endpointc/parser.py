@@ -1,20 +1,26 @@
 """Parse: text -> Lark parse tree -> AST, with syntax errors turned into diagnostics.
 
-The grammar ships inside the package (grammar/endpoint.lark) and the LALR tables are
-built once per process. Lark's exceptions never leave this module: each becomes an EP1xx
+The grammar ships inside the package (grammar/endpoint.lark). Building its LALR tables
+(with Lark's strict check of every pair of terminals) takes most of a second, so they are
+built once per process and kept between processes in the user's cache folder
+(`parser_cache`). Lark's exceptions never leave this module: each becomes an EP1xx
 diagnostic with the position, what was expected in the user's words, and a hint when the
 mistake looks like a known one (`match_examples`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import sys
 import threading
 import unicodedata
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import lark
 from lark import Lark, Token, Tree
 from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
@@ -23,7 +29,7 @@ from .build import Builder
 from .diagnostics import Diagnostic
 from .source import Source, Span, decode
 
-__all__ = ["parse", "parse_file", "grammar_text", "MAX_NESTING"]
+__all__ = ["parse", "parse_file", "grammar_text", "parser_cache", "MAX_NESTING"]
 
 # How deep a condition may nest (each `not`, `and`, `or` and comparison inside another is a
 # level). Far beyond what anyone writes, and shallow enough that every later stage may walk
@@ -100,10 +106,33 @@ _comments: list[Token] = []
 _lock = threading.Lock()
 
 
+def parser_cache() -> Path | None:
+    """The file the parser's tables are kept in between processes: in the folder endpointc
+    of `$XDG_CACHE_HOME` (default ~/.cache), named by the grammar and the Lark and Python
+    versions, so that a changed grammar is built (and strictly checked) anew. None when
+    that folder cannot be made private to the user: the tables are a pickle, and loading
+    one that someone else could write would run their code."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = Path(base) / "endpointc"
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = folder.stat()
+    except OSError:
+        return None
+    if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & 0o022):
+        return None
+    key = "\0".join((grammar_text(), lark.__version__, sys.version))
+    return folder / f"parser-{hashlib.sha256(key.encode()).hexdigest()[:20]}.lark"
+
+
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
+    # Lark checks the cached file against the grammar and options it was built from, and
+    # builds (and rewrites it) when it cannot be read or does not match
+    cache = parser_cache()
     return Lark(grammar_text(), parser="lalr", strict=True, propagate_positions=True,
-                maybe_placeholders=False, lexer_callbacks={"COMMENT": _comments.append})
+                maybe_placeholders=False, lexer_callbacks={"COMMENT": _comments.append},
+                cache=str(cache) if cache is not None else False)
 
 
 def parse(text: str, *, name: str = "<string>") -> tuple[ast.File | None, tuple[Diagnostic, ...]]:

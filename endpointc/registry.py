@@ -270,18 +270,16 @@ def load_registry(events_path: str | os.PathLike[str], people_path: str | os.Pat
                  .select(pl.len().alias("rows"),
                          missing_id.sum().alias("null_ids"),
                          pl.col("FINNGENID").filter(~missing_id).n_unique().alias("people")))
-    got = _collect_all([
-        *_line_check(ev), ("repeats", ev, _repeated_hashes(ev)), ("events", ev, events_q),
-        *_line_check(pp), ("people", pp, people_q), ("orphans", None, orphans_q),
-    ])
-    ragged = [e for scan in (ev, pp) if (e := _ragged_error(scan, got.get(("lines", scan.table))))]
+    ragged = [e for scan in (ev, pp) if (e := _ragged_error(scan))]
     if ragged:
         # fields shifted into other columns: no other statistic of the file can be trusted
         raise RegistryError(ragged[0].message, file=ragged[0].file, code=EP_UNREADABLE, also=tuple(ragged[1:]))
+    ev_stats, repeats = _collect((ev,), events_q, _repeated_hashes(ev))
+    (people_stats,) = _collect((pp,), people_q)
+    (orphans,) = _collect((ev, pp), orphans_q)
 
-    ev_stats = got["events"]
     n_events = int(ev_stats["rows"].sum())
-    pp_row = got["people"].row(0, named=True)
+    pp_row = people_stats.row(0, named=True)
     errors = [*_value_errors(ev, lambda c: int(ev_stats[c].sum())), *_id_errors(pp, pp_row),
               *_value_errors(pp, lambda c: int(pp_row[c]))]
     if not n_events and not allow_empty_events:
@@ -307,7 +305,7 @@ def load_registry(events_path: str | os.PathLike[str], people_path: str | os.Pat
             f"events file {ev.file}: column SOURCE is unknown in {unknown_rows} of {_rows(n_events)} "
             f"(more than half), with {_unknown_sources(unknown, swapped)}; {why}",
             file=ev.file, column="SOURCE", code=EP_MOSTLY_UNKNOWN_SOURCE))
-    o = got["orphans"].row(0, named=True)
+    o = orphans.row(0, named=True)
     matched = n_events - o["rows"]
     if n_events and pp_row["rows"] and not swapped and matched < _MIN_MATCHED_SHARE * n_events:
         belong = (f"none of its {_rows(n_events, 'event')} belongs" if not matched else
@@ -342,8 +340,8 @@ def load_registry(events_path: str | os.PathLike[str], people_path: str | os.Pat
             f"events file {ev.file}: {_rows(o['rows'], 'event')} {whose} (column FINNGENID); "
             "they are ignored"),
             None, "the people file defines the population: a sub-cohort of the events file is fine"))
-    if got["repeats"].height:
-        if n := _exact_repeats(ev, got["repeats"]["hash"].unique()):
+    if repeats.height:
+        if n := _exact_repeats(ev, repeats["hash"].unique()):
             diags.append(Diagnostic.warning(EP_REPEATED_ROWS, (
                 f"events file {ev.file}: {_rows(n)} repeat an earlier row in every column; they are "
                 "kept and each is counted as an event, as FinnGen counts rows as they are"),
@@ -356,46 +354,36 @@ def load_registry(events_path: str | os.PathLike[str], people_path: str | os.Pat
 
 # --- checks ----------------------------------------------------------------------------
 
-_Job = tuple[object, "_Scan | None", pl.LazyFrame]
+def _collect(scans: tuple[_Scan, ...], *queries: pl.LazyFrame) -> list[pl.DataFrame]:
+    """`queries`, which read the files of `scans`, collected together; a failure is theirs.
 
-
-def _collect_all(jobs: list[_Job]) -> dict[object, pl.DataFrame]:
+    The checks are collected one file at a time (the orphans' join of both files once each
+    has been read in full), so that a failure names its file without running anything
+    again: in a `collect_all` over two files, a query cancelled by the other file's failure
+    can panic a thread of Polars' streaming executor, after which a later query may never
+    return."""
     try:
-        return dict(zip((key for key, _, _ in jobs), pl.collect_all([q for _, _, q in jobs])))
+        return pl.collect_all(queries)
     except _READ_ERRORS as exc:
-        # Collected together to share work; on failure find which file is at fault, its
-        # field count check first, as a ragged line is the likeliest cause of a TSV's failure.
-        for key, scan, query in jobs:
-            if scan is None:
-                continue
-            try:
-                frame = query.collect()
-            except _READ_ERRORS as exc2:
-                raise _unreadable(scan.file, scan.table, scan.fmt, exc2) from exc2
-            if (error := _ragged_error(scan, frame if key == ("lines", scan.table) else None)):
-                raise error from exc
-        files = dict.fromkeys(scan.file for _, scan, _ in jobs if scan is not None)
-        raise _unreadable(" or ".join(files), "", "", exc) from exc
+        if len(scans) == 1:
+            raise _unreadable(scans[0].file, scans[0].table, scans[0].fmt, exc) from exc
+        raise _unreadable(" or ".join(s.file for s in scans), "", "", exc) from exc
 
 
-def _line_check(scan: _Scan) -> list[_Job]:
-    """For a TSV: how many lines have another number of fields than the header, and the first."""
+def _ragged_error(scan: _Scan) -> RegistryError | None:
+    """For a TSV: the error for lines with another number of fields than the header, if any."""
     if scan.fmt == "parquet":
-        return []
+        return None
+    width = len(scan.raw.collect_schema())
     line = pl.col("line")
     fields = pl.when(line == "").then(0).otherwise(line.str.count_matches("\t", literal=True) + 1)
     # The reader does not split a quoted field at a tab in it: such lines are left to it.
-    ragged = (fields != len(scan.raw.collect_schema())) & ~line.str.contains('"', literal=True)
-    query = (pl.scan_lines(scan.file).with_row_index("number", offset=1).filter(ragged)
-             .select(pl.len().alias("lines"), pl.col("number").first(), fields.first().alias("fields")))
-    return [(("lines", scan.table), scan, query)]
-
-
-def _ragged_error(scan: _Scan, lines: pl.DataFrame | None) -> RegistryError | None:
-    if lines is None or not lines["lines"][0]:
-        return None
+    ragged = (fields != width) & ~line.str.contains('"', literal=True)
+    (lines,) = _collect((scan,), pl.scan_lines(scan.file).with_row_index("number", offset=1).filter(ragged)
+                        .select(pl.len().alias("lines"), pl.col("number").first(), fields.first().alias("fields")))
     n, number, fields = lines.row(0)
-    width = len(scan.raw.collect_schema())
+    if not n:
+        return None
     others = f" ({n - 1} more line{'s' if n > 2 else ''} too)" if n > 1 else ""
     has = "is empty" if not fields else f"has {fields} field{'s' if fields != 1 else ''}"
     return RegistryError(

@@ -224,14 +224,15 @@ def _write_wide(long: pl.LazyFrame, people: pl.LazyFrame, endpoints: Sequence[st
 
     # Polars' rule for "necessary": a tab, quote, line break or the empty string
     person = pl.col("FINNGENID")
-    ids = base.select(pl.when(person.str.contains('[\t"\n\r]') | (person == ""))
-                      .then('"' + person.str.replace_all('"', '""', literal=True) + '"')
-                      .otherwise(person).fill_null("NA"))
+    quoted = pl.when(person.str.contains('[\t"\n\r]') | (person == "")).then(
+        '"' + person.str.replace_all('"', '""', literal=True) + '"').otherwise(person)
+    ids = base.select(quoted.fill_null("NA"))
     starts = np.searchsorted(rows["_P"].to_numpy(), np.arange(base.height + 1))
     at = rows["_E"].to_numpy().astype(np.int64) + 1
     controls = _controls(base)
     with open(path, "w", encoding="utf-8", newline="") as handle:
-        handle.write(pl.DataFrame(schema=dict.fromkeys(columns, pl.String)).write_csv(**options))
+        # the header as the writer's, without a frame of 4 columns per endpoint (0.4 s at DF12)
+        handle.write("\t".join(pl.DataFrame({"FINNGENID": columns}).select(quoted).to_series()) + "\n")
         line = np.empty(1 + (len(columns) - 1) // len(_WIDE_SUFFIXES), dtype=object)   # an id, then per endpoint
         first = 0
         while first < base.height:

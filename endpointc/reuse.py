@@ -146,6 +146,9 @@ def _with_record(plan: ReusePlan, previous: Path, *, note: str | None = None) ->
 
 def _run_differs(old: Manifest, record: RunRecord) -> str | None:
     """Why no endpoint of `old` can be taken into this run: another build or registry."""
+    if old.spark is not None:
+        return ("its results were made on Spark (endpoints.parquet is a folder of part files), "
+                "which --reuse does not read")
     tool = record.tool
     if (old.tool.endpointc, old.tool.build, old.tool.polars) != (tool.endpointc, tool.build, tool.polars):
         return (f"its results were made by another endpointc or Polars (endpointc {old.tool.endpointc}, "

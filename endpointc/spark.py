@@ -21,6 +21,10 @@ The long table has the local engine's rows; `run` writes it in the same order.
 docs/spark.md says how this scales and how to run it on a cluster; `run` is `endpointc
 run --engine spark`.
 
+`run` writes manifest.json too, in the same commit as the results (`manifest.RunRecord`):
+the tables are hashed where each is one file on the driver's machine, the outputs where
+the output folder is there; elsewhere the manifest says they were not, and why.
+
 Not done on Spark: `load_registry`'s checks of every value (a cluster's tables are
 written by pipelines of their own; the column names and types are checked as the
 registry reader checks them), and the wide and release outputs of `endpointc run`.
@@ -31,7 +35,9 @@ registry reader checks them), and the wide and release outputs of `endpointc run
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import importlib.util
 import os
 import re
@@ -51,17 +57,19 @@ from .engine.distributed import (
 from .engine.outputs import combine_warnings
 from .engine.prepare import Prepared
 from .engine.schema import LONG_SCHEMA
+from .manifest import OutputRecord, RunRecord, SparkRecord, TableRecord, file_record
 from .masking import MASK_THRESHOLD, check_threshold
 from .plan import Program
 from .registry import EP_UNREADABLE, RegistryError
-from .results import COUNTS_FILE, LONG_FILE, counts_text
+from .results import COUNTS_FILE, LONG_FILE, MANIFEST_FILE, counts_text
 
 if TYPE_CHECKING:   # the `spark` extra is imported where it is used: this module imports without it
     import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
 
 __all__ = ["SparkTable", "SparkResults", "RunOutcome", "SparkUnavailable", "EVENTS_PER_BUCKET",
-           "read_table", "evaluate", "counts_frame", "session", "run", "spark_errors", "error_kind"]
+           "read_table", "evaluate", "counts_frame", "session", "run", "spark_errors", "error_kind",
+           "redacted_command"]
 
 # Events per bucket when the count is left to `evaluate`. A bucket is one Python call
 # holding its events as Arrow and Polars tables: with DF12, 5.1e5 events peaked at 0.44 GB
@@ -72,6 +80,10 @@ EVENTS_PER_BUCKET = 1_000_000
 _BUCKET = "_ENDPOINTC_BUCKET"
 # a path read as TSV; anything else is read as Parquet (a file or a folder of them)
 _TSV_PATH = re.compile(r"\.(tsv|txt)(\.gz)?$|\.gz$", re.IGNORECASE)
+# Spark's own rule (the default of spark.redaction.regex) for settings that hold credentials,
+# and what it shows instead of their values
+_SECRET_SETTING = re.compile(r"secret|password|token|access[.]?key", re.IGNORECASE)
+_REDACTED = "*********(redacted)"
 
 
 class SparkUnavailable(RuntimeError):
@@ -102,6 +114,7 @@ class SparkResults:
     absent: DataFrame
     endpoints: tuple[str, ...]  # the endpoints returned, in the counts' order
     buckets: int
+    event_rows: int  # the events table's rows, as the key pass counted them
 
 
 def read_table(spark: SparkSession, path: str, *, fmt: str | None = None) -> SparkTable:
@@ -149,8 +162,8 @@ def evaluate(program: Program, events: DataFrame | SparkTable, people: DataFrame
     columns = key_pass_columns(program, endpoints=endpoints)
     keys = pl.from_arrow(ev.frame.groupBy(*columns).agg(F.count(F.lit(1)).alias("_ROWS")).toArrow())
     prep = prepare_counted(program, keys, schema=ev_schema, file=ev.file, fmt=ev.fmt, endpoints=endpoints)
+    n_events = int(keys["_ROWS"].sum() or 0)
     if buckets is None:
-        n_events = int(keys["_ROWS"].sum() or 0)
         buckets = max(_parallelism(spark), -(-n_events // EVENTS_PER_BUCKET), 1)
     elif buckets < 1:
         raise ValueError("buckets must be at least 1")
@@ -170,7 +183,7 @@ def evaluate(program: Program, events: DataFrame | SparkTable, people: DataFrame
               .agg(F.coalesce(F.sum("count"), F.lit(0)).cast("long").alias("EVENTS"),
                    F.count(F.lit(1)).alias("PEOPLE")))
     return SparkResults(long=long, counts=counts_frame(long, pp.frame, names), absent=absent,
-                        endpoints=names, buckets=buckets)
+                        endpoints=names, buckets=buckets, event_rows=n_events)
 
 
 def counts_frame(long: DataFrame, people: DataFrame, endpoints: Sequence[str]) -> DataFrame:
@@ -240,7 +253,8 @@ class RunOutcome:
 
 def run(spark: SparkSession, program: Program, events: str, people: str, out: str, *,
         endpoints: Sequence[str] | None = None, buckets: int | None = None,
-        mask_threshold: int | None = MASK_THRESHOLD, on_stage: Callable[[str], None] = lambda _: None) -> RunOutcome:
+        mask_threshold: int | None = MASK_THRESHOLD, on_stage: Callable[[str], None] = lambda _: None,
+        record: RunRecord | None = None) -> RunOutcome:
     """`endpointc run --engine spark`: evaluate the registry at `events` and `people` (paths
     Spark reads, see `read_table`) and write into the folder `out` (any file system the
     cluster writes) `endpoints.parquet`, a folder of Parquet part files that read in
@@ -248,39 +262,83 @@ def run(spark: SparkSession, program: Program, events: str, people: str, out: st
     as the local engine masks it. The buckets' rows are written once as they come, then
     read back to be sorted and counted: the evaluation runs once.
 
-    All or nothing: both are written into a new folder inside `out` first and moved into
-    place only when both are complete; the earlier results stay until then, and are put
-    back if a move fails. `on_stage(description)` is called as each stage starts.
+    With `record` (its definitions hashed: `RunRecord.hash_definitions`), manifest.json
+    too, and the stages are timed into it. A table is hashed where it is one file on this
+    machine (the driver's), the part files of endpoints.parquet where `out` is on this
+    machine; the others are recorded as not hashed, saying why, and no Spark job reads
+    anything to hash it.
+
+    All or nothing: every file is written into a new folder inside `out` first and moved
+    into place only when all are complete; the earlier results stay until then, and are
+    put back if a move fails. `on_stage(description)` is called as each stage starts.
     """
     check_threshold(mask_threshold)
-    for table, path in (("events", events), ("people", people)):
-        if not _FileSystem(spark, path).exists(path):
-            raise RegistryError(f"{table} file {path} does not exist", file=path, code=EP_UNREADABLE)
+    timed = record.stage if record is not None else lambda _: contextlib.nullcontext()
+    hashed = {}
+    with timed("hash_inputs"):
+        for table, path in (("events", events), ("people", people)):
+            fs = _FileSystem(spark, path)
+            if not fs.exists(path):
+                raise RegistryError(f"{table} file {path} does not exist", file=path, code=EP_UNREADABLE)
+            if record is not None:
+                hashed[table] = fs.hashed(path)
     on_stage("reading the registry and matching codes")
-    population_table = read_table(spark, people)
-    results = evaluate(program, read_table(spark, events), population_table, endpoints=endpoints, buckets=buckets)
+    with timed("read_registry"):
+        population_table = read_table(spark, people)
+        results = evaluate(program, read_table(spark, events), population_table, endpoints=endpoints,
+                           buckets=buckets)
     out = out.rstrip("/") or "/"
     fs = _FileSystem(spark, out)
     stage = f"{out}/.endpointc-spark-{secrets.token_hex(6)}"
     try:
         on_stage(f"evaluating in {results.buckets} bucket(s)")
-        results.long.write.parquet(f"{stage}/buckets", compression="zstd")
+        with timed("evaluate"):
+            results.long.write.parquet(f"{stage}/buckets", compression="zstd")
         on_stage("sorting and counting")
-        written = spark.read.parquet(f"{stage}/buckets")
-        written.orderBy("ENDPOINT", "FINNGENID").write.parquet(f"{stage}/{LONG_FILE}", compression="zstd")
-        counts = pl.from_arrow(counts_frame(written, population_table.frame, results.endpoints).toArrow())
-        population = population_table.frame.count()
-        fs.write_text(f"{stage}/{COUNTS_FILE}", counts_text(counts, population=population,
-                                                            mask_threshold=mask_threshold))
-        absent = results.absent.first()
+        with timed("write"):
+            written = spark.read.parquet(f"{stage}/buckets")
+            written.orderBy("ENDPOINT", "FINNGENID").write.parquet(f"{stage}/{LONG_FILE}", compression="zstd")
+            counts = pl.from_arrow(counts_frame(written, population_table.frame, results.endpoints).toArrow())
+            population = population_table.frame.count()
+            counts_bytes = counts_text(counts, population=population, mask_threshold=mask_threshold).encode("utf-8")
+            fs.write_bytes(f"{stage}/{COUNTS_FILE}", counts_bytes)
+            absent = results.absent.first()
+            warnings = combine_warnings([_Absent(absent["EVENTS"], absent["PEOPLE"])])
+            names = (LONG_FILE, COUNTS_FILE)
+            if record is not None:
+                record.add_tables(events=TableRecord(path=events, rows=results.event_rows, **hashed["events"]),
+                                  people=TableRecord(path=people, rows=population, **hashed["people"]))
+                outputs = sorted([*fs.part_files(stage, LONG_FILE),
+                                  OutputRecord(file=COUNTS_FILE, size=len(counts_bytes),
+                                               sha256=hashlib.sha256(counts_bytes).hexdigest())],
+                                 key=lambda o: o.file)
+                fs.write_bytes(f"{stage}/{MANIFEST_FILE}", record.render(
+                    outputs, registry=None, warnings=warnings, spark=_spark_record(spark, results.buckets)
+                ).encode("utf-8"))
+                names += (MANIFEST_FILE,)
         on_stage("moving the results into place")
-        fs.commit(stage, out, (LONG_FILE, COUNTS_FILE))
+        fs.commit(stage, out, names)
     except BaseException:
         fs.discard(stage)
         raise
     fs.delete(stage)
-    return RunOutcome(counts=counts, population=population, buckets=results.buckets,
-                      warnings=combine_warnings([_Absent(absent["EVENTS"], absent["PEOPLE"])]))
+    return RunOutcome(counts=counts, population=population, buckets=results.buckets, warnings=warnings)
+
+
+def redacted_command(argv: Sequence[str]) -> tuple[str, ...]:
+    """`argv` with the value of every `--spark-conf KEY=VALUE` whose KEY names a credential
+    (by Spark's own rule, spark.redaction.regex) replaced as Spark's UI shows it: the
+    manifest records the command line, and is shared with the results."""
+    shown, after_option = [], False
+    for arg in argv:
+        prefix = "" if after_option else "--spark-conf=" if arg.startswith("--spark-conf=") else None
+        if prefix is not None:
+            key, equals, _ = arg[len(prefix):].partition("=")
+            if equals and _SECRET_SETTING.search(key):
+                arg = f"{prefix}{key}={_REDACTED}"
+        after_option = arg == "--spark-conf"
+        shown.append(arg)
+    return tuple(shown)
 
 
 # --- on the executors ------------------------------------------------------------------
@@ -352,6 +410,14 @@ def _shared(spark: SparkSession, prep: Prepared) -> Any:
         return prep
 
 
+def _spark_record(spark: SparkSession, buckets: int) -> SparkRecord:
+    import pyspark
+
+    context = spark.sparkContext
+    return SparkRecord(pyspark=pyspark.__version__, master=context.master, application_id=context.applicationId,
+                       buckets=buckets)
+
+
 def _parallelism(spark: SparkSession) -> int:
     """How many tasks the cluster runs at once."""
     try:
@@ -395,12 +461,47 @@ class _FileSystem:
         self._path = jvm.org.apache.hadoop.fs.Path
         self._fs = self._path(folder).getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
 
-    def write_text(self, path: str, text: str) -> None:
+    def write_bytes(self, path: str, data: bytes) -> None:
         stream = self._fs.create(self._path(path), True)
         try:
-            stream.write(bytearray(text.encode("utf-8")))
+            stream.write(bytearray(data))
         finally:
             stream.close()
+
+    def local(self, path: str) -> Path | None:
+        """`path` on this machine's file system, or None when it is elsewhere (hdfs://, s3a://,
+        ..., or a path without a scheme where the cluster's default file system is one)."""
+        uri = self._fs.makeQualified(self._path(path)).toUri()
+        return Path(uri.getPath()) if uri.getScheme() == "file" else None
+
+    def hashed(self, path: str) -> dict[str, Any]:
+        """The size, sha256 and not_hashed of a table's `TableRecord`: hashed only where it
+        is one file on this machine."""
+        local = self.local(path)
+        why = (f"on {self._scheme()}://, not on this machine: not read to hash it" if local is None
+               else None if local.is_file() else "a folder of part files, not one file: not hashed")
+        if why is not None:
+            return {"size": None, "sha256": None, "not_hashed": why}
+        return file_record(local).model_dump(include={"size", "sha256"})
+
+    def part_files(self, stage: str, dataset: str) -> list[OutputRecord]:
+        """The data files of the folder `dataset` in `stage`, named `dataset/part-...` as in
+        the output folder: hashed where it is on this machine, else with the size its file
+        system gives. Spark's markers and checksums (_SUCCESS, .part-....crc) are left
+        out, as readers skip them."""
+        folder = f"{stage}/{dataset}"
+        local = self.local(folder)
+        if local is not None:
+            return [OutputRecord(file=f"{dataset}/{p.name}", **file_record(p).model_dump(exclude={"path"}))
+                    for p in sorted(local.iterdir()) if not p.name.startswith(("_", "."))]
+        why = f"written to {self._scheme()}://, not on this machine: not read back to hash it"
+        found = sorted((s.getPath().getName(), s.getLen()) for s in self._fs.listStatus(self._path(folder))
+                       if s.isFile())
+        return [OutputRecord(file=f"{dataset}/{name}", size=size, sha256=None, not_hashed=why)
+                for name, size in found if not name.startswith(("_", "."))]
+
+    def _scheme(self) -> str:
+        return str(self._fs.getUri().getScheme())
 
     def exists(self, path: str) -> bool:
         return bool(self._fs.exists(self._path(path)))

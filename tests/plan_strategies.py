@@ -137,13 +137,13 @@ _SPACING = st.one_of(*[st.just((None, None, None))] * 3,
                                st.sampled_from((1, 2, 2, 2, 3))))
 
 
-def rule_plans(index: int = 0) -> st.SearchStrategy[P.RulePlan]:
+def rule_plans(index: int = 0, *, spacing: st.SearchStrategy = _SPACING) -> st.SearchStrategy[P.RulePlan]:
     return st.builds(
         _spaced_rule, index=st.just(index),
         source=st.sampled_from(("hospital", "purchase", "cancer", "death")),
         branches=_tuple(branches, min_size=1, max_size=2),
         min_events=st.sampled_from((1, 1, 1, 1, 2, 3)),
-        spacing=_SPACING,
+        spacing=spacing,
         needs_other=st.sampled_from((False, False, True)),
         mode=st.sampled_from((False, False, True)),
     )
@@ -260,11 +260,17 @@ _BROAD_RULES = [st.builds(_spaced_rule, index=st.just(i), source=st.just("hospit
 _TIME_WHEN = st.one_of(st.none(), _EVENT_TIME, _logic(_EVENT_TIME))
 _TIME_PERSON_WHEN = st.one_of(st.none(), _WHEN_TIME, _logic(_WHEN_TIME))
 _TIME_PERSON = st.one_of(st.none(), _PERSON_TIME, _logic(_PERSON_TIME))
+# Plain programs: no dates, time relations or spaced `min` (what the SQL baseline translates).
+_PLAIN_RULES = [rule_plans(i, spacing=st.just((None, None, None))) for i in range(3)]
+_PLAIN_WHEN = st.one_of(st.none(), st.none(), _logic(st.one_of(*_EVENT_ATOMS)))
+_PLAIN_PERSON_WHEN = st.one_of(_PLAIN_WHEN, _logic(st.one_of(*_EVENT_ATOMS, *_PERSON_ATOMS)))
+_PLAIN_PERSON = st.one_of(st.none(), st.none(), _logic(st.one_of(*_PERSON_ATOMS)))
 # per kind of program: rules by index, `when` of the first endpoint and of the others,
 # `require` and controls' `require`
 _DRAWS = {
     "any": (_RULES, _MAYBE_WHEN, _MAYBE_PERSON_WHEN, _MAYBE_PERSON),
     "time": (_BROAD_RULES, _TIME_WHEN, _TIME_PERSON_WHEN, _TIME_PERSON),
+    "plain": (_PLAIN_RULES, _PLAIN_WHEN, _PLAIN_PERSON_WHEN, _PLAIN_PERSON),
 }
 
 
@@ -295,7 +301,8 @@ def endpoint_plans(draw, name: str = "E0", earlier: tuple[str, ...] = (), kind: 
 @st.composite
 def programs(draw, max_endpoints: int = 5, kind: str = "any") -> P.Program:
     """Endpoints E0..En, each depending only on earlier ones (so chains of includes).
-    `kind` "time": broad rules and conditions about dates only (see `_BROAD_RULES`)."""
+    `kind` "time": broad rules and conditions about dates only (see `_BROAD_RULES`);
+    "plain": no dates, time relations or spaced `min` (see `_PLAIN_RULES`)."""
     n = draw(st.integers(1, max_endpoints))
     eps = []
     for i in range(n):

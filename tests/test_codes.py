@@ -195,3 +195,116 @@ def test_real_definition_patterns_are_rarely_flagged(every):
     assert len(sample) > 200
     # The few flagged ones are real mistakes in the file (ICD-10 codes under ICD-9 and so on).
     assert len(flagged) / len(sample) < 0.01, flagged[:20]
+
+
+# -- registry codes a rule matches (`compile --codes`), with and without an event index ------
+
+LIBRARY = """\
+codelist HEART icd10 I2 | I5
+endpoint A {
+  hospital main icd10 @HEART | K except K2
+  primary icd10 J | R0-R2 | re"Z[0-4]"
+  purchase atc any
+}
+endpoint B {
+  include A
+  hospital icd10 none
+  death icd10 I | J
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    """A synthetic registry of 30 people, its event index and a library of odd patterns."""
+    from endpointc.compiler import compile_text
+    from endpointc.index import build_index
+    from endpointc.synth import write_registry
+
+    root = tmp_path_factory.mktemp("registry")
+    write_registry(root / "reg", people=30, seed=2, fmt="tsv")
+    build_index(root / "reg" / "events.tsv", root / "reg" / "people.tsv", root / "idx")
+    (root / "defs.ep").write_text(LIBRARY, encoding="utf-8")
+    program, diagnostics = compile_text(LIBRARY)
+    assert program is not None, diagnostics
+    return root, program
+
+
+def test_matched_codes_select_what_the_reference_engine_selects(registry):
+    from endpointc.describe import code_keys, matched_codes
+    from endpointc.engine.reference import judge
+    from endpointc.registry import scan_events
+
+    root, program = registry
+    keys = code_keys(scan_events(root / "reg" / "events.tsv"))
+    for name in program.names:
+        expected = {}
+        for row in keys.iter_rows(named=True):
+            for rule in program.get(name).rules:
+                if judge(rule, row).selected:
+                    at = (rule.index + 1, row["SOURCE"], row["CODE1"], row["CODE2"], row["CODE3"])
+                    expected[at] = expected.get(at, 0) + row["_ROWS"]
+        got = matched_codes(program, name, keys, mask_threshold=None)
+        assert {tuple(r[:5]): r[5] for r in got.rows()} == expected and expected
+        order = [tuple((v is None, v) for v in r[:5]) for r in got.rows()]  # nulls last
+        assert order == sorted(order)
+
+
+def test_the_index_gives_the_same_codes_and_counts_masked_as_ever(registry):
+    from endpointc.describe import matched_codes
+    from endpointc.index import open_index
+    from endpointc.registry import scan_events
+
+    root, program = registry
+    index = open_index(root / "idx")
+    events = scan_events(root / "reg" / "events.tsv")
+    for name in program.names:
+        for threshold in (None, 5):
+            plain = matched_codes(program, name, events, mask_threshold=threshold)
+            assert plain.equals(matched_codes(program, name, index.keys(), mask_threshold=threshold))
+        assert "<5" in plain["N_EVENTS"]  # masked, through masking.py as without the index
+
+
+def _compile_codes(root: Path, *extra: str):
+    from typer.testing import CliRunner
+
+    from endpointc.cli import app
+
+    return CliRunner().invoke(app, ["compile", str(root / "defs.ep"), "--explain", "A", *extra])
+
+
+def _codes_table(output: str) -> str:
+    return output.split("N_EVENTS", 1)[1].split("Polars plan", 1)[0]
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())  # rich wraps long lines
+
+
+def test_compile_codes_reads_the_index_given_or_configured(registry, tmp_path):
+    import shutil
+
+    root, _ = registry
+    events = root / "reg" / "events.tsv"
+    plain = _compile_codes(root, "--codes", str(events))
+    assert plain.exit_code == 0, plain.output
+    given = _compile_codes(root, "--codes", str(events), "--index", str(root / "idx"))
+    assert given.exit_code == 0, given.output
+    assert "from the index" in _flat(given.stdout) and "from the index" not in _flat(plain.stdout)
+    assert _codes_table(given.stdout) == _codes_table(plain.stdout)
+    assert _codes_table(_compile_codes(root, "--index", str(root / "idx")).stdout) == _codes_table(plain.stdout)
+
+    # configured: used for the events table it was built from; for another, said and passed by
+    shutil.copy(root / "defs.ep", tmp_path / "defs.ep")
+    (tmp_path / "endpointc.toml").write_text(f'index = "{root / "idx"}"\n', encoding="utf-8")
+    configured = _compile_codes(tmp_path, "--codes", str(events))
+    assert configured.exit_code == 0 and "from the index" in _flat(configured.stdout)
+    other = tmp_path / "events.tsv"
+    shutil.copy(events, other)
+    passed_by = _compile_codes(tmp_path, "--codes", str(other))
+    assert passed_by.exit_code == 0, passed_by.output
+    said = _flat(passed_by.stderr)
+    assert "not using the configured index" in said and "was built from events file" in said
+    assert _codes_table(passed_by.stdout) == _codes_table(plain.stdout)
+    refused = _compile_codes(tmp_path, "--codes", str(other), "--index", str(root / "idx"))
+    assert refused.exit_code == 2 and "was built from events file" in _flat(refused.stderr)

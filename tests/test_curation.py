@@ -238,7 +238,7 @@ def test_no_config_is_empty(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ('rules = ["finngen"', "endpointc.toml: not valid TOML"),
-    ('rule = ["finngen"]', "endpointc.toml: unknown key rule (known: rules, events, people)"),
+    ('rule = ["finngen"]', "endpointc.toml: unknown key rule (known: rules, events, people, index)"),
     ('rules = ["fingen"]', "endpointc.toml: rules: unknown rule set 'fingen' (known: finngen)"),
     ("rules = [1]", "endpointc.toml: rules: a list of rule set names"),
     ("events = 3", "endpointc.toml: events: a file path in quotes"),

@@ -75,16 +75,31 @@ def _needs_code9(program) -> bool:
     return any(ep.uses_emergency for ep in program.endpoints)
 
 
-@settings(max_examples=150, **_SETTINGS)
+# The default suite draws enough to catch a broken construct; -m slow draws many more.
+@settings(max_examples=80, **_SETTINGS)
 @given(programs(), registries(), st.data())
 def test_polars_equals_reference(program, registry, data):
     _same_results(program, registry, data)
 
 
-@settings(max_examples=60, **_SETTINGS)
+@pytest.mark.slow
+@settings(max_examples=1000, **_SETTINGS)
+@given(programs(), registries(), st.data())
+def test_many_programs_polars_equals_reference(program, registry, data):
+    _same_results(program, registry, data)
+
+
+@settings(max_examples=30, **_SETTINGS)
 @given(programs(kind="time"), registries(), st.data())
 def test_polars_equals_reference_on_time_programs(program, registry, data):
     """Broad rules and conditions about dates only: most rows reach a window's edge."""
+    _same_results(program, registry, data)
+
+
+@pytest.mark.slow
+@settings(max_examples=500, **_SETTINGS)
+@given(programs(kind="time"), registries(), st.data())
+def test_many_time_programs_polars_equals_reference(program, registry, data):
     _same_results(program, registry, data)
 
 
@@ -104,9 +119,20 @@ def _same_results(program, registry, data):
     assert_frame_equal(counts, counts_reference(expected, people, endpoints=names))
 
 
-@settings(max_examples=25, **_SETTINGS)
+@settings(max_examples=10, **_SETTINGS)
 @given(programs(), registries(), st.integers(2, 5))
 def test_buckets_do_not_change_results(program, registry, buckets):
+    _buckets_do_not_change_results(program, registry, buckets)
+
+
+@pytest.mark.slow
+@settings(max_examples=200, **_SETTINGS)
+@given(programs(), registries(), st.integers(2, 5))
+def test_many_bucket_counts_do_not_change_results(program, registry, buckets):
+    _buckets_do_not_change_results(program, registry, buckets)
+
+
+def _buckets_do_not_change_results(program, registry, buckets):
     events, people = registry
     long1, counts1 = _engine(program, events, people)
     longb, countsb = _engine(program, events, people, buckets=buckets)

@@ -48,14 +48,26 @@ def local(program, events: pl.DataFrame, people: pl.DataFrame, *, endpoints=None
                     endpoints=endpoints).long.collect()
 
 
-@settings(max_examples=25, **_SETTINGS)
-@given(programs(), registries(), st.integers(1, 4), st.data())
-def test_hash_buckets_give_the_local_results(program, registry, buckets, data):
+def _hash_buckets_give_the_local_results(program, registry, buckets, data):
     events, people = registry
     selection = data.draw(st.one_of(st.none(), st.lists(st.sampled_from(program.names), min_size=1,
                                                         max_size=2, unique=True)), label="endpoints")
     assert_frame_equal(hash_buckets(program, events, people, buckets=buckets, endpoints=selection),
                        local(program, events, people, endpoints=selection))
+
+
+# About 0.4 s an example: a few by default, many with -m slow.
+@settings(max_examples=10, **_SETTINGS)
+@given(programs(), registries(), st.integers(1, 4), st.data())
+def test_hash_buckets_give_the_local_results(program, registry, buckets, data):
+    _hash_buckets_give_the_local_results(program, registry, buckets, data)
+
+
+@pytest.mark.slow
+@settings(max_examples=200, **_SETTINGS)
+@given(programs(), registries(), st.integers(1, 4), st.data())
+def test_many_programs_in_hash_buckets_give_the_local_results(program, registry, buckets, data):
+    _hash_buckets_give_the_local_results(program, registry, buckets, data)
 
 
 def test_bucket_columns_are_all_a_bucket_reads():

@@ -375,12 +375,27 @@ def test_min_within_counts_the_events_of_one_window_from_an_event():
 _OFFSETS = st.sampled_from((0, 0, 1, 2, 3, 5, 8, 10, 30, 31, None))
 
 
-@settings(max_examples=200, deadline=None)
-@given(rows=st.lists(st.tuples(st.sampled_from(("P1", "P2", "P3")), st.sampled_from(("E11", "E119", "I21")),
-                               st.sampled_from((40.0, 41.0)), _OFFSETS), max_size=25),
-       kind=st.sampled_from(("apart", "within")), days=st.sampled_from((0.5, 1, 2, 2.5, 3, 5, 7.9, 8, 30, 365.25)),
-       n=st.integers(1, 5))
+# A few dozen examples by default, many more with -m slow.
+_SPACED = dict(rows=st.lists(st.tuples(st.sampled_from(("P1", "P2", "P3")), st.sampled_from(("E11", "E119", "I21")),
+                                       st.sampled_from((40.0, 41.0)), _OFFSETS), max_size=25),
+               kind=st.sampled_from(("apart", "within")),
+               days=st.sampled_from((0.5, 1, 2, 2.5, 3, 5, 7.9, 8, 30, 365.25)), n=st.integers(1, 5))
+
+
+@settings(max_examples=80, deadline=None)
+@given(**_SPACED)
 def test_spaced_and_clustered_min_at_every_edge_equal_the_reference(rows, kind, days, n):
+    _spaced_and_clustered(rows, kind, days, n)
+
+
+@pytest.mark.slow
+@settings(max_examples=1000, deadline=None)
+@given(**_SPACED)
+def test_many_spaced_and_clustered_min_equal_the_reference(rows, kind, days, n):
+    _spaced_and_clustered(rows, kind, days, n)
+
+
+def _spaced_and_clustered(rows, kind, days, n):
     # two rules on the same rows (E11) count apart; I21 rows reach `S` through a plain rule
     program = Program(endpoints=(EndpointPlan(name="S", rules=(
         _rule("E11", min_events=n, spacing=kind, spacing_days=days),
@@ -481,12 +496,27 @@ def _time_conditions(draw, subject, anchors):
     )))
 
 
-@settings(max_examples=200, deadline=None)
-@given(rows=st.lists(st.tuples(st.sampled_from(("P1", "P2", "P3")), st.sampled_from(("I21", "I50", "I50")),
-                               st.sampled_from((40.0, 41.0)), _OFFSETS), max_size=25),
-       when=_time_conditions(EventField(name="date"), (FirstDate(endpoint="A"), DateConst(value=D0))),
-       require=_time_conditions(FirstDate(endpoint="R"), (FirstDate(endpoint="A"),)))
+_WINDOW_CASES = dict(
+    rows=st.lists(st.tuples(st.sampled_from(("P1", "P2", "P3")), st.sampled_from(("I21", "I50", "I50")),
+                            st.sampled_from((40.0, 41.0)), _OFFSETS), max_size=25),
+    when=_time_conditions(EventField(name="date"), (FirstDate(endpoint="A"), DateConst(value=D0))),
+    require=_time_conditions(FirstDate(endpoint="R"), (FirstDate(endpoint="A"),)))
+
+
+@settings(max_examples=80, deadline=None)
+@given(**_WINDOW_CASES)
 def test_time_windows_at_every_edge_equal_the_reference(rows, when, require):
+    _time_windows(rows, when, require)
+
+
+@pytest.mark.slow
+@settings(max_examples=1000, deadline=None)
+@given(**_WINDOW_CASES)
+def test_many_time_windows_equal_the_reference(rows, when, require):
+    _time_windows(rows, when, require)
+
+
+def _time_windows(rows, when, require):
     # `when` on plain and counted rules, and an endpoint's own first date against A's in
     # its `require`; ages tie, so that the first event is the earliest day among them
     program = Program(endpoints=(

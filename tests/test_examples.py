@@ -12,6 +12,10 @@ import pytest
 
 FREEZE = Path(__file__).parents[1] / "examples" / "freeze"
 
+# Four CLI runs of the starter library end to end (20 s); each step has its own test:
+# synth, run with the release files, --reuse byte for byte, diff --fail-above.
+pytestmark = pytest.mark.slow
+
 
 def make(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
     assert shutil.which("make"), "examples/freeze needs GNU make on PATH"

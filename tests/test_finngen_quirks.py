@@ -387,6 +387,15 @@ def test_duplicate_alternatives_are_dropped_with_a_warning(tmp_path):
     assert "row 2, C3_AML, HD_ICD_9" in warning.message and "2060A" in warning.message
 
 
+def test_a_name_repeated_in_include_is_dropped_with_a_warning(tmp_path):
+    rows = [{"NAME": "T2D_WIDE", "INCLUDE": "T2D|E4_DM2|T2D"}, {"NAME": "T2D", "HD_ICD_10": "E11"},
+            {"NAME": "E4_DM2", "HD_ICD_10": "E14"}]
+    result = import_finngen(write_sheet(tmp_path, rows))
+    assert [n.name for n in endpoint(result, "T2D_WIDE").includes] == ["T2D", "E4_DM2"]
+    (warning,) = diags(result, "EP615")
+    assert "row 2, T2D_WIDE, INCLUDE" in warning.message and "T2D" in warning.message
+
+
 def test_dependency_cycles_are_broken_at_the_closing_reference(tmp_path):
     rows = [{"NAME": "KRA_PSY_ANYMENTAL", "INCLUDE": "KRA_PSY_DEMENTIA|KRA_PSY_ANYMENTAL_SUICID"},
             {"NAME": "KRA_PSY_ANYMENTAL_SUICID", "INCLUDE": "KRA_PSY_ANYMENTAL", "HD_ICD_10": "X6"},

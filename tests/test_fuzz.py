@@ -124,7 +124,8 @@ def _only_diagnostics(text: str) -> None:
     assert format_file(again) == out
 
 
-SETTINGS = settings(max_examples=200, deadline=None,
+# a few by default; test_many_mutations below draws 2000 with -m slow
+SETTINGS = settings(max_examples=100, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 parse(SEEDS[0])  # build the parser's tables once, outside any timed file
 
@@ -265,7 +266,7 @@ GENERATED = st.one_of(derived(), token_soup(), token_edited(st.sampled_from(SEED
                       token_edited(derived()), mutated(derived()), regex_rules())
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(GENERATED)
 def test_grammar_generated_texts_give_diagnostics_quickly(text):
     assert_only_diagnostics(text)

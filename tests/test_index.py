@@ -38,9 +38,7 @@ def _same(got, expected) -> None:
     assert got.warnings == expected.warnings
 
 
-@settings(max_examples=25, **_SETTINGS)
-@given(programs(), registries(), st.data())
-def test_index_equals_the_registry(program, registry, data):
+def _index_equals_the_registry(program, registry, data):
     """Random programs and registries, through every path of the index: several row files,
     ranges read as one across gaps or not, several buckets of index rows, or a pass over
     the registry with the index's keys (tiny sizes so that a few rows reach them all)."""
@@ -66,6 +64,21 @@ def test_index_equals_the_registry(program, registry, data):
         with mock.patch.object(indexed, "_BUCKET_ROWS", bucket_rows), mock.patch.object(indexed, "_GAP", gap):
             got = evaluate(program, open_index(folder / "idx"), endpoints=selection, buckets=2)
         _same(got, expected)
+
+
+# About 0.7 s an example: a few by default (the starter library's tests below take the same
+# paths), many with -m slow.
+@settings(max_examples=10, **_SETTINGS)
+@given(programs(), registries(), st.data())
+def test_index_equals_the_registry(program, registry, data):
+    _index_equals_the_registry(program, registry, data)
+
+
+@pytest.mark.slow
+@settings(max_examples=100, **_SETTINGS)
+@given(programs(), registries(), st.data())
+def test_many_programs_index_equals_the_registry(program, registry, data):
+    _index_equals_the_registry(program, registry, data)
 
 
 @pytest.fixture(scope="module")

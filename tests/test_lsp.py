@@ -107,6 +107,7 @@ class Editor:
         self.settings = settings or {}
         self.client = LanguageClient("endpointc-tests", "1")
         self.published: dict[str, list[types.Diagnostic]] = {}
+        self.messages: list[str] = []  # window/showMessage
         self._news = asyncio.Event()
         self.versions: dict[str, int] = {}
         self.loop = asyncio.new_event_loop()  # the client's, for the tests' scenarios
@@ -115,6 +116,10 @@ class Editor:
         def published(params: types.PublishDiagnosticsParams) -> None:
             self.published[params.uri] = list(params.diagnostics)
             self._news.set()
+
+        @self.client.feature(types.WINDOW_SHOW_MESSAGE)
+        def message(params: types.ShowMessageParams) -> None:
+            self.messages.append(params.message)
 
     async def start(self) -> None:
         await self.client.start_io(sys.executable, "-m", "endpointc.cli", "lsp")
@@ -364,7 +369,67 @@ def test_hover_on_a_pattern_lists_the_registry_codes_it_matches_masked(editor):
     run(editor, scenario)
 
 
+def _people(path: Path, count: int) -> None:
+    """A people table of the first `count` people of `_events`."""
+    rows = ["FINNGENID\tSEX\tAPPROX_BIRTH_DATE\tFU_END_AGE\tDEATH"]
+    rows += [f"FG{i:08d}\tfemale\t1950-01-01\t70.0\t0" for i in range(count)]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+
+
+def test_hover_counts_come_from_the_configured_index_until_it_cannot_serve(editor):
+    from endpointc.index import build_index
+
+    folder = _library(editor, "indexed")
+    events, people = editor.root / "events.tsv", editor.root / "people.tsv"
+    _events(events, {"I219": 7, "I220": 2})
+    _people(people, 5)  # the index keeps the registry as checked: 5 of the 7 I219 events
+    build_index(events, people, folder / "idx")
+    (folder / "endpointc.toml").write_text('index = "idx"\n', encoding="utf-8")
+
+    async def scenario():
+        uri = editor.open(folder / "cardio.ep")
+        await editor.diagnostics(uri)
+        hover = await editor.client.text_document_hover_async(
+            types.HoverParams(editor.doc(uri), _position(CARDIO, "I21 |")))
+        assert "| INPAT | I219 | 5 |" in hover.contents.value
+
+        _events(events, {"I219": 8})
+        hover = await editor.client.text_document_hover_async(
+            types.HoverParams(editor.doc(uri), _position(CARDIO, "I22")))
+        text = hover.contents.value
+        assert "cannot use the event index" in text and "has changed since" in text and "| INPAT" not in text
+        assert any("has changed since" in m for m in editor.messages)
+
+    run(editor, scenario)
+
+
 # -- without a server --------------------------------------------------------------------
+
+def test_code_counts_open_the_index_once_and_again_when_it_changes(tmp_path):
+    from unittest import mock
+
+    from endpointc import index as index_module
+    from endpointc.lsp.server import CodeCounts
+
+    _events(tmp_path / "events.tsv", {"I219": 7, "I220": 9})
+    _people(tmp_path / "people.tsv", 9)
+    for name in ("idx", "other"):
+        index_module.build_index(tmp_path / "events.tsv", tmp_path / "people.tsv", tmp_path / name)
+    text = "endpoint A { hospital icd10 I21 | I22 }"
+    analysis = _analysis(x=text)
+    i21, i22 = (analysis.pattern_at("x", text.index(code)) for code in ("I21", "I22"))
+    counts = CodeCounts()
+    with mock.patch.object(index_module, "open_index", wraps=index_module.open_index) as opened:
+        assert "| INPAT | I219 | 7 |" in counts.table(analysis, i21, None, tmp_path / "idx")
+        assert "| INPAT | I220 | 9 |" in counts.table(analysis, i22, None, tmp_path / "idx")
+        assert opened.call_count == 1
+        for _ in range(2):  # the settings changed
+            assert "| INPAT | I219 | 7 |" in counts.table(analysis, i21, tmp_path / "events.tsv", tmp_path / "other")
+        assert opened.call_count == 2
+        _events(tmp_path / "events.tsv", {"I219": 70})  # the registry changed
+        assert "has changed since" in counts.table(analysis, i21, None, tmp_path / "other")
+        assert opened.call_count == 3 and counts.problem
+
 
 def test_positions_count_utf16_units_and_lines_at_newlines_only():
     text = "# \N{GRINNING FACE} ok\nendpoint A {}\n"

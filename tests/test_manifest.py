@@ -14,12 +14,16 @@ import jsonschema
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
+from pydantic import ValidationError
 
+from endpointc import manifest as manifest_module
 from endpointc import plan as P
 from endpointc.compiler import compile_text
 from endpointc.fmt import format_text
+from endpointc.index import build_index
 from endpointc.manifest import (
-    MANIFEST_FILE, SCHEMA_VERSION, ManifestError, definition_hashes, json_schema, read_manifest,
+    MANIFEST_FILE, SCHEMA_VERSION, ManifestError, OutputRecord, TableRecord, definition_hashes, json_schema,
+    read_manifest,
 )
 from endpointc.results import write_results
 from endpointc.source import Span
@@ -90,6 +94,32 @@ def test_the_schema_rejects_what_is_not_a_manifest(library, registry, tmp_path):
                    {k: v for k, v in manifest.items() if k != "inputs"}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(broken, schema)
+
+
+def test_a_run_with_the_index_records_the_inputs_without_hashing_them_again(library, registry, tmp_path,
+                                                                           monkeypatch):
+    build_index(registry / "events.parquet", registry / "people.parquet", tmp_path / "idx")
+    run(library, registry, tmp_path / "plain", "--endpoints", "I9_CHD_EARLY")
+    read = []
+
+    def file_record(path):
+        read.append(Path(path).name)
+        return real(path)
+
+    real = manifest_module.file_record
+    monkeypatch.setattr(manifest_module, "file_record", file_record)
+    run(library, registry, tmp_path / "indexed", "--endpoints", "I9_CHD_EARLY", "--index", tmp_path / "idx")
+    assert read_manifest(tmp_path / "indexed").inputs == read_manifest(tmp_path / "plain").inputs
+    # the index checked the registry files when it was opened: its hashes are taken
+    assert "lib.ep" in read and not {"events.parquet", "people.parquet"} & set(read)
+
+
+def test_a_hash_not_computed_says_why():
+    table = TableRecord(path="hdfs://nn/events.parquet", size=None, sha256=None, rows=10, not_hashed="on hdfs://")
+    assert table.sha256 is None
+    for fields in (dict(size=None, sha256=None), dict(size=1, sha256="0" * 64, not_hashed="on hdfs://")):
+        with pytest.raises(ValidationError, match="not_hashed says why"):
+            OutputRecord(file="counts.tsv", **fields)
 
 
 def test_run_json_prints_one_document(library, registry, tmp_path):

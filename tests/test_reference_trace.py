@@ -36,9 +36,7 @@ for _step in _STEPS:
     setattr(_Counting, _step, lambda self, *args, _step=_step: self.calls.update([_step]))
 
 
-@settings(max_examples=100, **_SETTINGS)
-@given(programs(max_endpoints=4), registries(max_events=30))
-def test_explanations_agree_with_the_engine(program, registry):
+def _explanations_agree_with_the_engine(program, registry):
     """For every person and endpoint: the explained status, AGE, YEAR and NEVT are the
     engine's, run on the whole tables, and the observer changes nothing."""
     events, people = registry
@@ -55,6 +53,20 @@ def test_explanations_agree_with_the_engine(program, registry):
             else:
                 assert (expl.status, expl.age, expl.year, expl.nevt) == (
                     fact["STATUS"], fact["AGE"], fact["YEAR"], fact["NEVT"])
+
+
+# About 0.1 s an example: a few by default, many with -m slow.
+@settings(max_examples=40, **_SETTINGS)
+@given(programs(max_endpoints=4), registries(max_events=30))
+def test_explanations_agree_with_the_engine(program, registry):
+    _explanations_agree_with_the_engine(program, registry)
+
+
+@pytest.mark.slow
+@settings(max_examples=500, **_SETTINGS)
+@given(programs(max_endpoints=4), registries(max_events=30))
+def test_many_explanations_agree_with_the_engine(program, registry):
+    _explanations_agree_with_the_engine(program, registry)
 
 
 def test_the_observer_hears_every_step():

@@ -195,9 +195,7 @@ def test_longitudinal_without_cases_has_a_header(example, tmp_path):
 _SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
-@settings(max_examples=15, **_SETTINGS)
-@given(programs(), registries())
-def test_longitudinal_holds_each_cases_nevt_events(program, registry):
+def _longitudinal_holds_each_cases_nevt_events(program, registry):
     """Differential: per endpoint, the people of the longitudinal file are the cases of the
     long table, each with NEVT rows, and their first row is the case's AGE."""
     events, people = registry
@@ -215,6 +213,20 @@ def test_longitudinal_holds_each_cases_nevt_events(program, registry):
     assert joined.filter(pl.col("NEVT").is_null() | pl.col("ROWS").is_null()).is_empty()
     assert (joined["NEVT"] == joined["ROWS"]).all()
     assert joined.filter(pl.col("AGE").ne_missing(pl.col("FIRST"))).is_empty()
+
+
+# About 0.45 s an example: a few by default, many with -m slow.
+@settings(max_examples=8, **_SETTINGS)
+@given(programs(), registries())
+def test_longitudinal_holds_each_cases_nevt_events(program, registry):
+    _longitudinal_holds_each_cases_nevt_events(program, registry)
+
+
+@pytest.mark.slow
+@settings(max_examples=150, **_SETTINGS)
+@given(programs(), registries())
+def test_many_longitudinal_files_hold_each_cases_nevt_events(program, registry):
+    _longitudinal_holds_each_cases_nevt_events(program, registry)
 
 
 def test_longitudinal_of_the_starter_library():
@@ -308,9 +320,7 @@ def test_intermediate_counts_small_differences_on_both_sides_of_a_step():
     assert shown == ("40", "40", "40", "12", "12", "masked", "12")
 
 
-@settings(max_examples=15, **_SETTINGS)
-@given(programs(), registries())
-def test_intermediate_counts_are_one_chain(program, registry):
+def _intermediate_counts_are_one_chain(program, registry):
     """Each step keeps at most the people of the one before; the last is N_CASES, within
     those after conditions, and past the nevt step unless `require` reads the endpoint."""
     events, people = registry
@@ -333,6 +343,20 @@ def test_intermediate_counts_are_one_chain(program, registry):
     for plain_row, shown_row in zip(table.rows(), masked.rows()):
         for value, text in zip(plain_row[2:], shown_row[2:]):
             assert text in ("<5", "masked", str(value)) and (text == "<5") == (1 <= value <= 4)
+
+
+# About 0.4 s an example: a few by default, many with -m slow.
+@settings(max_examples=8, **_SETTINGS)
+@given(programs(), registries())
+def test_intermediate_counts_are_one_chain(program, registry):
+    _intermediate_counts_are_one_chain(program, registry)
+
+
+@pytest.mark.slow
+@settings(max_examples=150, **_SETTINGS)
+@given(programs(), registries())
+def test_many_intermediate_counts_are_one_chain(program, registry):
+    _intermediate_counts_are_one_chain(program, registry)
 
 
 def _facts(cond):

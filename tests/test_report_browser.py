@@ -62,10 +62,11 @@ def _screenshot(browser: str, tmp: Path, page: Path, name: str, height: int = 90
 
 def _ink(png: Path) -> tuple[float, int]:
     """Share of pixels that are not the page background, and the number of distinct colours."""
-    from matplotlib.image import imread
+    import numpy as np
+    from PIL import Image
 
-    image = imread(png)[..., :3]
-    pixels = image.reshape(-1, 3)
+    with Image.open(png) as image:
+        pixels = np.asarray(image.convert("RGB"), dtype=float).reshape(-1, 3) / 255
     background = pixels[0]
     ink = float((abs(pixels - background).sum(axis=1) > 0.05).mean())
     colours = len({tuple(p) for p in (pixels[:: max(1, len(pixels) // 20000)] * 255).astype(int).tolist()})

@@ -280,7 +280,7 @@ def test_interrupt_during_the_wide_write_leaves_nothing(previous_run, monkeypatc
     real_unlink = Path.unlink
 
     def unlink_after_a_second_interrupt(self, *args, **kwargs):
-        os.kill(os.getpid(), signal.SIGINT)   # Ctrl-C again, while the temporaries go
+        signal.raise_signal(signal.SIGINT)   # Ctrl-C again, while the temporaries go
         return real_unlink(self, *args, **kwargs)
 
     monkeypatch.setattr(results, "_write_wide", interrupted)
@@ -357,7 +357,7 @@ def test_uninterrupted_holds_ctrl_c_back_until_the_end():
     with pytest.raises(KeyboardInterrupt):
         with results.uninterrupted():
             with results.uninterrupted():
-                os.kill(os.getpid(), signal.SIGINT)
+                signal.raise_signal(signal.SIGINT)
                 done.append("inner")
             done.append("outer")
     assert done == ["inner", "outer"]

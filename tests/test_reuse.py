@@ -130,6 +130,11 @@ def _break(previous: Path, target: Path, how: str) -> None:
         data = json.loads(manifest.read_text())
         data["tool"]["build"] = "0" * 64
         manifest.write_text(json.dumps(data))
+    elif how == "made on Spark":  # as a Spark run over tables on a cluster writes it
+        data = json.loads(manifest.read_text())
+        data["spark"] = {"pyspark": "4.0.0", "master": "yarn", "application_id": "application_1", "buckets": 4}
+        data["inputs"]["events"].update(size=None, sha256=None, not_hashed="not a file on this machine")
+        manifest.write_text(json.dumps(data))
     elif how == "half-written results":
         long.write_bytes(long.read_bytes()[: long.stat().st_size // 2])
     elif how == "other results":
@@ -144,6 +149,7 @@ def _break(previous: Path, target: Path, how: str) -> None:
     ("corrupt manifest", "not valid JSON"),
     ("other version", "schema_version 2; this endpointc reads 1"),
     ("other build", "made by another endpointc"),
+    ("made on Spark", "made on Spark"),
     ("half-written results", "not the file its manifest describes"),
     ("other results", "not the file its manifest describes"),
 ])
@@ -187,10 +193,24 @@ def _options(draw, program: P.Program) -> list[str]:
     return options + [flag for flag in ("--wide", "--no-mask") if draw(st.booleans())]
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                  HealthCheck.data_too_large])
+_RANDOM = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+# Three CLI runs an example: a few by default, many with -m slow.
+@settings(max_examples=8, **_RANDOM)
 @given(programs(max_endpoints=4), registries(), st.data())
 def test_reuse_writes_the_bytes_of_a_full_run(program, registry, data):
+    _reuse_writes_the_bytes_of_a_full_run(program, registry, data)
+
+
+@pytest.mark.slow
+@settings(max_examples=100, **_RANDOM)
+@given(programs(max_endpoints=4), registries(), st.data())
+def test_many_reuses_write_the_bytes_of_a_full_run(program, registry, data):
+    _reuse_writes_the_bytes_of_a_full_run(program, registry, data)
+
+
+def _reuse_writes_the_bytes_of_a_full_run(program, registry, data):
     edited = data.draw(_edited(program), label="edited")
     before, after = _options(data.draw, program), _options(data.draw, edited)
     with tempfile.TemporaryDirectory() as tmp:

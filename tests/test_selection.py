@@ -7,6 +7,7 @@ import random
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -23,9 +24,7 @@ def _same_plans(selected, whole, names) -> None:
     assert {ep.name: ep for ep in selected.endpoints} == {ep.name: ep for ep in expected.endpoints}
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(library_texts(files=3, max_endpoints=3, messy=True, comments=True), st.data())
-def test_a_selection_compiles_to_the_whole_librarys_plans(texts, data):
+def _a_selection_compiles_to_the_whole_librarys_plans(texts, data):
     with tempfile.TemporaryDirectory() as tmp:
         for i, text in enumerate(texts):
             (Path(tmp) / f"f{i}.ep").write_text(text)
@@ -34,6 +33,20 @@ def test_a_selection_compiles_to_the_whole_librarys_plans(texts, data):
         names = data.draw(st.lists(st.sampled_from(whole.names), min_size=1, max_size=2, unique=True))
         selected, _ = compile_selection([tmp], names)
         _same_plans(selected, whole, names)
+
+
+# About 0.15 s an example: a few by default, many with -m slow.
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(library_texts(files=3, max_endpoints=3, messy=True, comments=True), st.data())
+def test_a_selection_compiles_to_the_whole_librarys_plans(texts, data):
+    _a_selection_compiles_to_the_whole_librarys_plans(texts, data)
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(library_texts(files=3, max_endpoints=3, messy=True, comments=True), st.data())
+def test_many_selections_compile_to_the_whole_librarys_plans(texts, data):
+    _a_selection_compiles_to_the_whole_librarys_plans(texts, data)
 
 
 def test_the_starter_library():

@@ -12,9 +12,12 @@ which runs the same bucket evaluation without Spark.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
+import jsonschema
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,6 +34,7 @@ from endpointc import spark as on_spark  # noqa: E402
 from endpointc.cli import app  # noqa: E402
 from endpointc.engine.outputs import combine_warnings  # noqa: E402
 from endpointc.engine.polars import evaluate  # noqa: E402
+from endpointc.manifest import read_manifest  # noqa: E402
 from endpointc.registry import RegistryError, normalise_table  # noqa: E402
 from endpointc.synth import write_registry  # noqa: E402
 
@@ -80,9 +84,10 @@ def test_random_programs_give_the_local_results(spark, program, registry, bucket
 
 def test_run_on_the_starter_library_writes_the_local_files(spark, tmp_path):
     """`endpointc run --engine spark` on a TSV registry (every column text, read by Spark)
-    writes the rows and the counts.tsv of the local engine."""
+    writes the rows and the counts.tsv of the local engine, and a manifest with the local
+    run's inputs and definition hashes."""
     reg = write_registry(tmp_path / "reg", people=300, seed=5, definitions=_starter(), fmt="tsv")
-    common = [str(DEFINITIONS), "--events", str(reg["events"]), "--people", str(reg["people"])]
+    common = [str(DEFINITIONS), "--events", str(reg["events"]), "--people", str(reg["people"]), "--json"]
     runner = CliRunner()
     local = runner.invoke(app, ["run", *common, "--out", str(tmp_path / "local")])
     assert local.exit_code == 0, local.output
@@ -91,15 +96,55 @@ def test_run_on_the_starter_library_writes_the_local_files(spark, tmp_path):
     (out / "endpoints.parquet" / "part-old.parquet").write_text("old")
     got = runner.invoke(app, ["run", *common, "--out", str(out), "--engine", "spark", "--buckets", "3"])
     assert got.exit_code == 0, got.output
-    assert "C3_BREAST" in got.output
+    summary, local_summary = json.loads(got.stdout), json.loads(local.stdout)
+    assert summary["counts"] == local_summary["counts"] and "C3_BREAST" in got.stdout
+    assert summary["outputs"] == local_summary["outputs"] == ["manifest.json", "counts.tsv", "endpoints.parquet"]
     assert (out / "counts.tsv").read_bytes() == (tmp_path / "local" / "counts.tsv").read_bytes()
     parts = sorted((out / "endpoints.parquet").glob("part-*.parquet"))
     assert parts and "part-old.parquet" not in {p.name for p in parts}
     # the part files in name order are the long table in its order
     assert_frame_equal(pl.read_parquet(parts), pl.read_parquet(tmp_path / "local" / "endpoints.parquet"))
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["counts.tsv", "endpoints.parquet"]
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "counts.tsv", "endpoints.parquet", "manifest.json"]
     assert not list(out.glob(".endpointc-spark-*"))
     assert (out / "counts.tsv").stat().st_mode & 0o077 == 0   # individual-level folder: owner only
+
+    schema = json.loads((Path(__file__).resolve().parents[1] / "docs" / "manifest.schema.json").read_text())
+    jsonschema.validate(json.loads((out / "manifest.json").read_text()), schema)
+    manifest, local_manifest = read_manifest(out), read_manifest(tmp_path / "local")
+    # local files: hashed, and counted as the local engine counts them
+    assert manifest.inputs == local_manifest.inputs and manifest.inputs.events.sha256 is not None
+    assert manifest.endpoints == local_manifest.endpoints
+    assert manifest.registry is None and local_manifest.spark is None
+    assert (manifest.spark.master, manifest.spark.buckets) == ("local[2]", 3)
+    assert [o.file for o in manifest.outputs] == ["counts.tsv", *(f"endpoints.parquet/{p.name}" for p in parts)]
+    for output in manifest.outputs:
+        data = (out / output.file).read_bytes()
+        assert (output.size, output.sha256) == (len(data), hashlib.sha256(data).hexdigest())
+    assert manifest.timings.evaluate > 0 and manifest.timings.write > 0
+
+
+def test_only_a_table_that_is_one_file_here_is_hashed(spark, tmp_path):
+    (tmp_path / "events.parquet").mkdir()
+    (tmp_path / "people.tsv").write_text("FINNGENID\n")
+    fs = on_spark._FileSystem(spark, str(tmp_path))
+    assert fs.hashed((tmp_path / "people.tsv").as_uri()) == {
+        "size": 10, "sha256": hashlib.sha256(b"FINNGENID\n").hexdigest()}
+    folder = fs.hashed(str(tmp_path / "events.parquet"))
+    assert folder["not_hashed"] == "a folder of part files, not one file: not hashed"
+    remote = "hdfs://localhost:8020/registry/events.parquet"   # no cluster needed: nothing is read
+    assert on_spark._FileSystem(spark, remote).hashed(remote) == {
+        "size": None, "sha256": None, "not_hashed": "on hdfs://, not on this machine: not read to hash it"}
+
+
+def test_credentials_in_spark_settings_are_not_recorded():
+    argv = ["endpointc", "run", "defs", "--spark-conf", "spark.hadoop.fs.s3a.secret.key=abc",
+            "--spark-conf=spark.hadoop.fs.s3a.access.key=AKIA", "--spark-conf", "spark.executor.memory=4g",
+            "--out", "token=1"]
+    assert on_spark.redacted_command(argv) == (
+        "endpointc", "run", "defs", "--spark-conf", "spark.hadoop.fs.s3a.secret.key=*********(redacted)",
+        "--spark-conf=spark.hadoop.fs.s3a.access.key=*********(redacted)", "--spark-conf", "spark.executor.memory=4g",
+        "--out", "token=1")
 
 
 def _starter():

@@ -49,7 +49,8 @@ def reference(long: pl.DataFrame, people: pl.DataFrame, endpoints) -> pl.DataFra
 
 # ids that the TSV writer must quote (tab, quote, line break, empty) next to plain ones
 IDS = st.text(alphabet=st.sampled_from("ab1 é\t\"\n\r,"), max_size=4)
-ENDPOINTS = ("E1", "E2", "E_3", "LONGER_NAME")
+# and names the header must quote
+ENDPOINTS = ("E1", "E2", "E_3", "LONGER_NAME", 'Q"\tX')
 
 
 @st.composite

@@ -11,6 +11,7 @@ function settings() {
   return {
     definitions: config.get("definitions"),
     events: config.get("events"),
+    index: config.get("index"),
     rules: config.get("rules"),
     debounce: config.get("debounce"),
   };

@@ -25,6 +25,7 @@ import polars as pl
 
 from ..plan import Branch, CodeSet, ColumnTest, Program
 from ..registry import as_read as _as_read, is_missing_text, normalise_text
+from .columns import pack, unpack
 
 __all__ = ["ENGINE", "KeyMapping", "key_columns", "key_hash", "match_keys", "regex_filter"]
 
@@ -206,75 +207,76 @@ def match_keys(program: Program, keys: pl.LazyFrame | pl.DataFrame, *,
              else pl.DataFrame(schema={"KEYID": pl.UInt32, "TEST": pl.UInt32}))
     test_hits = dict(pairs.group_by("TEST").len().iter_rows())
 
-    # -- branches on keys
-    anchor_rows, other_rows, n_other, source_rows, except_rows, n_except = [], [], [], [], [], []
+    # -- branches on keys. Every step keys on one integer column: a pair (KEYID, BR),
+    # (KEYID, TEST) or (KEYID, rule) packed in a u64, and per-branch or per-key values
+    # gathered by position (KEYIDs and BRs number rows from 0); on two or three columns
+    # (and SOURCE as text) DF12's match over the keys of 1e7 events took 5.2 s CPU, now 2.8 s
+    n_br = len(branch_rows)
+    rule_of: dict[tuple[int, int], int] = {}  # (EP, RULE) -> rule number, in (EP, RULE) order
+    br_rule = [rule_of.setdefault((e, r), len(rule_of)) for _, e, r, *_ in branch_rows]
+    source_id = {s: i for i, s in enumerate(sources)}
+    anchor_rows, other_rows, source_rows, except_rows = [], [], [], []
     free_rows = []  # branches without tests: every key of their sources
-    ex_id = 0
-    for br, e, r, srcs, tests, excepts in branch_rows:
-        source_rows.extend((br, s) for s in srcs)
+    need = [0] * n_br  # per branch: its tests other than the anchor
+    ex_need, ex_br = [], []  # per except conjunction: its tests, its branch
+    for br, _, _, srcs, tests, excepts in branch_rows:
+        source_rows.extend(br << 32 | source_id[s] for s in srcs)
         if tests:
             anchor = min(tests, key=lambda t: (test_hits.get(t, 0), t))
             anchor_rows.append((anchor, br))
             others = [t for t in tests if t != anchor]
             other_rows.extend((br, t) for t in others)
-            n_other.append((br, len(others)))
+            need[br] = len(others)
         else:
             free_rows.append(br)
         for conj in excepts:
-            except_rows.extend((br, ex_id, t) for t in conj)
-            n_except.append((ex_id, len(conj)))
-            ex_id += 1
+            except_rows.extend((br, len(ex_need), t) for t in conj)
+            ex_need.append(len(conj))
+            ex_br.append(br)
 
-    u32 = pl.UInt32
-    br_src = pl.DataFrame(source_rows, schema={"BR": u32, "SOURCE": pl.String}, orient="row")
+    u32, u64 = pl.UInt32, pl.UInt64
+    key_pair = pack("KEYID", pl.col("TEST")).alias("_KT")
+    held_pairs = pairs.select(key_pair)
+    key_sid = kdf["SOURCE"].replace_strict(sources, list(range(len(sources))), return_dtype=u32)
     anchors = pl.DataFrame(anchor_rows, schema={"TEST": u32, "BR": u32}, orient="row")
-    key_src = kdf.select("KEYID", "SOURCE").lazy()
-
-    cand = (
-        pairs.lazy().join(anchors.lazy(), on="TEST").select("KEYID", "BR")
-    )
+    cand = pairs.lazy().join(anchors.lazy(), on="TEST").select("KEYID", "BR")
     if free_rows:
-        free = br_src.filter(pl.col("BR").is_in(free_rows))
-        cand = pl.concat([cand, key_src.join(free.lazy(), on="SOURCE").select("KEYID", "BR")])
-    cand = (
-        cand.join(key_src, on="KEYID")
-        .join(br_src.lazy(), on=["BR", "SOURCE"], how="semi")
-        .select("KEYID", "BR")
-    )
+        free = pl.LazyFrame([(br, source_id[s]) for br in free_rows for s in branch_rows[br][3]],
+                            schema={"BR": u32, "_SID": u32}, orient="row")
+        cand = pl.concat([cand, kdf.lazy().select("KEYID", key_sid.alias("_SID")).join(free, on="_SID")
+                          .select("KEYID", "BR")])
+    # the branch's SOURCE allows the key's
+    sid = pl.lit(key_sid).gather(pl.col("KEYID"))
+    cand = (cand.filter(pack("BR", sid).is_in(pl.Series(source_rows, dtype=u64).implode()))
+            .select(pack("KEYID", pl.col("BR")).alias("_KB"), "KEYID", "BR").collect(engine=ENGINE))
     if other_rows:
         others = pl.DataFrame(other_rows, schema={"BR": u32, "TEST": u32}, orient="row")
-        need = pl.DataFrame(n_other, schema={"BR": u32, "_NEED": u32}, orient="row")
-        held = (
-            cand.join(others.lazy(), on="BR")
-            .join(pairs.lazy(), on=["KEYID", "TEST"], how="semi")
-            .group_by("KEYID", "BR").agg(pl.len().cast(u32).alias("_HELD"))
-        )
-        cand = (
-            cand.join(need.lazy(), on="BR", how="left")
-            .join(held, on=["KEYID", "BR"], how="left")
-            .filter(pl.col("_HELD").fill_null(0) == pl.col("_NEED").fill_null(0))
-            .select("KEYID", "BR")
-        )
+        held = (cand.lazy().join(others.lazy(), on="BR").with_columns(key_pair)
+                .join(held_pairs.lazy(), on="_KT", how="semi")
+                .group_by("_KB").agg(pl.len().cast(u32).alias("_HELD")))
+        cand = (cand.lazy().join(held, on="_KB", how="left")
+                .filter(pl.col("_HELD").fill_null(0) == pl.lit(pl.Series(need, dtype=u32)).gather(pl.col("BR")))
+                .drop("_HELD").collect(engine=ENGINE))
     if except_rows:
         ex = pl.DataFrame(except_rows, schema={"BR": u32, "EX": u32, "TEST": u32}, orient="row")
-        nex = pl.DataFrame(n_except, schema={"EX": u32, "_NEED": u32}, orient="row")
-        excepted = (
-            cand.join(ex.lazy(), on="BR")
-            .join(pairs.lazy(), on=["KEYID", "TEST"], how="semi")
-            .group_by("KEYID", "BR", "EX").agg(pl.len().cast(u32).alias("_HELD"))
-            .join(nex.lazy(), on="EX")
-            .filter(pl.col("_HELD") == pl.col("_NEED"))
-            .select("KEYID", "BR")
-        )
-        cand = cand.join(excepted, on=["KEYID", "BR"], how="anti")
+        excepted = (cand.lazy().join(ex.lazy(), on="BR").with_columns(key_pair)
+                    .join(held_pairs.lazy(), on="_KT", how="semi")
+                    .group_by(pack("KEYID", pl.col("EX")).alias("_KE")).agg(pl.len().cast(u32).alias("_HELD"))
+                    .select(*unpack("_KE", "KEYID", "EX"), "_HELD")
+                    .filter(pl.col("_HELD") == pl.lit(pl.Series(ex_need, dtype=u32)).gather(pl.col("EX")))
+                    .select(pack("KEYID", pl.lit(pl.Series(ex_br, dtype=u32)).gather(pl.col("EX"))).alias("_KB")))
+        cand = cand.join(excepted.collect(engine=ENGINE), on="_KB", how="anti")
 
-    br_rule = pl.DataFrame([(br, e, r) for br, e, r, *_ in branch_rows],
-                           schema={"BR": u32, "EP": u32, "RULE": u32}, orient="row")
+    rule_ep = pl.Series([e for e, _ in rule_of], dtype=u32)
+    rule_no = pl.Series([r for _, r in rule_of], dtype=u32)
+    # rule numbers follow (EP, RULE): sorting the packed (KEYID, rule) sorts by KEYID, EP, RULE
     rules = (
-        cand.join(br_rule.lazy(), on="BR")
-        .select("KEYID", "EP", "RULE")
-        .unique()
-        .sort("KEYID", "EP", "RULE")
+        cand.lazy()
+        .select(pack("KEYID", pl.lit(pl.Series(br_rule, dtype=u32)).gather(pl.col("BR"))).alias("_KR"))
+        .unique().sort("_KR")
+        .select(*unpack("_KR", "KEYID", "_R"))
+        .select("KEYID", pl.lit(rule_ep).gather(pl.col("_R")).alias("EP"),
+                pl.lit(rule_no).gather(pl.col("_R")).alias("RULE"))
         .collect(engine=ENGINE)
     )
     matched = kdf.join(rules.select("KEYID").unique(), on="KEYID", how="semi")

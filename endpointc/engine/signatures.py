@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from ..plan import Program
-from .matching import KeyMapping
+from .columns import pack, unpack
+from .matching import ENGINE, KeyMapping
 
 __all__ = ["SEX_BITS", "ALL_SEXES", "Signatures", "signatures", "sex_bits"]
 
@@ -118,8 +119,11 @@ def signatures(program: Program, mapping: KeyMapping) -> Signatures:
     folded = pl.DataFrame([(src, i, mask) for i, own in enumerate(sources) for src, mask in own.items()],
                           schema={"SRC": u32, "EP": u32, "MASK": pl.UInt8}, orient="row")
     rules = mapping.rules
-    flat_k = (rules.select("KEYID", pl.col("EP").alias("SRC")).unique()
-              .join(folded, on="SRC").group_by("KEYID", "EP").agg(pl.col("MASK").bitwise_or()))
+    # on (KEYID, endpoint) packed in one u64: 2 to 3 times cheaper than on both columns
+    flat_k = (rules.lazy().select(pack("KEYID", pl.col("EP")).alias("_KE")).unique()
+              .select(*unpack("_KE", "KEYID", "SRC")).join(folded.lazy(), on="SRC")
+              .group_by(pack("KEYID", pl.col("EP")).alias("_KE")).agg(pl.col("MASK").bitwise_or())
+              .select(*unpack("_KE", "KEYID", "EP"), "MASK").collect(engine=ENGINE))
     counted_k = rules.filter(pl.col("EP").is_in(sorted(counted)))
 
     def member(eps_: set[int]) -> pl.DataFrame:
@@ -151,11 +155,13 @@ def signatures(program: Program, mapping: KeyMapping) -> Signatures:
     )
     traits = ["_FLAT", "_COUNTED", "_SINGLE", "_EMERG", "CODE1"]
     numbered = (behaviour.group_by(traits).agg(pl.col("KEYID").min().alias("_FIRST"))
-                .sort("_FIRST").with_row_index("SIG").select(pl.col("SIG").cast(u32), *traits))
-    sig_of = behaviour.join(numbered, on=traits, nulls_equal=True).select("KEYID", "SIG")
+                .sort("_FIRST").with_row_index("SIG").select(pl.col("SIG").cast(u32), *traits, "_FIRST"))
+    sig_of = behaviour.join(numbered.drop("_FIRST"), on=traits, nulls_equal=True).select("KEYID", "SIG")
+    first_key = numbered.select("SIG", pl.col("_FIRST").alias("KEYID"))
 
     def by_sig(frame: pl.DataFrame, *cols: str) -> pl.DataFrame:
-        return frame.join(sig_of, on="KEYID").select("SIG", *cols).unique().sort("SIG", *cols)
+        # the keys of a signature have the same rows here: its first key's are all of them
+        return frame.join(first_key, on="KEYID").select("SIG", *cols).unique().sort("SIG", *cols)
 
     flat = by_sig(flat_k, "EP", "MASK")
     counted_s = by_sig(counted_k, "EP", "RULE")

@@ -669,7 +669,7 @@ class _Importer:
         span = row.cells["INCLUDE"].span
         names, missing = [], []
         selves = []
-        for raw in (p for p in text.split("|") if p):
+        for raw in self._drop_repeats(row, "INCLUDE", [p for p in text.split("|") if p]):
             name = self.names.get(raw)
             if name is None:
                 missing.append(raw)

@@ -11,10 +11,10 @@ Typing schedules an analysis after a short quiet time (`debounce`); a request (h
 completion, ...) on a library with changes not analysed yet analyses it first, so answers
 are always about the text the editor shows.
 
-Settings come from the project configuration file (`endpointc.config`: its `rules` and
-`events`) and from the editor (initialization options, then `workspace/didChangeConfiguration`,
-under the `endpointc` section: `definitions`, `events`, `rules`, `debounce`); the editor's
-win where both are given.
+Settings come from the project configuration file (`endpointc.config`: its `rules`,
+`events` and `index`) and from the editor (initialization options, then
+`workspace/didChangeConfiguration`, under the `endpointc` section: `definitions`, `events`,
+`index`, `rules`, `debounce`); the editor's win where both are given.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
@@ -39,6 +39,9 @@ from ..source import decode
 from . import features
 from .analysis import Analysis, Parsed, PatternSite, analyse, library_of, parse_text
 
+if TYPE_CHECKING:
+    import polars as pl
+
 __all__ = ["EndpointServer", "Settings", "CodeCounts", "build_server"]
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ MAX_CODES_SHOWN = 25
 class Settings:
     definitions: tuple[Path, ...] = ()
     events: Path | None = None
+    index: Path | None = None
     rules: tuple[str, ...] = ()
     debounce: float = DEBOUNCE
 
@@ -65,18 +69,20 @@ class Settings:
             value = Path(os.path.expanduser(str(value)))
             return value if value.is_absolute() or root is None else root / value
 
-        events = data.get("events") or None
+        events, index = data.get("events") or None, data.get("index") or None
         debounce = data.get("debounce")
         return cls(definitions=tuple(path(p) for p in data.get("definitions") or ()),
-                   events=path(events) if events else None,
+                   events=path(events) if events else None, index=path(index) if index else None,
                    rules=tuple(data.get("rules") or ()),
                    debounce=debounce / 1000 if isinstance(debounce, (int, float)) and debounce >= 0 else DEBOUNCE)
 
 
-def project_settings(start: Path, editor: Settings) -> tuple[tuple[str, ...], Path | None, str | None]:
-    """The curation rule sets and the registry for hover counts: the editor's settings,
-    else the project configuration file found upward from `start`; and what is wrong with
-    them, if anything (then the rules in doubt are left out)."""
+def project_settings(start: Path, editor: Settings
+                     ) -> tuple[tuple[str, ...], Path | None, Path | None, str | None]:
+    """The curation rule sets and the registry for hover counts (its events table and its
+    event index): the editor's settings, else the project configuration file found upward
+    from `start`; and what is wrong with them, if anything (then the rules in doubt are
+    left out)."""
     from ..config import ConfigError, load_config
     from ..curation import RULE_SETS
 
@@ -87,10 +93,11 @@ def project_settings(start: Path, editor: Settings) -> tuple[tuple[str, ...], Pa
         config, problem = None, str(error)
     rules = editor.rules or (config.rules if config else ())
     events = editor.events or (config.events if config else None)
+    index = editor.index or (config.index if config else None)
     unknown = [r for r in rules if r not in RULE_SETS]
     if unknown:
         problem = f"unknown rule set {', '.join(unknown)} in the settings (known: {', '.join(RULE_SETS)})"
-    return tuple(r for r in rules if r in RULE_SETS), events, problem
+    return tuple(r for r in rules if r in RULE_SETS), events, index, problem
 
 
 @dataclass(eq=False)
@@ -105,23 +112,76 @@ class LibraryState:
     timer: asyncio.TimerHandle | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     published: dict[str, tuple] = field(default_factory=dict)  # uri -> diagnostics last sent
-    events: Path | None = None  # the registry for hover counts
+    events: Path | None = None  # the registry for hover counts: its events table
+    index: Path | None = None  # and its event index
     problem: str | None = None  # what is wrong with the settings, said once to the editor
+
+
+def _stat(path: str | Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
 
 
 class CodeCounts:
     """Which codes of a registry a pattern matches, with masked event counts
-    (`describe.matched_codes`, as `compile --codes` shows them); kept per registry file
-    state and per meaning of the pattern, since each answer reads the whole events table."""
+    (`describe.matched_codes`, as `compile --codes` shows them).
+
+    The registry's distinct keys with their event counts are read once per state of its
+    files and kept: from its event index when one is configured (`keys.parquet`, opened
+    again only when the index or a registry file it was built from changes), else by one
+    pass over the events table. Each answer then matches one pattern against the keys in
+    memory; answers are kept per meaning of the pattern. An index that cannot serve (its
+    registry changed) is `problem`, said in the hover instead of counts."""
 
     def __init__(self):
-        self._cache: dict[tuple, str] = {}
+        self._state: tuple = ()  # what `_keys` was read from
+        self._keys: pl.DataFrame | None = None
+        self._name = ""  # the events table's file name, for the hover
+        self._registry: tuple[str, ...] = ()  # the registry files of the index read last
+        self._tables: dict[str, str] = {}
+        self.problem: str | None = None
 
-    def table(self, analysis: Analysis, site: PatternSite, events: Path) -> str:
+    def _now(self, events: Path | None, index: Path | None) -> tuple:
+        """The state of every file the keys come from (sizes and modification times)."""
+        from ..index import MANIFEST
+
+        if index is None:
+            return (str(events), _stat(events))
+        files = (index / MANIFEST, *self._registry)
+        return (str(index), str(events), *((str(f), _stat(f)) for f in files))
+
+    def _read(self, events: Path | None, index: Path | None) -> None:
+        from ..describe import code_keys
+        from ..index import KEY_COLUMNS, EventIndexError, open_index
+        from ..registry import RegistryError, scan_events
+
+        self._tables.clear()
+        self._keys, self.problem = None, None
+        try:
+            if index is None:
+                self._keys, self._name = code_keys(scan_events(events)), events.name
+            else:
+                opened = open_index(index, events=events)
+                self._registry = (opened.manifest.events.path, opened.manifest.people.path)
+                self._keys = opened.keys().select(*KEY_COLUMNS, "_ROWS").collect()
+                self._name = Path(opened.manifest.events.path).name
+        except EventIndexError as error:
+            self.problem = f"cannot use the event index: {error}"
+        except RegistryError as error:
+            self.problem = f"cannot read the registry: {error}"
+        except OSError as error:
+            self.problem = f"cannot read the registry {events}: {error.strerror}"
+        if self.problem:
+            log.warning("%s", self.problem)
+        self._state = self._now(events, index)
+
+    def table(self, analysis: Analysis, site: PatternSite, events: Path | None, index: Path | None = None) -> str:
         from ..describe import describe_endpoint, matched_codes
         from ..lower import lower
         from ..masking import MASK_THRESHOLD, SECONDARY_MARK
-        from ..registry import RegistryError, scan_events
 
         clause = ast.VocabClause(span=site.span, vocab=site.vocab, patterns=(site.pattern,))
         rules = tuple(ast.Rule(span=site.span, source=source, clauses=(clause,))
@@ -129,17 +189,15 @@ class CodeCounts:
         endpoint = ast.Endpoint(span=site.span, name="PATTERN", name_span=site.span, items=rules)
         try:
             program = lower(library_of([endpoint], analysis.library.codelists))
-            stat = events.stat()
-        except OSError as error:
-            return f"cannot read the registry {events}: {error.strerror}"
         except Exception:  # an invalid pattern: the checker reports it
             return ""
-        key = (str(events), stat.st_mtime_ns, stat.st_size, describe_endpoint(program, "PATTERN"))
-        if key not in self._cache:
-            try:
-                table = matched_codes(program, "PATTERN", scan_events(events))
-            except RegistryError as error:
-                return f"cannot read the registry: {error}"
+        if self._now(events, index) != self._state:
+            self._read(events, index)
+        if self._keys is None:
+            return self.problem or ""
+        meaning = describe_endpoint(program, "PATTERN")
+        if meaning not in self._tables:
+            table = matched_codes(program, "PATTERN", self._keys)
             columns = [c for c in ("SOURCE", "CODE1", "CODE2", "CODE3") if table[c].null_count() < table.height]
             rows = [f"| {' | '.join(columns)} | events |", "|" + " --- |" * (len(columns) + 1)]
             rows += [f"| {' | '.join(str(r[c] or '') for c in columns)} | {r['N_EVENTS']} |"
@@ -147,9 +205,9 @@ class CodeCounts:
             more = f"\n\nand {table.height - MAX_CODES_SHOWN} more codes" if table.height > MAX_CODES_SHOWN else ""
             note = (f"counts 1-{MASK_THRESHOLD - 1} shown as <{MASK_THRESHOLD}, '{SECONDARY_MARK}' where a count "
                     "would give a small one away")
-            self._cache[key] = (f"Codes of {events.name} it matches ({note}):\n\n" + "\n".join(rows) + more
-                                if table.height else f"No code of {events.name} matches it.")
-        return self._cache[key]
+            self._tables[meaning] = (f"Codes of {self._name} it matches ({note}):\n\n" + "\n".join(rows) + more
+                                     if table.height else f"No code of {self._name} matches it.")
+        return self._tables[meaning]
 
 
 class EndpointServer(LanguageServer):
@@ -229,7 +287,8 @@ class EndpointServer(LanguageServer):
             parsed[name] = (parse_text(name, text, previous) if error is None
                             else Parsed(text, None, parse_file(name)[1]))
         library.parsed = parsed
-        rules, library.events, problem = project_settings(library.root or self.root or Path.cwd(), self.settings)
+        rules, library.events, library.index, problem = project_settings(library.root or self.root or Path.cwd(),
+                                                                          self.settings)
         return analyse(parsed, previous=library.analysis, rules=rules), problem
 
     async def analysed(self, library: LibraryState) -> Analysis:
@@ -359,9 +418,14 @@ def build_server() -> EndpointServer:
             return await loop.run_in_executor(ls.lookups, features.name_hover, analysis, occurrence, ls.encoding)
         site = analysis.pattern_at(name, offset)
         if site is not None:
-            counts, events = None, ls.library_for(name).events
-            if events is not None:
-                counts = await loop.run_in_executor(ls.lookups, ls.counts.table, analysis, site, events)
+            counts, library = None, ls.library_for(name)
+            if library.events is not None or library.index is not None:
+                shown = ls.counts.problem
+                counts = await loop.run_in_executor(ls.lookups, ls.counts.table, analysis, site, library.events,
+                                                    library.index)
+                if ls.counts.problem and ls.counts.problem != shown:  # said once, not at every hover
+                    ls.window_show_message(types.ShowMessageParams(type=types.MessageType.Warning,
+                                                                   message=f"endpointc: {ls.counts.problem}"))
             return features.pattern_hover(analysis, site, ls.encoding, counts)
         word = features.word_at(analysis.files[name].text, offset)
         return features.word_hover(word[0]) if word else None
