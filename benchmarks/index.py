@@ -323,17 +323,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.registry is None and set(sizes) - set(bench.SIZES):
         raise SystemExit(f"unknown size(s); choose from {', '.join(bench.SIZES)}")
 
-    from rich.console import Console
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=170)
-
-    def log(msg: str) -> None:
-        console.log(msg)
-
-    machine = bench.machine_info()
-    console.rule(f"{machine['cores']} cores, {machine['memory_gib']} GiB RAM, load {machine['load_start'][0]:.1f}"
-                 f" | {machine['cpu']} | polars {machine['polars']}")
+    console, log, machine = bench.start(None)
     library = None if args.registry is not None else bench.load_library(args.library, args.data_dir, log,
                                                                         threads=args.threads)
     report: dict[str, Any] = {"machine": machine, "library": library, "sizes": [],

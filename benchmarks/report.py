@@ -80,15 +80,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.repeats < 1:
         raise SystemExit("--repeats must be at least 1")
 
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    log = console.log
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    machine = bench.machine_info()
-    console.rule(f"{machine['cores']} cores, {machine['memory_gib']} GiB RAM, load {machine['load_start'][0]:.1f}"
-                 f" | {machine['cpu']} | polars {machine['polars']}")
+    console, log, machine = bench.start(args.data_dir)
     folder = registry(args.library.resolve(), people=args.people, seed=args.seed, data_dir=args.data_dir,
                       threads=args.threads, log=log)
     if args.tree is not None:

@@ -442,6 +442,22 @@ def machine_info() -> dict[str, Any]:
             "platform": platform.platform(), "load_start": list(os.getloadavg()), **versions}
 
 
+def start(data_dir: Path | None, *, versions: Sequence[str] = ("polars",)) -> tuple[Any, Any, dict[str, Any]]:
+    """What every benchmark script opens with: a console (a log file gets the whole table),
+    its log, and the machine (`machine_info`), announced in a rule with `versions`."""
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=170)
+    if data_dir is not None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    machine = machine_info()
+    console.rule(f"{machine['cores']} cores, {machine['memory_gib']} GiB RAM, load {machine['load_start'][0]:.1f}"
+                 f" | {machine['cpu']} | " + ", ".join(f"{v} {machine[v]}" for v in versions))
+    return console, console.log, machine
+
+
 def registry_for(size: str, library: dict[str, Any], args, log) -> dict[str, Any]:
     data = args.data_dir
     cal_path = data / f"calibration-seed{args.seed}-{library['hash']}.json"
@@ -723,14 +739,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--regenerate", action="store_true", help="regenerate registries even if cached")
     args = ap.parse_args(argv)
 
-    from rich.console import Console
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=170)  # a log file gets the whole table
-
-    def log(msg: str) -> None:
-        console.log(msg)
-
     if args.repeats < 1:
         raise SystemExit("--repeats must be at least 1")
     sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
@@ -741,10 +749,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     unknown = [c for c in args.contenders if c not in CONTENDERS]
     if unknown or not args.contenders:
         raise SystemExit(f"unknown or no contender(s) {unknown}; choose from {', '.join(CONTENDERS)}")
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    machine = machine_info()
-    console.rule(f"{machine['cores']} cores, {machine['memory_gib']} GiB RAM, load {machine['load_start'][0]:.1f}"
-                 f" | {machine['cpu']} | polars {machine['polars']}, duckdb {machine['duckdb']}")
+    console, log, machine = start(args.data_dir, versions=("polars", "duckdb"))
     library = load_library(args.library, args.data_dir, log, threads=args.threads)
     names = json.loads(Path(library["names"]).read_text())
     report: dict[str, Any] = {

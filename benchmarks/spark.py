@@ -179,16 +179,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"unknown size {args.size}; choose from {', '.join(bench.SIZES)}")
     masters = [m.strip() for m in args.masters.split(",") if m.strip()]
 
-    from rich.console import Console
-
     from endpointc.spark import EVENTS_PER_BUCKET
 
-    console = Console() if sys.stdout.isatty() else Console(width=170)
-    log = console.log
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    machine = bench.machine_info()
-    console.rule(f"{machine['cores']} cores, {machine['memory_gib']} GiB RAM, load {machine['load_start'][0]:.1f}"
-                 f" | {machine['cpu']} | polars {machine['polars']}")
+    console, log, machine = bench.start(args.data_dir)
     library = bench.load_library(args.library, args.data_dir, log, threads=args.threads)
     reg = bench.registry_for(args.size, library, argparse.Namespace(
         data_dir=args.data_dir, seed=args.seed, threads=args.threads, regenerate=False), log)

@@ -377,18 +377,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args.registry = argparse.Namespace(data_dir=args.data_dir, seed=args.registry_seed, threads=args.threads,
                                        regenerate=False)
 
-    from rich.console import Console
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=170)
-
-    def log(msg: str) -> None:
-        console.log(msg)
-
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    machine = bench.machine_info()
-    console.rule(f"{machine['cores']} cores, {machine['memory_gib']} GiB RAM, load {machine['load_start'][0]:.1f}"
-                 f" | {machine['cpu']} | polars {machine['polars']}")
+    console, log, machine = bench.start(args.data_dir)
     library = bench.load_library(args.library, args.data_dir, log, threads=args.threads)
     names = json.loads(Path(library["names"]).read_text())
     report: dict[str, Any] = {

@@ -137,15 +137,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.repeats < 1:
         raise SystemExit("--repeats must be at least 1")
 
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
-    log = console.log
-    args.data_dir.mkdir(parents=True, exist_ok=True)
-    machine = bench.machine_info()
-    console.rule(f"{machine['cores']} cores, {machine['memory_gib']} GiB RAM, load {machine['load_start'][0]:.1f}"
-                 f" | {machine['cpu']} | polars {machine['polars']}")
+    console, log, machine = bench.start(args.data_dir)
     library = bench.load_library(args.library, args.data_dir, log, threads=args.threads)
     reg = registry(library, people=args.people, seed=args.seed, data_dir=args.data_dir, threads=args.threads,
                    log=log)
