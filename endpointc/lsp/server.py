@@ -447,27 +447,30 @@ def build_server() -> EndpointServer:
                  if params.context.include_declaration or not o.definition]
         return features.locations(analysis, found, ls.encoding, ls.uri_of)
 
+    async def renamable(ls: EndpointServer, uri: str, position: types.Position, new_name: str | None):
+        """The analysis and the name at `position`, if it can be renamed (to `new_name`;
+        None: to itself, as a prepare asks); an invalid new name is the client's error."""
+        analysis, name = await ls.at(uri)
+        occurrence = analysis.at(name, ls.offset(analysis, name, position))
+        if occurrence is not None:
+            problem = features.check_new_name(analysis, occurrence, occurrence.name if new_name is None else new_name)
+            if problem:
+                raise JsonRpcInvalidParams(problem)
+        return analysis, occurrence
+
     @server.feature(types.TEXT_DOCUMENT_PREPARE_RENAME)
     async def prepare_rename(ls: EndpointServer, params: types.PrepareRenameParams):
-        analysis, name = await ls.at(params.text_document.uri)
-        occurrence = analysis.at(name, ls.offset(analysis, name, params.position))
+        analysis, occurrence = await renamable(ls, params.text_document.uri, params.position, None)
         if occurrence is None:
             return None
-        problem = features.check_new_name(analysis, occurrence, occurrence.name)
-        if problem:
-            raise JsonRpcInvalidParams(problem)
         return types.PrepareRenamePlaceholder(features.locations(analysis, [occurrence], ls.encoding,
                                                                  ls.uri_of)[0].range, occurrence.name)
 
     @server.feature(types.TEXT_DOCUMENT_RENAME)
     async def rename(ls: EndpointServer, params: types.RenameParams) -> types.WorkspaceEdit | None:
-        analysis, name = await ls.at(params.text_document.uri)
-        occurrence = analysis.at(name, ls.offset(analysis, name, params.position))
+        analysis, occurrence = await renamable(ls, params.text_document.uri, params.position, params.new_name)
         if occurrence is None:
             return None
-        problem = features.check_new_name(analysis, occurrence, params.new_name)
-        if problem:
-            raise JsonRpcInvalidParams(problem)
         return features.rename_edit(analysis, occurrence, params.new_name, ls.encoding, ls.uri_of)
 
     @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=["@"]))
